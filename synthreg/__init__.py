@@ -1,0 +1,37 @@
+"""synthreg: a versioned registry for synthetic datasets, with governance.
+
+>>> import synthreg
+>>> reg = synthreg.open(".")                       # doctest: +SKIP
+>>> v = reg.create("fitness", spec="examples/fitness.yaml", seed=7)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from synthreg.env import apply_offline_defaults
+
+# Before any heavy library is imported anywhere: offline, no telemetry (STACK.md).
+apply_offline_defaults()
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "init", "open"]
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from synthreg.registry.api import Registry
+
+
+def open(path: str | Path = ".") -> Registry:  # noqa: A001 - mirrors the builtin on purpose
+    """Open the registry workspace at ``path`` (or the nearest one above it)."""
+    from synthreg.registry.api import Registry
+
+    return Registry.open(path)
+
+
+def init(path: str | Path = ".", remote: str | None = None) -> Registry:
+    """Create (or reopen) a registry workspace at ``path`` and return it."""
+    from synthreg.registry.api import Registry
+
+    return Registry.init(path, remote=remote)

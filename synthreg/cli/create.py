@@ -1,0 +1,56 @@
+"""``registry create NAME --spec FILE ...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from synthreg.cli.common import emit_json, handles_errors, parse_pairs, workspace_path
+from synthreg.errors import UsageError
+
+
+@handles_errors
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name: ^[a-z][a-z0-9_-]{0,63}$.")],
+    spec: Annotated[Path | None, typer.Option("--spec", help="YAML or JSON spec file.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
+    rows: Annotated[
+        list[str] | None, typer.Option("--rows", help="Override a table's rows: TABLE=N (repeatable).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the version: K=V (repeatable).")] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
+    workers: Annotated[int | None, typer.Option(help="Generation workers (recorded).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Generate a dataset version from a spec and register it (validated, tracked, logged)."""
+    if spec is None:
+        raise UsageError("create needs --spec FILE (see examples/fitness.yaml)")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers {workers}: use a positive number")
+    row_overrides = parse_pairs(rows, "--rows", as_int=True)
+    tags = parse_pairs(tag, "--tag")
+    import synthreg
+
+    reg = synthreg.open(workspace_path(ctx))
+    result = reg.create(name, spec, seed=seed, rows=row_overrides, tags=tags, message=message)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _render(result.to_dict())
+
+
+def _render(data: dict[str, Any]) -> None:
+    val = data["validation"]
+    typer.echo(
+        f"{data['ref']}: {data['status']}, {sum(data['rows'].values()):,} rows "
+        f"({', '.join(f'{k}={v:,}' for k, v in data['rows'].items())})"
+    )
+    typer.echo(f"  digest      {data['content_digest']}")
+    typer.echo(f"  validation  {val['evaluated'] - val['failed']}/{val['evaluated']} checks passed")
+    typer.echo(f"  path        {data['path']}")
+    typer.echo(f"  mlflow run  {data['mlflow_run_id']}")
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in data["timings"].items())
+    typer.echo(f"  took        {data['seconds']:.2f}s ({timings})")

@@ -1,0 +1,103 @@
+"""Workspace settings: ``registry.toml`` resolved once into a frozen object."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthreg import env
+from synthreg.errors import WorkspaceError
+
+__all__ = ["CONFIG_FILE", "STATE_DIR", "Settings", "default_toml", "find_root"]
+
+CONFIG_FILE = "registry.toml"
+STATE_DIR = ".registry"
+
+
+def default_toml(remote_url: str, remote_name: str = "local") -> str:
+    """The ``registry.toml`` that ``registry init`` writes."""
+    return f"""# synthreg workspace settings. Paths are relative to this file.
+[registry]
+db_url = "sqlite:///{STATE_DIR}/registry.db"
+
+[mlflow]
+tracking_uri = "sqlite:///{STATE_DIR}/mlflow.db"
+artifact_root = "{STATE_DIR}/mlartifacts"
+
+[dvc]
+remote = "{remote_name}"
+url = "{remote_url}"
+
+[review]
+# Versions whose validation passed are approved automatically, unless every
+# version needs a human approval (require_human = true). Set auto_approve to
+# "never" to leave every version pending.
+auto_approve = "validation_passed"
+require_human = false
+"""
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return prefix + str((root / url[len(prefix) :]).resolve())
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a workspace is configured with."""
+
+    root: Path
+    db_url: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: Path
+    dvc_remote: str
+    dvc_url: str
+    auto_approve: str = "validation_passed"
+    require_human: bool = False
+
+    @property
+    def state_dir(self) -> Path:
+        """``.registry/``: DB, MLflow store, staging and the write lock."""
+        return self.root / STATE_DIR
+
+    @classmethod
+    def load(cls, root: Path) -> Settings:
+        """Read ``registry.toml`` at ``root``; env overrides win (tests share one MLflow DB)."""
+        path = root / CONFIG_FILE
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise WorkspaceError(f"{path} is missing: run 'registry init {root}'") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise WorkspaceError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
+        reg, mlf = data.get("registry", {}), data.get("mlflow", {})
+        dvc, review = data.get("dvc", {}), data.get("review", {})
+        tracking = os.environ.get(env.MLFLOW_TRACKING_URI) or mlf.get(
+            "tracking_uri", f"sqlite:///{STATE_DIR}/mlflow.db"
+        )
+        return cls(
+            root=root,
+            db_url=_resolve_sqlite(reg.get("db_url", f"sqlite:///{STATE_DIR}/registry.db"), root),
+            mlflow_tracking_uri=_resolve_sqlite(tracking, root),
+            mlflow_artifact_root=(root / mlf.get("artifact_root", f"{STATE_DIR}/mlartifacts")).resolve(),
+            dvc_remote=dvc.get("remote", "local"),
+            dvc_url=dvc.get("url", f"{STATE_DIR}/dvc-remote"),
+            auto_approve=str(review.get("auto_approve", "validation_passed")),
+            require_human=bool(review.get("require_human", False)),
+        )
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding ``registry.toml``."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise WorkspaceError(
+        f"{start} is not inside a registry workspace: run 'registry init' there, "
+        "or cd into a workspace"
+    )

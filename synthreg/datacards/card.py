@@ -1,0 +1,224 @@
+"""DataCards: ``datacard.md`` (Hugging Face YAML header + sections) and ``datacard.json``.
+
+Every field comes from facts the registry recorded; nothing is a placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from synthreg.generators.spec import Spec
+
+__all__ = ["CardFacts", "build_card", "render_markdown", "size_category", "write_card"]
+
+CARD_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """The recorded facts a card is made from."""
+
+    name: str
+    version: int
+    status: str
+    created_at: str
+    created_by: str
+    spec: Spec
+    spec_sha256: str
+    content_digest: str
+    model: str
+    rows: dict[str, int]
+    schemas: dict[str, pa.Schema]
+    validation: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    parent: int | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    synthreg_version: str = ""
+
+
+def size_category(rows: int) -> str:
+    """The Hugging Face ``size_categories`` bucket for a row count."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+              (1_000_000_000, "100M<n<1B")]
+    for bound, label in bounds:
+        if rows < bound:
+            return label
+    return "1B<n<10B"
+
+
+def _hf_header(facts: CardFacts) -> dict[str, Any]:
+    spec = facts.spec
+    configs = [
+        {
+            "config_name": table,
+            "data_files": [{"split": "train", "path": f"tables/{table}/*.parquet"}],
+            **({"default": True} if i == 0 else {}),
+        }
+        for i, table in enumerate(spec.table_order())
+    ]
+    return {
+        "license": spec.license,
+        "language": list(spec.language),
+        "pretty_name": f"{facts.name} v{facts.version}",
+        "tags": sorted({*spec.tags, "synthetic", "synthreg"}),
+        "task_categories": list(spec.task_categories),
+        "size_categories": [size_category(sum(facts.rows.values()))],
+        "annotations_creators": ["machine-generated"],
+        "language_creators": ["machine-generated"],
+        "multilinguality": ["monolingual"] if len(spec.language) == 1 else ["multilingual"],
+        "source_datasets": ["original"],
+        "configs": configs,
+    }
+
+
+def _fields(facts: CardFacts, table: str) -> list[dict[str, Any]]:
+    columns = facts.spec.tables[table].columns
+    schema = facts.schemas[table]
+    out = []
+    for f in schema:
+        col = columns[f.name]
+        typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        out.append({
+            "name": f.name,
+            "type": col.type,
+            "arrow_type": str(typ),
+            "description": col.description or _describe(col),
+            "nullable": bool(col.null_rate),
+        })
+    return out
+
+
+def _describe(col: Any) -> str:
+    if col.foreign_key:
+        return f"references {col.foreign_key}"
+    if col.type == "category":
+        return "one of " + ", ".join(col.categories)
+    if col.type == "text":
+        return f"{col.vocab} ({col.locale})"
+    if col.distribution is not None:
+        params = ", ".join(f"{k}={v:g}" for k, v in col.distribution.params.items())
+        return f"{col.distribution.kind}({params})"
+    if col.type in ("datetime", "date"):
+        return f"between {col.start} and {col.end}"
+    return col.type
+
+
+def build_card(facts: CardFacts) -> dict[str, Any]:
+    """The card as a JSON-serialisable dict (what ``datacard.json`` holds)."""
+    spec = facts.spec
+    return {
+        "card_schema_version": CARD_SCHEMA_VERSION,
+        "identity": {
+            "name": facts.name, "version": facts.version, "parent": facts.parent,
+            "status": facts.status, "created_at": facts.created_at, "created_by": facts.created_by,
+            "content_digest": facts.content_digest, "license": spec.license,
+        },
+        "huggingface": _hf_header(facts),
+        "summary": spec.description,
+        "generation": {
+            "model": facts.model, "seed": spec.seed, "spec_sha256": facts.spec_sha256,
+            "prompt": "declarative spec (spec.yaml in this directory)", "parameters": facts.params,
+            "llm_calls": 0, "cost_usd": 0.0, "synthreg_version": facts.synthreg_version,
+        },
+        "composition": {
+            "total_rows": sum(facts.rows.values()),
+            "tables": [
+                {"name": t, "rows": facts.rows[t], "description": spec.tables[t].description,
+                 "primary_key": spec.tables[t].primary_key,
+                 "foreign_keys": {c: f"{p}.{k}" for c, (p, k) in spec.tables[t].foreign_keys().items()},
+                 "fields": _fields(facts, t)}
+                for t in spec.table_order()
+            ],
+        },
+        "validation": facts.validation,
+        "files": facts.files,
+        "risks": _risks(spec),
+        "maintenance": {"status": facts.status, "contact": facts.created_by},
+    }
+
+
+def _risks(spec: Spec) -> dict[str, Any]:
+    email_cols = [f"{t}.{c}" for t, tab in spec.tables.items() for c, col in tab.columns.items()
+                  if col.type == "text" and col.vocab == "email"]
+    name_cols = [f"{t}.{c}" for t, tab in spec.tables.items() for c, col in tab.columns.items()
+                 if col.type == "text" and col.vocab in ("first_name", "last_name", "full_name")]
+    return {
+        "synthetic": "Every value was sampled from the distributions in spec.yaml; no record "
+                     "describes a real person or event. Statistical relationships between "
+                     "columns exist only where the spec declares them (foreign keys).",
+        "pii_scan": {
+            "looks_like_real_personal_data": False,
+            "email_columns": email_cols,
+            "name_columns": name_cols,
+            "finding": "names come from built-in vocabularies combined at random; email "
+                       "addresses use reserved example domains (RFC 2606/6761) only"
+                       if email_cols else "no email columns",
+        },
+        "limitations": "Not suitable for estimating real-world statistics; distributions are "
+                       "the spec author's assumptions.",
+    }
+
+
+def _table_md(card: dict[str, Any]) -> list[str]:
+    lines = []
+    for t in card["composition"]["tables"]:
+        lines += [f"### {t['name']} ({t['rows']:,} rows)", ""]
+        if t["description"]:
+            lines += [t["description"], ""]
+        lines += ["| field | type | description |", "|---|---|---|"]
+        lines += [f"| `{f['name']}` | {f['arrow_type']} | {f['description']} |" for f in t["fields"]]
+        lines.append("")
+    return lines
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """``datacard.md``: the Hugging Face YAML header, then the sections."""
+    ident, gen, val = card["identity"], card["generation"], card["validation"]
+    header = yaml.safe_dump(card["huggingface"], sort_keys=False, allow_unicode=True)
+    lines = [
+        "---", header.rstrip(), "---", "",
+        f"# {ident['name']} v{ident['version']}", "",
+        card["summary"] or "(no description in the spec)", "",
+        "## Identity", "",
+        f"- status: **{ident['status']}**",
+        f"- created: {ident['created_at']} by {ident['created_by']}",
+        f"- parent version: {ident['parent'] if ident['parent'] else 'none'}",
+        f"- content digest: `{ident['content_digest']}`",
+        f"- license: {ident['license']}", "",
+        "## How it was generated", "",
+        f"- model: `{gen['model']}` (synthreg {gen['synthreg_version']})",
+        f"- seed: {gen['seed']}",
+        f"- spec sha256: `{gen['spec_sha256']}` (the frozen spec is `spec.yaml`)",
+        f"- parameters: `{json.dumps(gen['parameters'], sort_keys=True)}`",
+        f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.2f}", "",
+        "## Composition", "",
+        f"{card['composition']['total_rows']:,} rows in {len(card['composition']['tables'])} tables.", "",
+        *_table_md(card),
+        "## Validation and review", "",
+        f"- success: {val.get('success')}; {val.get('evaluated', 0)} checks, "
+        f"{val.get('failed', 0)} failed ({val.get('engine', '')})",
+        f"- review status: {ident['status']}", "",
+        "## Risks and limitations", "",
+        card["risks"]["synthetic"], "",
+        f"PII scan: {card['risks']['pii_scan']['finding']}.", "",
+        card["risks"]["limitations"], "",
+        "## Maintenance", "",
+        f"Status {card['maintenance']['status']}; contact {card['maintenance']['contact']}.", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(version_dir: Path, facts: CardFacts) -> tuple[Path, Path]:
+    """Write ``datacard.md`` and ``datacard.json`` into ``version_dir``."""
+    card = build_card(facts)
+    md_path, json_path = version_dir / "datacard.md", version_dir / "datacard.json"
+    md_path.write_text(render_markdown(card), encoding="utf-8")
+    json_path.write_text(json.dumps(card, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    return md_path, json_path

@@ -1,0 +1,53 @@
+"""Every environment variable synthreg reads or sets, in one place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+#: Overrides the MLflow tracking URI of every workspace (tests share one DB this way).
+MLFLOW_TRACKING_URI = "SYNTHREG_MLFLOW_TRACKING_URI"
+#: Overrides the actor recorded in audit events (default: the OS user).
+ACTOR = "SYNTHREG_ACTOR"
+#: Default number of generation workers.
+WORKERS = "SYNTHREG_WORKERS"
+#: Show tracebacks of unexpected errors.
+DEBUG = "SYNTHREG_DEBUG"
+
+
+def offline_defaults() -> dict[str, str]:
+    """Variables that keep the stack offline and quiet (STACK.md); user values win."""
+    site_cache = Path(tempfile.gettempdir()) / f"synthreg-dvc-site-{os.getuid()}"
+    return {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(site_cache),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MPLBACKEND": "Agg",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+
+
+def apply_offline_defaults() -> None:
+    """Set the offline defaults with ``setdefault``: a value the user set is kept."""
+    for key, value in offline_defaults().items():
+        os.environ.setdefault(key, value)
+
+
+def actor() -> str:
+    """Who is acting: ``$SYNTHREG_ACTOR``, else the OS user."""
+    explicit = os.environ.get(ACTOR)
+    if explicit:
+        return explicit
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"

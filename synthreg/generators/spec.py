@@ -1,0 +1,485 @@
+"""The declarative dataset spec: a pydantic model for YAML/JSON specs.
+
+A spec names tables, their row counts and their columns; columns draw from a
+distribution, a category set, a date range or a text vocabulary, and may point at
+another table's primary key. Every problem is reported with the file, the path
+inside it (``tables.orders.columns.user_id``) and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synthreg.errors import NotFoundError, SpecError
+
+__all__ = [
+    "COLUMN_TYPES",
+    "DISTRIBUTIONS",
+    "VOCABULARIES",
+    "Column",
+    "Distribution",
+    "Spec",
+    "Table",
+    "UserExpectation",
+    "apply_overrides",
+    "load_spec",
+    "parse_spec",
+]
+
+COLUMN_TYPES = ("int", "float", "bool", "category", "datetime", "date", "text")
+
+#: distribution name -> (required parameters, optional parameters)
+DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "uniform": ((), ("low", "high")),
+    "normal": (("mean", "std"), ()),
+    "lognormal": (("mean", "sigma"), ()),
+    "exponential": (("scale",), ()),
+    "gamma": (("shape", "scale"), ()),
+    "beta": (("a", "b"), ()),
+    "poisson": (("lam",), ()),
+    "binomial": (("n", "p"), ()),
+    "zipf": (("a",), ()),
+    "pareto": (("a",), ()),
+    "sequence": ((), ("start", "step")),
+}
+
+#: text vocabularies; ``email`` is derived from a first and a last name column.
+VOCABULARIES = ("first_name", "last_name", "full_name", "email", "city", "country", "company", "product")
+LOCALES = ("en_US", "de_DE", "fr_FR")
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Distribution(_Strict):
+    """A numeric distribution: ``{kind: normal, mean: 35, std: 10}``."""
+
+    kind: str
+    params: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_params(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"kind": data, "params": {}}
+        if isinstance(data, dict) and "params" not in data:
+            rest = {k: v for k, v in data.items() if k != "kind"}
+            return {"kind": data.get("kind"), "params": rest}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Distribution:
+        if self.kind not in DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown distribution '{self.kind}'{_suggest(self.kind, tuple(DISTRIBUTIONS))} "
+                f"Known distributions: {', '.join(DISTRIBUTIONS)}"
+            )
+        required, optional = DISTRIBUTIONS[self.kind]
+        missing = [p for p in required if p not in self.params]
+        unknown = [p for p in self.params if p not in required + optional]
+        if missing:
+            raise ValueError(f"distribution '{self.kind}' needs {', '.join(missing)}: add them")
+        if unknown:
+            allowed = ", ".join(required + optional) or "no parameters"
+            raise ValueError(
+                f"distribution '{self.kind}' takes {allowed}, not {', '.join(unknown)}: remove them"
+            )
+        self._check_ranges()
+        return self
+
+    def _check_ranges(self) -> None:
+        p = self.params
+        positive = {"std", "sigma", "scale", "shape", "a", "b", "lam", "n"}
+        for key in positive & p.keys():
+            if p[key] <= 0:
+                raise ValueError(f"distribution '{self.kind}': {key} must be > 0, got {p[key]}")
+        if self.kind == "binomial" and not 0 <= p["p"] <= 1:
+            raise ValueError(f"distribution 'binomial': p must be in [0, 1], got {p['p']}")
+        if self.kind == "zipf" and p["a"] <= 1:
+            raise ValueError(f"distribution 'zipf': a must be > 1, got {p['a']}")
+        if self.kind == "uniform" and "low" in p and "high" in p and p["low"] > p["high"]:
+            raise ValueError(f"distribution 'uniform': low ({p['low']}) > high ({p['high']})")
+
+
+class Column(_Strict):
+    """One column of a table. Which keys apply depends on ``type``."""
+
+    type: Literal["int", "float", "bool", "category", "datetime", "date", "text"]
+    description: str = ""
+    distribution: Distribution | None = None
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = Field(default=None, ge=0, le=12)
+    values: dict[str, float] | list[str] | None = None
+    p: float | None = Field(default=None, ge=0, le=1)
+    start: dt.datetime | dt.date | None = None
+    end: dt.datetime | dt.date | None = None
+    vocab: str | None = None
+    locale: str = "en_US"
+    from_: list[str] | None = Field(default=None, alias="from")
+    foreign_key: str | None = None
+    skew: float = Field(default=0.0, ge=0, le=10)
+    null_rate: float = Field(default=0.0, ge=0, lt=1)
+    unique: bool = False
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in COLUMN_TYPES:
+            raise ValueError(
+                f"unknown column type '{value}'{_suggest(value, COLUMN_TYPES)} "
+                f"Known types: {', '.join(COLUMN_TYPES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_by_type(self) -> Column:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) > max ({self.max}): swap them")
+        check = {
+            "category": self._check_category,
+            "text": self._check_text,
+            "datetime": self._check_range_dates,
+            "date": self._check_range_dates,
+        }.get(self.type)
+        if check:
+            check()
+        if self.distribution is not None and self.type not in ("int", "float"):
+            raise ValueError(f"'distribution' applies to int and float columns, not {self.type}")
+        if self.foreign_key is not None:
+            if self.type != "int":
+                raise ValueError("a foreign_key column must have type: int (keys are integers)")
+            if not re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", self.foreign_key):
+                raise ValueError(
+                    f"foreign_key '{self.foreign_key}' must look like 'table.column', "
+                    "e.g. foreign_key: users.user_id"
+                )
+        return self
+
+    def _check_category(self) -> None:
+        if not self.values:
+            raise ValueError("a category column needs 'values': a list, or a map value -> probability")
+        if isinstance(self.values, dict):
+            probs = list(self.values.values())
+            if any(p < 0 for p in probs):
+                raise ValueError("category probabilities must be >= 0")
+            total = sum(probs)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(
+                    f"category probabilities sum to {total:g}, not 1: adjust them so they add up to 1"
+                )
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("category values must be distinct")
+
+    def _check_text(self) -> None:
+        if self.vocab is None:
+            raise ValueError(f"a text column needs 'vocab': one of {', '.join(VOCABULARIES)}")
+        if self.vocab not in VOCABULARIES:
+            raise ValueError(
+                f"unknown vocab '{self.vocab}'{_suggest(self.vocab, VOCABULARIES)} "
+                f"Known vocabularies: {', '.join(VOCABULARIES)}"
+            )
+        if self.locale not in LOCALES:
+            raise ValueError(f"unknown locale '{self.locale}'; known locales: {', '.join(LOCALES)}")
+        if self.vocab == "email" and (self.from_ is None or len(self.from_) != 2):
+            raise ValueError(
+                "an email column is derived from names: add from: [first_name_column, last_name_column]"
+            )
+
+    def _check_range_dates(self) -> None:
+        if self.start is None or self.end is None:
+            raise ValueError(f"a {self.type} column needs 'start' and 'end', e.g. start: 2024-01-01")
+        if _as_datetime(self.start) > _as_datetime(self.end):
+            raise ValueError(f"start ({self.start}) is after end ({self.end}): swap them")
+
+    @property
+    def categories(self) -> list[str]:
+        """Category values in declaration order."""
+        if isinstance(self.values, dict):
+            return list(self.values)
+        return list(self.values or [])
+
+    @property
+    def probabilities(self) -> list[float] | None:
+        """Category probabilities, or None for equal weights."""
+        return list(self.values.values()) if isinstance(self.values, dict) else None
+
+
+def _as_datetime(value: dt.datetime | dt.date) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+    return dt.datetime(value.year, value.month, value.day)
+
+
+class UserExpectation(_Strict):
+    """A Great Expectations expectation declared in the spec, by its snake_case name."""
+
+    expectation: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Table(_Strict):
+    """A table: its row count, columns, primary key and user expectations."""
+
+    rows: int = Field(ge=0, le=10**10)
+    description: str = ""
+    primary_key: str | None = None
+    columns: dict[str, Column] = Field(min_length=1)
+    expectations: list[UserExpectation] = Field(default_factory=list)
+
+    def foreign_keys(self) -> dict[str, tuple[str, str]]:
+        """column -> (parent table, parent column)."""
+        out = {}
+        for name, col in self.columns.items():
+            if col.foreign_key:
+                table, column = col.foreign_key.split(".", 1)
+                out[name] = (table, column)
+        return out
+
+
+class Spec(_Strict):
+    """A whole dataset spec."""
+
+    description: str = ""
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    license: str = "cc-by-4.0"
+    language: list[str] = Field(default_factory=lambda: ["en"])
+    tags: list[str] = Field(default_factory=list)
+    task_categories: list[str] = Field(default_factory=list)
+    tables: dict[str, Table] = Field(min_length=1)
+
+    def table_order(self) -> list[str]:
+        """Tables with every parent before its children (foreign keys form a DAG)."""
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            visiting.add(name)
+            for parent, _ in self.tables[name].foreign_keys().values():
+                if parent != name and parent not in visiting:
+                    visit(parent)
+            visiting.discard(name)
+            order.append(name)
+
+        for name in self.tables:
+            visit(name)
+        return order
+
+    def frozen_yaml(self) -> str:
+        """The resolved spec as YAML: what a version stores and hashes."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        data["seed"] = self.seed
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def sha256(self) -> str:
+        """sha256 of the frozen YAML."""
+        return hashlib.sha256(self.frozen_yaml().encode()).hexdigest()
+
+    @property
+    def total_rows(self) -> int:
+        """Rows over all tables."""
+        return sum(t.rows for t in self.tables.values())
+
+
+# ---------------------------------------------------------------- cross-references
+
+
+def _reference_problems(spec: Spec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for tname, table in spec.tables.items():
+        base = f"tables.{tname}"
+        if not NAME_RE.match(tname):
+            problems.append((base, "table names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
+        problems += _column_problems(spec, tname, table)
+        if table.primary_key is not None:
+            pk = table.columns.get(table.primary_key)
+            if pk is None:
+                problems.append((
+                    f"{base}.primary_key",
+                    f"primary key '{table.primary_key}' is not a column of {tname}; "
+                    f"columns: {', '.join(table.columns)}",
+                ))
+            elif pk.type != "int" or (pk.distribution and pk.distribution.kind != "sequence"):
+                problems.append((
+                    f"{base}.columns.{table.primary_key}",
+                    "a primary key must be an int column with distribution: sequence (or none)",
+                ))
+            elif pk.null_rate:
+                problems.append((f"{base}.columns.{table.primary_key}", "a primary key cannot be null"))
+    problems += _cycle_problems(spec)
+    return problems
+
+
+def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, str]]:
+    problems = []
+    for cname, col in table.columns.items():
+        loc = f"tables.{tname}.columns.{cname}"
+        if not NAME_RE.match(cname):
+            problems.append((loc, "column names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
+        for src in col.from_ or []:
+            if src not in table.columns:
+                problems.append((f"{loc}.from", f"'{src}' is not a column of {tname}{_suggest(src, list(table.columns))}"))
+            elif table.columns[src].type != "text":
+                problems.append((f"{loc}.from", f"'{src}' must be a text column"))
+        if col.unique and not (col.distribution and col.distribution.kind == "sequence") and cname != table.primary_key:
+            problems.append((loc, "unique: true is supported on sequence int columns; use distribution: sequence"))
+        if col.foreign_key:
+            problems += _fk_problems(spec, loc, col.foreign_key)
+    return problems
+
+
+def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:
+    ptable, pcol = fk.split(".", 1)
+    if ptable not in spec.tables:
+        return [(
+            f"{loc}.foreign_key",
+            f"table '{ptable}' does not exist{_suggest(ptable, list(spec.tables))}; "
+            f"tables: {', '.join(spec.tables)}",
+        )]
+    parent = spec.tables[ptable]
+    if parent.primary_key != pcol:
+        return [(
+            f"{loc}.foreign_key",
+            f"'{fk}' must point at the primary key of {ptable}"
+            + (f" ('{ptable}.{parent.primary_key}')" if parent.primary_key else
+               f"; declare primary_key: {pcol} on {ptable}"),
+        )]
+    if parent.rows == 0:
+        return [(f"{loc}.foreign_key", f"parent table '{ptable}' has 0 rows: children need parents")]
+    return []
+
+
+def _cycle_problems(spec: Spec) -> list[tuple[str, str]]:
+    graph = {t: {p for p, _ in spec.tables[t].foreign_keys().values()} for t in spec.tables}
+    state: dict[str, int] = {}
+
+    def dfs(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return [*path, node, nxt]
+            if state.get(nxt) is None:
+                found = dfs(nxt, [*path, node])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for table in graph:
+        if state.get(table) is None:
+            cycle = dfs(table, [])
+            if cycle:
+                start = cycle.index(cycle[-1])
+                chain = " -> ".join(cycle[start:])
+                return [(f"tables.{cycle[-2]}", f"foreign keys form a cycle ({chain}): break it")]
+    return []
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _format_pydantic(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        loc = re.sub(r"\.?(str|int|float|list\[str\]|dict\[str,float\]|Distribution)$", "", loc)
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            key = str(item["loc"][-1])
+            parent = _model_at(loc.rsplit(".", 1)[0] if "." in loc else "")
+            allowed = list(parent.model_fields) if parent else []
+            aliases = ["from" if a == "from_" else a for a in allowed]
+            msg = f"unknown key '{key}'{_suggest(key, aliases)} Allowed keys: {', '.join(aliases)}"
+        elif item["type"] == "missing":
+            msg = "required key is missing: add it"
+        problems.append((loc, msg))
+    return problems
+
+
+def _model_at(loc: str) -> type[BaseModel] | None:
+    parts = loc.split(".") if loc else []
+    if not parts:
+        return Spec
+    if parts[0] != "tables":
+        return None
+    depth_models: list[type[BaseModel]] = [Spec, Spec, Table, Table, Column, Distribution]
+    if len(parts) >= 5 and parts[4] == "distribution":
+        return Distribution
+    if len(parts) >= 3 and parts[2] == "expectations":
+        return UserExpectation
+    return depth_models[min(len(parts), len(depth_models) - 1)]
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Spec:
+    """Validate already-parsed YAML/JSON data into a Spec, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("", "a spec must be a mapping with a 'tables' key; see examples/")])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, _format_pydantic(exc)) from None
+    problems = _reference_problems(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read a YAML or JSON spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"spec file {path} does not exist: check the path (examples/ has samples)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(str(path), [(where, f"invalid YAML: {problem}; fix the syntax there")]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(str(path), [(f"line {exc.lineno}", f"invalid JSON: {exc.msg}")]) from None
+    return parse_spec(data, str(path))
+
+
+def apply_overrides(
+    spec: Spec, *, seed: int | None = None, rows: dict[str, int] | None = None, source: str = "<spec>"
+) -> Spec:
+    """A copy of ``spec`` with a new seed and/or row counts (``--seed``, ``--rows``)."""
+    data = spec.model_dump(mode="json", by_alias=True)
+    if seed is not None:
+        if seed < 0:
+            raise SpecError(source, [("seed", f"--seed must be >= 0, got {seed}")])
+        data["seed"] = seed
+    for table, count in (rows or {}).items():
+        if table not in data["tables"]:
+            raise SpecError(source, [(
+                f"tables.{table}",
+                f"--rows names table '{table}', which the spec does not have{_suggest(table, list(data['tables']))}; "
+                f"tables: {', '.join(data['tables'])}",
+            )])
+        if count < 0:
+            raise SpecError(source, [(f"tables.{table}.rows", f"--rows {table}={count}: rows must be >= 0")])
+        data["tables"][table]["rows"] = count
+    return parse_spec(data, source)

@@ -1,0 +1,1 @@
+"""synthreg.integrations."""

@@ -1,0 +1,104 @@
+"""DVC: workspace set-up, one stage per version, push to the remote.
+
+The only module (with ``mlflow.py``) that imports the library. DVC's Python API
+resolves relative paths against the process's cwd, so every call runs with the
+workspace as cwd, and DVC's chatter goes to stderr: stdout is for data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from synthreg.errors import IntegrationError
+
+__all__ = ["init_workspace", "lock_md5", "push", "remove_stage", "status", "track_stage"]
+
+
+def _cli(root: Path, *args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise IntegrationError(f"dvc {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
+
+
+def init_workspace(root: Path, remote_name: str, remote_url: str) -> None:
+    """``dvc init`` with analytics off and a default remote, written to ``.dvc/config``."""
+    _cli(root, "init", "-q")
+    _cli(root, "config", "core.analytics", "false")
+    _cli(root, "config", "core.autostage", "false")
+    _cli(root, "remote", "add", "-d", remote_name, remote_url)
+
+
+@contextlib.contextmanager
+def _repo(root: Path) -> Iterator[object]:
+    from dvc.repo import Repo
+
+    old = Path.cwd()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            repo = Repo(str(root))
+            try:
+                yield repo
+            finally:
+                repo.close()
+    finally:
+        os.chdir(old)
+
+
+def track_stage(root: Path, name: str, cmd: str, deps: list[str], outs: list[str]) -> str:
+    """Add (or replace) stage ``name`` in ``dvc.yaml`` and commit its outputs to the cache.
+
+    Returns the md5 DVC recorded for the first output (``<md5>.dir`` for a directory).
+    """
+    try:
+        with _repo(root) as repo:
+            repo.stage.add(name=name, cmd=cmd, deps=deps, outs=outs, force=True)  # type: ignore[attr-defined]
+            repo.commit(name, force=True)  # type: ignore[attr-defined]
+    except Exception as exc:  # DVC raises many unrelated types
+        raise IntegrationError(f"dvc could not track stage {name}: {exc}") from exc
+    return lock_md5(root, name)
+
+
+def push(root: Path, stages: list[str]) -> int:
+    """Push the stages' outputs to the default remote; return files pushed."""
+    try:
+        with _repo(root) as repo:
+            return int(repo.push(targets=stages))  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise IntegrationError(f"dvc push failed: {exc}; check the remote in .dvc/config") from exc
+
+
+def lock_md5(root: Path, stage: str) -> str:
+    """The md5 of a stage's first output, from ``dvc.lock``."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+    outs = lock.get("stages", {}).get(stage, {}).get("outs", [])
+    return str(outs[0].get("md5", "")) if outs else ""
+
+
+def remove_stage(root: Path, name: str) -> None:
+    """Drop a stage from ``dvc.yaml`` and ``dvc.lock`` (undo of a failed create)."""
+    for fname in ("dvc.yaml", "dvc.lock"):
+        path = root / fname
+        if not path.exists():
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        if data.get("stages", {}).pop(name, None) is not None:
+            if data["stages"]:
+                path.write_text(yaml.safe_dump(data, sort_keys=False))
+            else:
+                path.unlink()
+
+
+def status(root: Path) -> dict[str, object]:
+    """``dvc status`` as a dict (empty when everything is in sync)."""
+    with _repo(root) as repo:
+        return dict(repo.status())  # type: ignore[attr-defined]

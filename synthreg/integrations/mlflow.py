@@ -1,0 +1,107 @@
+"""MLflow: one run per generated version, with the dataset as a run input.
+
+MLflow limits dataset digests to 36 characters: the run logs the first 32 hex
+characters of the content digest as the digest and the full value as a tag.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthreg.errors import IntegrationError
+
+__all__ = ["DIGEST_CHARS", "RunRecord", "delete_run", "find_runs_by_digest", "log_version"]
+
+DIGEST_CHARS = 32
+
+
+@dataclass
+class RunRecord:
+    """What to log for one version."""
+
+    experiment: str
+    run_name: str
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    tags: Mapping[str, str]
+    artifacts: list[Path]
+    dataset_name: str
+    dataset_uri: str
+    content_digest: str
+    dataset_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def _client(tracking_uri: str) -> Any:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _experiment_id(client: Any, name: str, artifact_root: Path) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = (artifact_root / name.replace("/", "_")).resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def _dataset_input(record: RunRecord) -> Any:
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": both are local
+        source = resolve_dataset_source(record.dataset_uri)
+    dataset = MetaDataset(source, name=record.dataset_name, digest=record.content_digest[:DIGEST_CHARS])
+    tags = [InputTag(key="mlflow.data.context", value="generated")]
+    tags += [InputTag(key=k, value=str(v)) for k, v in record.dataset_tags.items()]
+    return DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)
+
+
+def log_version(tracking_uri: str, artifact_root: Path, record: RunRecord) -> str:
+    """Create a finished run for a version; return its run id."""
+    try:
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = _client(tracking_uri)
+        exp_id = _experiment_id(client, record.experiment, artifact_root)
+        run = client.create_run(exp_id, run_name=record.run_name, tags=dict(record.tags))
+        run_id = str(run.info.run_id)
+        params = [Param(k, str(v)[:6000]) for k, v in record.params.items()]
+        metrics = [Metric(k, float(v), 0, 0) for k, v in record.metrics.items()]
+        tags = [RunTag("synthreg.content_digest", record.content_digest)]
+        client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        client.log_inputs(run_id, datasets=[_dataset_input(record)])
+        for path in record.artifacts:
+            client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, status="FINISHED")
+        return run_id
+    except IntegrationError:
+        raise
+    except Exception as exc:
+        raise IntegrationError(f"MLflow logging failed ({tracking_uri}): {exc}") from exc
+
+
+def delete_run(tracking_uri: str, run_id: str) -> None:
+    """Delete a run (undo of a failed create); errors are ignored."""
+    try:
+        _client(tracking_uri).delete_run(run_id)
+    except Exception:  # best effort: the version never became visible
+        logging.getLogger(__name__).warning("could not delete MLflow run %s", run_id)
+
+
+def find_runs_by_digest(tracking_uri: str, content_digest: str) -> list[dict[str, Any]]:
+    """Runs (any experiment) whose inputs include a dataset with this digest."""
+    client = _client(tracking_uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, filter_string=f"dataset.digest = '{content_digest[:DIGEST_CHARS]}'")
+    return [{"run_id": r.info.run_id, "experiment_id": r.info.experiment_id,
+             "run_name": r.info.run_name, "status": r.info.status} for r in runs]

@@ -1,0 +1,173 @@
+"""The metadata store: SQLModel tables and an engine tuned for concurrent writers.
+
+SQLite runs in WAL mode with a busy timeout; write transactions start with
+``BEGIN IMMEDIATE`` so that "read the max version, insert the next" cannot race.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+__all__ = [
+    "Alias",
+    "AuditEvent",
+    "Dataset",
+    "GenerationRun",
+    "Version",
+    "make_engine",
+    "read_session",
+    "utcnow",
+    "write_session",
+]
+
+
+def utcnow() -> dt.datetime:
+    """Now, in UTC (timezone-aware, as SQLModel requires)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON))
+
+
+class Dataset(SQLModel, table=True):
+    """A named dataset; its versions are numbered from 1."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    description: str = ""
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_by: str = ""
+
+
+class Version(SQLModel, table=True):
+    """One immutable version of a dataset."""
+
+    __table_args__ = (UniqueConstraint("dataset_id", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    number: int
+    status: str  # approved | pending | rejected
+    content_digest: str = Field(index=True)
+    spec_sha256: str
+    seed: int
+    path: str  # relative to the workspace root
+    rows: dict[str, int] | None = _json()
+    total_rows: int = 0
+    parent: int | None = None
+    restored_from: int | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_by: str = ""
+    message: str = ""
+    tags: dict[str, str] | None = _json()
+    dvc_md5: str = ""
+    git_commit: str = ""
+    mlflow_run_id: str = ""
+    validation: dict[str, Any] | None = _json()
+
+
+class GenerationRun(SQLModel, table=True):
+    """Every fact about the run that made a version."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    prompt: str
+    model: str
+    seed: int
+    params: dict[str, Any] | None = _json()
+    spec_sha256: str
+    content_digest: str
+    files: list[dict[str, Any]] | None = _json()
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    seconds: float
+    rows_per_s: float
+    peak_rss_mb: float
+    user: str
+    host: str
+    synthreg_version: str
+    libraries: dict[str, str] | None = _json()
+    timings: dict[str, float] | None = _json()
+    git_commit: str = ""
+    dvc_md5: str = ""
+    mlflow_run_id: str = ""
+    status: str = "ok"
+    error: str = ""
+
+
+class Alias(SQLModel, table=True):
+    """A named pointer to a version (``current``, ``production``, ...)."""
+
+    __table_args__ = (UniqueConstraint("dataset_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    name: str
+    version: int
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One write, chained to the previous event by SHA-256."""
+
+    seq: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow)
+    actor: str
+    action: str
+    dataset: str = ""
+    version: int | None = None
+    details: dict[str, Any] | None = _json()
+    prev_hash: str
+    hash: str
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the tables created."""
+    is_sqlite = url.startswith("sqlite")
+    args = {"connect_args": {"timeout": 30}} if is_sqlite else {}
+    engine = create_engine(url, **args)
+    if is_sqlite:
+        _sqlite_hooks(engine)
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reads."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+    with engine.connect() as conn:
+        conn.info["immediate"] = True
+        try:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                yield session
+                session.commit()
+        finally:
+            conn.info.pop("immediate", None)
