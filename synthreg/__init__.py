@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from synthreg.registry.api import Registry
 
 
-def open(path: str | Path = ".") -> Registry:  # noqa: A001 - mirrors the builtin on purpose
+def open(path: str | Path = ".") -> Registry:
     """Open the registry workspace at ``path`` (or the nearest one above it)."""
     from synthreg.registry.api import Registry
 

@@ -98,6 +98,5 @@ def find_root(start: Path) -> Path:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
     raise WorkspaceError(
-        f"{start} is not inside a registry workspace: run 'registry init' there, "
-        "or cd into a workspace"
+        f"{start} is not inside a registry workspace: run 'registry init' there, or cd into a workspace"
     )

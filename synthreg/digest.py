@@ -42,7 +42,9 @@ def _column_bytes(column: pa.ChunkedArray | pa.Array) -> Iterable[bytes | memory
         lengths = np.asarray(pc.fill_null(pc.binary_length(array), 0), dtype=np.int64)
         yield lengths.tobytes()
         array = array.cast(pa.large_binary())
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[
+            array.offset : array.offset + len(array) + 1
+        ]
         data = array.buffers()[2]
         yield b"" if data is None or len(array) == 0 else memoryview(data)[offsets[0] : offsets[-1]]
         return
@@ -50,7 +52,9 @@ def _column_bytes(column: pa.ChunkedArray | pa.Array) -> Iterable[bytes | memory
         yield np.asarray(pc.fill_null(array, False), dtype=np.uint8).tobytes()
         return
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
-        array = array.view(pa.int64() if pa.types.is_timestamp(typ) or pa.types.is_date64(typ) else pa.int32())
+        array = array.view(
+            pa.int64() if pa.types.is_timestamp(typ) or pa.types.is_date64(typ) else pa.int32()
+        )
     filled = pc.fill_null(array, pa.scalar(0, type=array.type)) if array.null_count else array
     yield np.asarray(filled.to_numpy(zero_copy_only=False)).tobytes()
 

@@ -29,8 +29,12 @@ def list_(
     table = Table("dataset", "versions", "latest", "status", "current", "rows", "updated")
     for r in rows:
         table.add_row(
-            r["dataset"], str(r["versions"]), f"v{r['latest']}", r["latest_status"] or "",
-            f"v{r['current']}" if r["current"] else "-", f"{sum((r['rows'] or {}).values()):,}",
+            r["dataset"],
+            str(r["versions"]),
+            f"v{r['latest']}",
+            r["latest_status"] or "",
+            f"v{r['current']}" if r["current"] else "-",
+            f"{sum((r['rows'] or {}).values()):,}",
             (r["updated_at"] or "")[:19],
         )
     Console().print(table if rows else "no datasets yet: run 'registry create NAME --spec FILE'")

@@ -38,15 +38,22 @@ def _render(info: dict[str, Any]) -> None:
     val = info["validation"]
     gen = info["generation"] or {}
     for key, value in [
-        ("content digest", info["content_digest"]), ("spec sha256", info["spec_sha256"]),
-        ("seed", info["seed"]), ("rows", ", ".join(f"{k}={v:,}" for k, v in (info["rows"] or {}).items())),
+        ("content digest", info["content_digest"]),
+        ("spec sha256", info["spec_sha256"]),
+        ("seed", info["seed"]),
+        ("rows", ", ".join(f"{k}={v:,}" for k, v in (info["rows"] or {}).items())),
         ("created", f"{info['created_at'][:19]} by {info['created_by']}"),
-        ("parent", f"v{info['parent']}" if info["parent"] else "-"), ("message", info["message"] or "-"),
+        ("parent", f"v{info['parent']}" if info["parent"] else "-"),
+        ("message", info["message"] or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in info["tags"].items()) or "-"),
         ("validation", f"{val['evaluated'] - val['failed']}/{val['evaluated']} passed ({val['engine']})"),
-        ("model", gen.get("model", "-")), ("generation", f"{gen.get('seconds', 0):.2f}s total"),
-        ("path", info["path"]), ("datacard", info["datacard"]), ("git commit", info["git_commit"]),
-        ("dvc md5", info["dvc_md5"]), ("mlflow run", info["mlflow_run_id"]),
+        ("model", gen.get("model", "-")),
+        ("generation", f"{gen.get('seconds', 0):.2f}s total"),
+        ("path", info["path"]),
+        ("datacard", info["datacard"]),
+        ("git commit", info["git_commit"]),
+        ("dvc md5", info["dvc_md5"]),
+        ("mlflow run", info["mlflow_run_id"]),
         ("mlflow db", info["mlflow_tracking_uri"]),
         ("versions", ", ".join(f"v{v['version']} ({v['status']})" for v in info["versions"])),
     ]:

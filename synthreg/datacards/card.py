@@ -44,9 +44,15 @@ class CardFacts:
 
 def size_category(rows: int) -> str:
     """The Hugging Face ``size_categories`` bucket for a row count."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-              (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
-              (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for bound, label in bounds:
         if rows < bound:
             return label
@@ -85,13 +91,15 @@ def _fields(facts: CardFacts, table: str) -> list[dict[str, Any]]:
     for f in schema:
         col = columns[f.name]
         typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-        out.append({
-            "name": f.name,
-            "type": col.type,
-            "arrow_type": str(typ),
-            "description": col.description or _describe(col),
-            "nullable": bool(col.null_rate),
-        })
+        out.append(
+            {
+                "name": f.name,
+                "type": col.type,
+                "arrow_type": str(typ),
+                "description": col.description or _describe(col),
+                "nullable": bool(col.null_rate),
+            }
+        )
     return out
 
 
@@ -116,24 +124,38 @@ def build_card(facts: CardFacts) -> dict[str, Any]:
     return {
         "card_schema_version": CARD_SCHEMA_VERSION,
         "identity": {
-            "name": facts.name, "version": facts.version, "parent": facts.parent,
-            "status": facts.status, "created_at": facts.created_at, "created_by": facts.created_by,
-            "content_digest": facts.content_digest, "license": spec.license,
+            "name": facts.name,
+            "version": facts.version,
+            "parent": facts.parent,
+            "status": facts.status,
+            "created_at": facts.created_at,
+            "created_by": facts.created_by,
+            "content_digest": facts.content_digest,
+            "license": spec.license,
         },
         "huggingface": _hf_header(facts),
         "summary": spec.description,
         "generation": {
-            "model": facts.model, "seed": spec.seed, "spec_sha256": facts.spec_sha256,
-            "prompt": "declarative spec (spec.yaml in this directory)", "parameters": facts.params,
-            "llm_calls": 0, "cost_usd": 0.0, "synthreg_version": facts.synthreg_version,
+            "model": facts.model,
+            "seed": spec.seed,
+            "spec_sha256": facts.spec_sha256,
+            "prompt": "declarative spec (spec.yaml in this directory)",
+            "parameters": facts.params,
+            "llm_calls": 0,
+            "cost_usd": 0.0,
+            "synthreg_version": facts.synthreg_version,
         },
         "composition": {
             "total_rows": sum(facts.rows.values()),
             "tables": [
-                {"name": t, "rows": facts.rows[t], "description": spec.tables[t].description,
-                 "primary_key": spec.tables[t].primary_key,
-                 "foreign_keys": {c: f"{p}.{k}" for c, (p, k) in spec.tables[t].foreign_keys().items()},
-                 "fields": _fields(facts, t)}
+                {
+                    "name": t,
+                    "rows": facts.rows[t],
+                    "description": spec.tables[t].description,
+                    "primary_key": spec.tables[t].primary_key,
+                    "foreign_keys": {c: f"{p}.{k}" for c, (p, k) in spec.tables[t].foreign_keys().items()},
+                    "fields": _fields(facts, t),
+                }
                 for t in spec.table_order()
             ],
         },
@@ -145,24 +167,33 @@ def build_card(facts: CardFacts) -> dict[str, Any]:
 
 
 def _risks(spec: Spec) -> dict[str, Any]:
-    email_cols = [f"{t}.{c}" for t, tab in spec.tables.items() for c, col in tab.columns.items()
-                  if col.type == "text" and col.vocab == "email"]
-    name_cols = [f"{t}.{c}" for t, tab in spec.tables.items() for c, col in tab.columns.items()
-                 if col.type == "text" and col.vocab in ("first_name", "last_name", "full_name")]
+    email_cols = [
+        f"{t}.{c}"
+        for t, tab in spec.tables.items()
+        for c, col in tab.columns.items()
+        if col.type == "text" and col.vocab == "email"
+    ]
+    name_cols = [
+        f"{t}.{c}"
+        for t, tab in spec.tables.items()
+        for c, col in tab.columns.items()
+        if col.type == "text" and col.vocab in ("first_name", "last_name", "full_name")
+    ]
     return {
         "synthetic": "Every value was sampled from the distributions in spec.yaml; no record "
-                     "describes a real person or event. Statistical relationships between "
-                     "columns exist only where the spec declares them (foreign keys).",
+        "describes a real person or event. Statistical relationships between "
+        "columns exist only where the spec declares them (foreign keys).",
         "pii_scan": {
             "looks_like_real_personal_data": False,
             "email_columns": email_cols,
             "name_columns": name_cols,
             "finding": "names come from built-in vocabularies combined at random; email "
-                       "addresses use reserved example domains (RFC 2606/6761) only"
-                       if email_cols else "no email columns",
+            "addresses use reserved example domains (RFC 2606/6761) only"
+            if email_cols
+            else "no email columns",
         },
         "limitations": "Not suitable for estimating real-world statistics; distributions are "
-                       "the spec author's assumptions.",
+        "the spec author's assumptions.",
     }
 
 
@@ -183,34 +214,53 @@ def render_markdown(card: dict[str, Any]) -> str:
     ident, gen, val = card["identity"], card["generation"], card["validation"]
     header = yaml.safe_dump(card["huggingface"], sort_keys=False, allow_unicode=True)
     lines = [
-        "---", header.rstrip(), "---", "",
-        f"# {ident['name']} v{ident['version']}", "",
-        card["summary"] or "(no description in the spec)", "",
-        "## Identity", "",
+        "---",
+        header.rstrip(),
+        "---",
+        "",
+        f"# {ident['name']} v{ident['version']}",
+        "",
+        card["summary"] or "(no description in the spec)",
+        "",
+        "## Identity",
+        "",
         f"- status: **{ident['status']}**",
         f"- created: {ident['created_at']} by {ident['created_by']}",
         f"- parent version: {ident['parent'] if ident['parent'] else 'none'}",
         f"- content digest: `{ident['content_digest']}`",
-        f"- license: {ident['license']}", "",
-        "## How it was generated", "",
+        f"- license: {ident['license']}",
+        "",
+        "## How it was generated",
+        "",
         f"- model: `{gen['model']}` (synthreg {gen['synthreg_version']})",
         f"- seed: {gen['seed']}",
         f"- spec sha256: `{gen['spec_sha256']}` (the frozen spec is `spec.yaml`)",
         f"- parameters: `{json.dumps(gen['parameters'], sort_keys=True)}`",
-        f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.2f}", "",
-        "## Composition", "",
-        f"{card['composition']['total_rows']:,} rows in {len(card['composition']['tables'])} tables.", "",
+        f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.2f}",
+        "",
+        "## Composition",
+        "",
+        f"{card['composition']['total_rows']:,} rows in {len(card['composition']['tables'])} tables.",
+        "",
         *_table_md(card),
-        "## Validation and review", "",
+        "## Validation and review",
+        "",
         f"- success: {val.get('success')}; {val.get('evaluated', 0)} checks, "
         f"{val.get('failed', 0)} failed ({val.get('engine', '')})",
-        f"- review status: {ident['status']}", "",
-        "## Risks and limitations", "",
-        card["risks"]["synthetic"], "",
-        f"PII scan: {card['risks']['pii_scan']['finding']}.", "",
-        card["risks"]["limitations"], "",
-        "## Maintenance", "",
-        f"Status {card['maintenance']['status']}; contact {card['maintenance']['contact']}.", "",
+        f"- review status: {ident['status']}",
+        "",
+        "## Risks and limitations",
+        "",
+        card["risks"]["synthetic"],
+        "",
+        f"PII scan: {card['risks']['pii_scan']['finding']}.",
+        "",
+        card["risks"]["limitations"],
+        "",
+        "## Maintenance",
+        "",
+        f"Status {card['maintenance']['status']}; contact {card['maintenance']['contact']}.",
+        "",
     ]
     return "\n".join(lines)
 

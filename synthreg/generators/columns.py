@@ -45,7 +45,11 @@ class BlockContext:
 
 
 def _int_type(low: float, high: float) -> pa.DataType:
-    for t, info in ((pa.int8(), np.iinfo(np.int8)), (pa.int16(), np.iinfo(np.int16)), (pa.int32(), np.iinfo(np.int32))):
+    for t, info in (
+        (pa.int8(), np.iinfo(np.int8)),
+        (pa.int16(), np.iinfo(np.int16)),
+        (pa.int32(), np.iinfo(np.int32)),
+    ):
         if low >= info.min and high <= info.max:
             return t
     return pa.int64()
@@ -201,9 +205,7 @@ def _email(col: Column, ctx: BlockContext, name: str) -> pa.Array:
     """first.last<NN>@<reserved domain>, lower-case, built with Arrow compute."""
     assert col.from_
     first, last = (_plain_strings(ctx.done[src]) for src in col.from_)
-    local = pc.binary_join_element_wise(
-        pc.utf8_lower(first), pc.utf8_lower(last), "."
-    )
+    local = pc.binary_join_element_wise(pc.utf8_lower(first), pc.utf8_lower(last), ".")
     local = pc.replace_substring(local, " ", "")
     number = ctx.rng(name, "email_number").integers(1, 1000, size=ctx.rows)
     domains = vocab.pool("email_domain")
@@ -215,9 +217,7 @@ def _email(col: Column, ctx: BlockContext, name: str) -> pa.Array:
     )
 
 
-def _epoch_ms(value: dt.datetime | dt.date) -> int:
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
+def _epoch_ms(value: dt.datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return int(value.timestamp() * 1000)
@@ -255,6 +255,12 @@ def sample_column(ctx: BlockContext, name: str) -> pa.Array:
     elif col.type in ("int", "float"):
         array = _numeric(col, ctx, name, typ)
     else:
-        sampler = {"category": _category, "text": _text, "datetime": _datetime, "date": _datetime, "bool": _bool}
+        sampler = {
+            "category": _category,
+            "text": _text,
+            "datetime": _datetime,
+            "date": _datetime,
+            "bool": _bool,
+        }
         array = sampler[col.type](col, ctx, name, typ)
     return _with_nulls(array, col, ctx, name)

@@ -79,7 +79,9 @@ def _column_order(spec: Spec, table: str) -> list[str]:
     return plain + derived
 
 
-def make_block(spec: Spec, table: str, block: int, logical_block_rows: int, schema: pa.Schema) -> pa.RecordBatch:
+def make_block(
+    spec: Spec, table: str, block: int, logical_block_rows: int, schema: pa.Schema
+) -> pa.RecordBatch:
     """Logical block ``block`` of ``table``: a pure function of its arguments."""
     total = spec.tables[table].rows
     start = block * logical_block_rows

@@ -129,8 +129,8 @@ class Column(_Strict):
     decimals: int | None = Field(default=None, ge=0, le=12)
     values: dict[str, float] | list[str] | None = None
     p: float | None = Field(default=None, ge=0, le=1)
-    start: dt.datetime | dt.date | None = None
-    end: dt.datetime | dt.date | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
     vocab: str | None = None
     locale: str = "en_US"
     from_: list[str] | None = Field(default=None, alias="from")
@@ -147,6 +147,13 @@ class Column(_Strict):
                 f"unknown column type '{value}'{_suggest(value, COLUMN_TYPES)} "
                 f"Known types: {', '.join(COLUMN_TYPES)}"
             )
+        return value
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _dates_as_datetimes(cls, value: Any) -> Any:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return dt.datetime(value.year, value.month, value.day)
         return value
 
     @model_validator(mode="after")
@@ -222,10 +229,8 @@ class Column(_Strict):
         return list(self.values.values()) if isinstance(self.values, dict) else None
 
 
-def _as_datetime(value: dt.datetime | dt.date) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
-    return dt.datetime(value.year, value.month, value.day)
+def _as_datetime(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 class UserExpectation(_Strict):
@@ -313,16 +318,20 @@ def _reference_problems(spec: Spec) -> list[tuple[str, str]]:
         if table.primary_key is not None:
             pk = table.columns.get(table.primary_key)
             if pk is None:
-                problems.append((
-                    f"{base}.primary_key",
-                    f"primary key '{table.primary_key}' is not a column of {tname}; "
-                    f"columns: {', '.join(table.columns)}",
-                ))
+                problems.append(
+                    (
+                        f"{base}.primary_key",
+                        f"primary key '{table.primary_key}' is not a column of {tname}; "
+                        f"columns: {', '.join(table.columns)}",
+                    )
+                )
             elif pk.type != "int" or (pk.distribution and pk.distribution.kind != "sequence"):
-                problems.append((
-                    f"{base}.columns.{table.primary_key}",
-                    "a primary key must be an int column with distribution: sequence (or none)",
-                ))
+                problems.append(
+                    (
+                        f"{base}.columns.{table.primary_key}",
+                        "a primary key must be an int column with distribution: sequence (or none)",
+                    )
+                )
             elif pk.null_rate:
                 problems.append((f"{base}.columns.{table.primary_key}", "a primary key cannot be null"))
     problems += _cycle_problems(spec)
@@ -337,11 +346,19 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
             problems.append((loc, "column names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
         for src in col.from_ or []:
             if src not in table.columns:
-                problems.append((f"{loc}.from", f"'{src}' is not a column of {tname}{_suggest(src, list(table.columns))}"))
+                problems.append(
+                    (f"{loc}.from", f"'{src}' is not a column of {tname}{_suggest(src, list(table.columns))}")
+                )
             elif table.columns[src].type != "text":
                 problems.append((f"{loc}.from", f"'{src}' must be a text column"))
-        if col.unique and not (col.distribution and col.distribution.kind == "sequence") and cname != table.primary_key:
-            problems.append((loc, "unique: true is supported on sequence int columns; use distribution: sequence"))
+        if (
+            col.unique
+            and not (col.distribution and col.distribution.kind == "sequence")
+            and cname != table.primary_key
+        ):
+            problems.append(
+                (loc, "unique: true is supported on sequence int columns; use distribution: sequence")
+            )
         if col.foreign_key:
             problems += _fk_problems(spec, loc, col.foreign_key)
     return problems
@@ -350,19 +367,26 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
 def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:
     ptable, pcol = fk.split(".", 1)
     if ptable not in spec.tables:
-        return [(
-            f"{loc}.foreign_key",
-            f"table '{ptable}' does not exist{_suggest(ptable, list(spec.tables))}; "
-            f"tables: {', '.join(spec.tables)}",
-        )]
+        return [
+            (
+                f"{loc}.foreign_key",
+                f"table '{ptable}' does not exist{_suggest(ptable, list(spec.tables))}; "
+                f"tables: {', '.join(spec.tables)}",
+            )
+        ]
     parent = spec.tables[ptable]
     if parent.primary_key != pcol:
-        return [(
-            f"{loc}.foreign_key",
-            f"'{fk}' must point at the primary key of {ptable}"
-            + (f" ('{ptable}.{parent.primary_key}')" if parent.primary_key else
-               f"; declare primary_key: {pcol} on {ptable}"),
-        )]
+        return [
+            (
+                f"{loc}.foreign_key",
+                f"'{fk}' must point at the primary key of {ptable}"
+                + (
+                    f" ('{ptable}.{parent.primary_key}')"
+                    if parent.primary_key
+                    else f"; declare primary_key: {pcol} on {ptable}"
+                ),
+            )
+        ]
     if parent.rows == 0:
         return [(f"{loc}.foreign_key", f"parent table '{ptable}' has 0 rows: children need parents")]
     return []
@@ -474,11 +498,16 @@ def apply_overrides(
         data["seed"] = seed
     for table, count in (rows or {}).items():
         if table not in data["tables"]:
-            raise SpecError(source, [(
-                f"tables.{table}",
-                f"--rows names table '{table}', which the spec does not have{_suggest(table, list(data['tables']))}; "
-                f"tables: {', '.join(data['tables'])}",
-            )])
+            raise SpecError(
+                source,
+                [
+                    (
+                        f"tables.{table}",
+                        f"--rows names table '{table}', which the spec does not have"
+                        f"{_suggest(table, list(data['tables']))}; tables: {', '.join(data['tables'])}",
+                    )
+                ],
+            )
         if count < 0:
             raise SpecError(source, [(f"tables.{table}.rows", f"--rows {table}={count}: rows must be >= 0")])
         data["tables"][table]["rows"] = count

@@ -66,14 +66,22 @@ _COUNTRY = (
     "India China Japan South_Korea Indonesia Vietnam Thailand Australia New_Zealand South_Africa "
     "Nigeria Kenya Egypt Morocco Israel Chile Colombia Peru"
 )
-_COMPANY_A = "Acme Globex Initech Umbrella Stark Wayne Hooli Vandelay Soylent Tyrell Cyberdyne Wonka " \
+_COMPANY_A = (
+    "Acme Globex Initech Umbrella Stark Wayne Hooli Vandelay Soylent Tyrell Cyberdyne Wonka "
     "Aperture Massive Dynamic Gringotts Oscorp Pied Piper Monarch Nakatomi Blue Sun Virtucon"
-_COMPANY_B = "Labs Systems Industries Holdings Analytics Logistics Foods Health Energy Media Robotics " \
+)
+_COMPANY_B = (
+    "Labs Systems Industries Holdings Analytics Logistics Foods Health Energy Media Robotics "
     "Capital Software Networks Partners"
-_PRODUCT_A = "Smart Classic Ultra Eco Compact Deluxe Pro Mini Wireless Portable Premium Organic " \
+)
+_PRODUCT_A = (
+    "Smart Classic Ultra Eco Compact Deluxe Pro Mini Wireless Portable Premium Organic "
     "Vintage Turbo Quiet Solar Foldable Digital Ergonomic Waterproof"
-_PRODUCT_B = "Headphones Kettle Backpack Lamp Blender Keyboard Sneakers Notebook Speaker Bottle " \
+)
+_PRODUCT_B = (
+    "Headphones Kettle Backpack Lamp Blender Keyboard Sneakers Notebook Speaker Bottle "
     "Camera Chair Jacket Watch Tent Drone Toaster Mug Blanket Router Charger Scooter Puzzle Telescope"
+)
 
 #: Reserved example domains: never a real person's address.
 EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "inbox.test")

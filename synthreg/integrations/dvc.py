@@ -8,6 +8,7 @@ workspace as cwd, and DVC's chatter goes to stderr: stdout is for data.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -38,13 +39,28 @@ def init_workspace(root: Path, remote_name: str, remote_url: str) -> None:
 
 
 @contextlib.contextmanager
+def _quiet_logger() -> Iterator[None]:
+    """DVC's own handler keeps the stream it first saw; use a fresh one, warnings only."""
+    logger = logging.getLogger("dvc")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
+
+
+@contextlib.contextmanager
 def _repo(root: Path) -> Iterator[object]:
     from dvc.repo import Repo
 
     old = Path.cwd()
     os.chdir(root)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _quiet_logger():
             repo = Repo(str(root))
             try:
                 yield repo

@@ -60,7 +60,9 @@ def _dataset_input(record: RunRecord) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": both are local
         source = resolve_dataset_source(record.dataset_uri)
-    dataset = MetaDataset(source, name=record.dataset_name, digest=record.content_digest[:DIGEST_CHARS])
+    dataset = MetaDataset(  # type: ignore[abstract]  # MetaDataset is concrete at runtime
+        source, name=record.dataset_name, digest=record.content_digest[:DIGEST_CHARS]
+    )
     tags = [InputTag(key="mlflow.data.context", value="generated")]
     tags += [InputTag(key=k, value=str(v)) for k, v in record.dataset_tags.items()]
     return DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)
@@ -103,5 +105,12 @@ def find_runs_by_digest(tracking_uri: str, content_digest: str) -> list[dict[str
     client = _client(tracking_uri)
     exps = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(exps, filter_string=f"dataset.digest = '{content_digest[:DIGEST_CHARS]}'")
-    return [{"run_id": r.info.run_id, "experiment_id": r.info.experiment_id,
-             "run_name": r.info.run_name, "status": r.info.status} for r in runs]
+    return [
+        {
+            "run_id": r.info.run_id,
+            "experiment_id": r.info.experiment_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+        }
+        for r in runs
+    ]

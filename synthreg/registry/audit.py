@@ -24,9 +24,14 @@ def _utc(value: dt.datetime) -> dt.datetime:
 def event_hash(event: AuditEvent) -> str:
     """The hash of an event: its fields and the previous hash, canonically encoded."""
     payload = {
-        "seq": event.seq, "at": _utc(event.at).isoformat(timespec="microseconds"), "actor": event.actor,
-        "action": event.action, "dataset": event.dataset, "version": event.version,
-        "details": event.details or {}, "prev_hash": event.prev_hash,
+        "seq": event.seq,
+        "at": _utc(event.at).isoformat(timespec="microseconds"),
+        "actor": event.actor,
+        "action": event.action,
+        "dataset": event.dataset,
+        "version": event.version,
+        "details": event.details or {},
+        "prev_hash": event.prev_hash,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -38,14 +43,26 @@ def head_hash(session: Session) -> str:
 
 
 def append_event(
-    session: Session, *, actor: str, action: str, dataset: str = "",
-    version: int | None = None, details: dict[str, Any] | None = None,
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    dataset: str = "",
+    version: int | None = None,
+    details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event inside the caller's write transaction."""
     seq = (session.exec(select(func.max(AuditEvent.seq))).one() or 0) + 1
     event = AuditEvent(
-        seq=seq, at=utcnow(), actor=actor, action=action, dataset=dataset, version=version,
-        details=details or {}, prev_hash=head_hash(session), hash="",
+        seq=seq,
+        at=utcnow(),
+        actor=actor,
+        action=action,
+        dataset=dataset,
+        version=version,
+        details=details or {},
+        prev_hash=head_hash(session),
+        hash="",
     )
     event.hash = event_hash(event)
     session.add(event)

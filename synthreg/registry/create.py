@@ -63,11 +63,20 @@ class CreateResult:
     def to_dict(self) -> dict[str, Any]:
         """The ``create --json`` document."""
         return {
-            "dataset": self.dataset, "version": self.version, "ref": f"{self.dataset}@v{self.version}",
-            "status": self.status, "content_digest": self.content_digest, "rows": self.rows,
-            "path": self.path, "mlflow_run_id": self.mlflow_run_id, "validation": self.validation,
-            "spec_sha256": self.spec_sha256, "git_commit": self.git_commit, "dvc_md5": self.dvc_md5,
-            "seconds": round(self.seconds, 3), "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "dataset": self.dataset,
+            "version": self.version,
+            "ref": f"{self.dataset}@v{self.version}",
+            "status": self.status,
+            "content_digest": self.content_digest,
+            "rows": self.rows,
+            "path": self.path,
+            "mlflow_run_id": self.mlflow_run_id,
+            "validation": self.validation,
+            "spec_sha256": self.spec_sha256,
+            "git_commit": self.git_commit,
+            "dvc_md5": self.dvc_md5,
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -86,8 +95,14 @@ def file_facts(version_dir: Path, rows_by_file: dict[Path, int]) -> list[dict[st
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        facts.append({"path": path.relative_to(version_dir).as_posix(), "sha256": digest.hexdigest(),
-                      "rows": rows_by_file[path], "bytes": path.stat().st_size})
+        facts.append(
+            {
+                "path": path.relative_to(version_dir).as_posix(),
+                "sha256": digest.hexdigest(),
+                "rows": rows_by_file[path],
+                "bytes": path.stat().st_size,
+            }
+        )
     return facts
 
 
@@ -144,8 +159,12 @@ def _stage(ws: Workspace, spec: Spec, clock: _Clock) -> _Staged:
 
 
 def _validation_summary(validation: ValidationResult) -> dict[str, Any]:
-    return {"success": validation.success, "evaluated": validation.evaluated,
-            "failed": validation.failed, "engine": validation.engine}
+    return {
+        "success": validation.success,
+        "evaluated": validation.evaluated,
+        "failed": validation.failed,
+        "engine": validation.engine,
+    }
 
 
 class _Undo:
@@ -166,7 +185,12 @@ class _Undo:
 
 
 def create_version(
-    ws: Workspace, name: str, spec: Spec, *, tags: dict[str, str] | None = None, message: str = "",
+    ws: Workspace,
+    name: str,
+    spec: Spec,
+    *,
+    tags: dict[str, str] | None = None,
+    message: str = "",
 ) -> CreateResult:
     """Generate ``spec`` and register it as the next version of ``name``."""
     check_name(name)
@@ -205,8 +229,13 @@ def _dataset(session: Session, name: str, spec: Spec, actor: str) -> Dataset:
 
 
 def _commit(
-    ws: Workspace, name: str, staged: _Staged, tags: dict[str, str], message: str,
-    clock: _Clock, wall: float,
+    ws: Workspace,
+    name: str,
+    staged: _Staged,
+    tags: dict[str, str],
+    message: str,
+    clock: _Clock,
+    wall: float,
 ) -> CreateResult:
     actor = env.actor()
     undo = _Undo()
@@ -258,33 +287,55 @@ def _publish(
     undo.push(lambda: shutil.rmtree(final, ignore_errors=True))
     dvc_md5 = clock("dvc", lambda: _track(ctx, undo))
     run_id = clock("mlflow", lambda: _log_mlflow(ctx, dvc_md5, undo))
-    event = append_event(session, actor=ctx.actor, action="create", dataset=ctx.name,
-                         version=ctx.number, details={"status": ctx.status,
-                                                      "content_digest": staged.gen.content_digest,
-                                                      "message": ctx.message})
+    event = append_event(
+        session,
+        actor=ctx.actor,
+        action="create",
+        dataset=ctx.name,
+        version=ctx.number,
+        details={"status": ctx.status, "content_digest": staged.gen.content_digest, "message": ctx.message},
+    )
     manifest = _manifest(ctx, created_at, dvc_md5, run_id, event.hash, clock.timings)
     (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     sha = clock("git", lambda: _git_commit(ctx, event.hash, undo))
     seconds = time.perf_counter() - wall
     clock("db", lambda: _insert_rows(ctx, session, dataset, manifest, sha, seconds))
     return CreateResult(
-        dataset=ctx.name, version=ctx.number, status=ctx.status,
-        content_digest=staged.gen.content_digest, rows=staged.gen.rows, path=ctx.rel_dir,
-        mlflow_run_id=run_id, validation=_validation_summary(staged.validation),
-        spec_sha256=staged.spec.sha256(), git_commit=sha, dvc_md5=dvc_md5,
-        seconds=time.perf_counter() - wall, timings=dict(clock.timings),
+        dataset=ctx.name,
+        version=ctx.number,
+        status=ctx.status,
+        content_digest=staged.gen.content_digest,
+        rows=staged.gen.rows,
+        path=ctx.rel_dir,
+        mlflow_run_id=run_id,
+        validation=_validation_summary(staged.validation),
+        spec_sha256=staged.spec.sha256(),
+        git_commit=sha,
+        dvc_md5=dvc_md5,
+        seconds=time.perf_counter() - wall,
+        timings=dict(clock.timings),
     )
 
 
 def _card_facts(ctx: _CommitContext, created_at: str) -> CardFacts:
     staged = ctx.staged
     return CardFacts(
-        name=ctx.name, version=ctx.number, status=ctx.status, created_at=created_at,
-        created_by=ctx.actor, spec=staged.spec, spec_sha256=staged.spec.sha256(),
-        content_digest=staged.gen.content_digest, model=f"{ENGINE_MODEL}/{synthreg.__version__}",
-        rows=staged.gen.rows, schemas={n: t.schema for n, t in staged.gen.tables.items()},
-        validation=_validation_summary(staged.validation), params=staged.gen.params,
-        parent=ctx.parent, files=staged.files, synthreg_version=synthreg.__version__,
+        name=ctx.name,
+        version=ctx.number,
+        status=ctx.status,
+        created_at=created_at,
+        created_by=ctx.actor,
+        spec=staged.spec,
+        spec_sha256=staged.spec.sha256(),
+        content_digest=staged.gen.content_digest,
+        model=f"{ENGINE_MODEL}/{synthreg.__version__}",
+        rows=staged.gen.rows,
+        schemas={n: t.schema for n, t in staged.gen.tables.items()},
+        validation=_validation_summary(staged.validation),
+        params=staged.gen.params,
+        parent=ctx.parent,
+        files=staged.files,
+        synthreg_version=synthreg.__version__,
     )
 
 
@@ -301,8 +352,11 @@ def _track(ctx: _CommitContext, undo: _Undo) -> str:
 
     undo.push(restore)
     md5 = dvc.track_stage(
-        root, ctx.stage_name, cmd=f"python -m synthreg materialize {ctx.rel_dir}",
-        deps=[f"{ctx.rel_dir}/spec.yaml"], outs=[f"{ctx.rel_dir}/tables"],
+        root,
+        ctx.stage_name,
+        cmd=f"python -m synthreg materialize {ctx.rel_dir}",
+        deps=[f"{ctx.rel_dir}/spec.yaml"],
+        outs=[f"{ctx.rel_dir}/tables"],
     )
     dvc.push(root, [ctx.stage_name])
     return md5
@@ -313,19 +367,41 @@ def _log_mlflow(ctx: _CommitContext, dvc_md5: str, undo: _Undo) -> str:
     gen, final = staged.gen, ctx.ws.root / ctx.rel_dir
     total = sum(gen.rows.values())
     record = mlflow_int.RunRecord(
-        experiment=f"synthreg/{ctx.name}", run_name=f"{ctx.name}@v{ctx.number}",
-        params={"seed": staged.spec.seed, "rows": json.dumps(gen.rows), "spec_sha256": staged.spec.sha256(),
-                "generator": f"{ENGINE_MODEL}/{synthreg.__version__}", "dataset": ctx.name,
-                "version": ctx.number, **{f"engine.{k}": v for k, v in gen.params.items()}},
-        metrics={"rows": total, "generation_seconds": gen.seconds,
-                 "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
-                 "validation_success_ratio": staged.validation.to_dict()["success_ratio"],
-                 "validation_failed": staged.validation.failed},
-        tags={"synthreg.dataset": ctx.name, "synthreg.version": str(ctx.number),
-              "synthreg.status": ctx.status, "synthreg.dvc_md5": dvc_md5, **{f"tag.{k}": v for k, v in ctx.tags.items()}},
-        artifacts=[final / "spec.yaml", final / "datacard.md", final / "datacard.json", final / "validation.json"],
-        dataset_name=f"{ctx.name}@v{ctx.number}", dataset_uri=final.resolve().as_uri(),
-        content_digest=gen.content_digest, dataset_tags={"synthreg.content_digest": gen.content_digest},
+        experiment=f"synthreg/{ctx.name}",
+        run_name=f"{ctx.name}@v{ctx.number}",
+        params={
+            "seed": staged.spec.seed,
+            "rows": json.dumps(gen.rows),
+            "spec_sha256": staged.spec.sha256(),
+            "generator": f"{ENGINE_MODEL}/{synthreg.__version__}",
+            "dataset": ctx.name,
+            "version": ctx.number,
+            **{f"engine.{k}": v for k, v in gen.params.items()},
+        },
+        metrics={
+            "rows": total,
+            "generation_seconds": gen.seconds,
+            "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
+            "validation_success_ratio": staged.validation.to_dict()["success_ratio"],
+            "validation_failed": staged.validation.failed,
+        },
+        tags={
+            "synthreg.dataset": ctx.name,
+            "synthreg.version": str(ctx.number),
+            "synthreg.status": ctx.status,
+            "synthreg.dvc_md5": dvc_md5,
+            **{f"tag.{k}": v for k, v in ctx.tags.items()},
+        },
+        artifacts=[
+            final / "spec.yaml",
+            final / "datacard.md",
+            final / "datacard.json",
+            final / "validation.json",
+        ],
+        dataset_name=f"{ctx.name}@v{ctx.number}",
+        dataset_uri=final.resolve().as_uri(),
+        content_digest=gen.content_digest,
+        dataset_tags={"synthreg.content_digest": gen.content_digest},
     )
     run_id = mlflow_int.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
     undo.push(lambda: mlflow_int.delete_run(settings.mlflow_tracking_uri, run_id))
@@ -338,10 +414,26 @@ def _git_commit(ctx: _CommitContext, audit_head: str, undo: _Undo) -> str:
     old_spec = spec_file.read_bytes() if spec_file.exists() else None
     spec_file.parent.mkdir(exist_ok=True)
     spec_file.write_text(ctx.staged.spec_text, encoding="utf-8")
-    undo.push(lambda: spec_file.write_bytes(old_spec) if old_spec is not None else spec_file.unlink(missing_ok=True))
+
+    def restore_spec() -> None:
+        if old_spec is None:
+            spec_file.unlink(missing_ok=True)
+        else:
+            spec_file.write_bytes(old_spec)
+
+    undo.push(restore_spec)
     previous = git.head(root)
-    files = [f"{ctx.rel_dir}/{f}" for f in ("spec.yaml", "manifest.json", "datacard.md", "datacard.json",
-                                             "validation.json", ".gitignore")]
+    files = [
+        f"{ctx.rel_dir}/{f}"
+        for f in (
+            "spec.yaml",
+            "manifest.json",
+            "datacard.md",
+            "datacard.json",
+            "validation.json",
+            ".gitignore",
+        )
+    ]
     git.add(root, [*files, "dvc.yaml", "dvc.lock", f"specs/{ctx.name}.yaml"])
     undo.push(lambda: git.reset_to(root, previous))
     msg = f"create {ctx.name}@v{ctx.number} ({ctx.status})\n\n{ctx.message}\n\naudit-head: {audit_head}\n"
@@ -349,25 +441,46 @@ def _git_commit(ctx: _CommitContext, audit_head: str, undo: _Undo) -> str:
 
 
 def _manifest(
-    ctx: _CommitContext, created_at: str, dvc_md5: str, run_id: str, audit_head: str,
+    ctx: _CommitContext,
+    created_at: str,
+    dvc_md5: str,
+    run_id: str,
+    audit_head: str,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     staged, gen = ctx.staged, ctx.staged.gen
     total = sum(gen.rows.values())
     return {
-        "manifest_version": 1, "dataset": ctx.name, "version": ctx.number, "parent": ctx.parent,
-        "status": ctx.status, "created_at": created_at, "created_by": ctx.actor,
-        "message": ctx.message, "tags": ctx.tags, "description": staged.spec.description,
-        "content_digest": gen.content_digest, "spec_sha256": staged.spec.sha256(), "seed": staged.spec.seed,
-        "tables": {n: {"rows": t.rows, "digest": t.digest, "files": [p.name for p in t.files]}
-                   for n, t in gen.tables.items()},
+        "manifest_version": 1,
+        "dataset": ctx.name,
+        "version": ctx.number,
+        "parent": ctx.parent,
+        "status": ctx.status,
+        "created_at": created_at,
+        "created_by": ctx.actor,
+        "message": ctx.message,
+        "tags": ctx.tags,
+        "description": staged.spec.description,
+        "content_digest": gen.content_digest,
+        "spec_sha256": staged.spec.sha256(),
+        "seed": staged.spec.seed,
+        "tables": {
+            n: {"rows": t.rows, "digest": t.digest, "files": [p.name for p in t.files]}
+            for n, t in gen.tables.items()
+        },
         "files": staged.files,
         "generation": {
-            "model": f"{ENGINE_MODEL}/{synthreg.__version__}", "prompt_sha256": staged.spec.sha256(),
-            "params": {"rows": gen.rows, **gen.params}, "started_at": staged.started_at.isoformat(),
-            "seconds": gen.seconds, "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
-            "peak_rss_mb": round(peak_rss_mb(), 1), "user": ctx.actor, "host": socket.gethostname(),
-            "synthreg_version": synthreg.__version__, "libraries": _library_versions(),
+            "model": f"{ENGINE_MODEL}/{synthreg.__version__}",
+            "prompt_sha256": staged.spec.sha256(),
+            "params": {"rows": gen.rows, **gen.params},
+            "started_at": staged.started_at.isoformat(),
+            "seconds": gen.seconds,
+            "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "user": ctx.actor,
+            "host": socket.gethostname(),
+            "synthreg_version": synthreg.__version__,
+            "libraries": _library_versions(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
         },
         "validation": _validation_summary(staged.validation),
@@ -378,30 +491,63 @@ def _manifest(
 
 
 def _insert_rows(
-    ctx: _CommitContext, session: Session, dataset: Dataset, manifest: dict[str, Any],
-    sha: str, seconds: float,
+    ctx: _CommitContext,
+    session: Session,
+    dataset: Dataset,
+    manifest: dict[str, Any],
+    sha: str,
+    seconds: float,
 ) -> None:
     staged, gen = ctx.staged, ctx.staged.gen
     assert dataset.id is not None
     version = Version(
-        dataset_id=dataset.id, number=ctx.number, status=ctx.status, content_digest=gen.content_digest,
-        spec_sha256=staged.spec.sha256(), seed=staged.spec.seed, path=ctx.rel_dir, rows=gen.rows,
-        total_rows=sum(gen.rows.values()), parent=ctx.parent, created_by=ctx.actor,
-        message=ctx.message, tags=ctx.tags, dvc_md5=manifest["dvc"]["md5"], git_commit=sha,
-        mlflow_run_id=manifest["mlflow"]["run_id"], validation=staged.validation.to_dict(),
+        dataset_id=dataset.id,
+        number=ctx.number,
+        status=ctx.status,
+        content_digest=gen.content_digest,
+        spec_sha256=staged.spec.sha256(),
+        seed=staged.spec.seed,
+        path=ctx.rel_dir,
+        rows=gen.rows,
+        total_rows=sum(gen.rows.values()),
+        parent=ctx.parent,
+        created_by=ctx.actor,
+        message=ctx.message,
+        tags=ctx.tags,
+        dvc_md5=manifest["dvc"]["md5"],
+        git_commit=sha,
+        mlflow_run_id=manifest["mlflow"]["run_id"],
+        validation=staged.validation.to_dict(),
     )
     session.add(version)
     session.flush()
     g = manifest["generation"]
     assert version.id is not None
-    session.add(GenerationRun(
-        version_id=version.id, prompt=staged.spec_text, model=g["model"], seed=staged.spec.seed,
-        params=g["params"], spec_sha256=version.spec_sha256, content_digest=gen.content_digest,
-        files=staged.files, started_at=staged.started_at, ended_at=utcnow(), seconds=seconds,
-        rows_per_s=g["rows_per_s"], peak_rss_mb=g["peak_rss_mb"], user=ctx.actor, host=g["host"],
-        synthreg_version=synthreg.__version__, libraries=g["libraries"], timings=g["timings"],
-        git_commit=sha, dvc_md5=version.dvc_md5, mlflow_run_id=version.mlflow_run_id,
-    ))
+    session.add(
+        GenerationRun(
+            version_id=version.id,
+            prompt=staged.spec_text,
+            model=g["model"],
+            seed=staged.spec.seed,
+            params=g["params"],
+            spec_sha256=version.spec_sha256,
+            content_digest=gen.content_digest,
+            files=staged.files,
+            started_at=staged.started_at,
+            ended_at=utcnow(),
+            seconds=seconds,
+            rows_per_s=g["rows_per_s"],
+            peak_rss_mb=g["peak_rss_mb"],
+            user=ctx.actor,
+            host=g["host"],
+            synthreg_version=synthreg.__version__,
+            libraries=g["libraries"],
+            timings=g["timings"],
+            git_commit=sha,
+            dvc_md5=version.dvc_md5,
+            mlflow_run_id=version.mlflow_run_id,
+        )
+    )
     if ctx.status == "approved":
         _set_alias(session, dataset.id, "current", ctx.number)
 

@@ -62,13 +62,19 @@ def list_datasets(session: Session, tag: tuple[str, str] | None = None) -> list[
             continue
         aliases = _aliases(session, dataset)
         latest = versions[-1] if versions else None
-        out.append({
-            "dataset": dataset.name, "description": dataset.description,
-            "versions": len(versions), "latest": latest.number if latest else None,
-            "latest_status": latest.status if latest else None, "current": aliases.get("current"),
-            "aliases": aliases, "rows": latest.rows if latest else {},
-            "updated_at": latest.created_at.isoformat() if latest else None,
-        })
+        out.append(
+            {
+                "dataset": dataset.name,
+                "description": dataset.description,
+                "versions": len(versions),
+                "latest": latest.number if latest else None,
+                "latest_status": latest.status if latest else None,
+                "current": aliases.get("current"),
+                "aliases": aliases,
+                "rows": latest.rows if latest else {},
+                "updated_at": latest.created_at.isoformat() if latest else None,
+            }
+        )
     return out
 
 
@@ -77,22 +83,47 @@ def describe_version(session: Session, dataset: Dataset, version: Version) -> di
     run = session.exec(select(GenerationRun).where(GenerationRun.version_id == version.id)).first()
     aliases = [k for k, v in _aliases(session, dataset).items() if v == version.number]
     return {
-        "dataset": dataset.name, "version": version.number, "ref": f"{dataset.name}@v{version.number}",
-        "status": version.status, "aliases": aliases, "content_digest": version.content_digest,
-        "spec_sha256": version.spec_sha256, "seed": version.seed, "rows": version.rows,
-        "total_rows": version.total_rows, "path": version.path, "parent": version.parent,
-        "restored_from": version.restored_from, "created_at": version.created_at.isoformat(),
-        "created_by": version.created_by, "message": version.message, "tags": version.tags or {},
-        "git_commit": version.git_commit, "dvc_md5": version.dvc_md5,
+        "dataset": dataset.name,
+        "version": version.number,
+        "ref": f"{dataset.name}@v{version.number}",
+        "status": version.status,
+        "aliases": aliases,
+        "content_digest": version.content_digest,
+        "spec_sha256": version.spec_sha256,
+        "seed": version.seed,
+        "rows": version.rows,
+        "total_rows": version.total_rows,
+        "path": version.path,
+        "parent": version.parent,
+        "restored_from": version.restored_from,
+        "created_at": version.created_at.isoformat(),
+        "created_by": version.created_by,
+        "message": version.message,
+        "tags": version.tags or {},
+        "git_commit": version.git_commit,
+        "dvc_md5": version.dvc_md5,
         "mlflow_run_id": version.mlflow_run_id,
-        "validation": {k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")},
-        "generation": None if run is None else {
-            "model": run.model, "seed": run.seed, "params": run.params, "seconds": run.seconds,
-            "rows_per_s": run.rows_per_s, "peak_rss_mb": run.peak_rss_mb, "user": run.user,
-            "host": run.host, "timings": run.timings, "libraries": run.libraries,
+        "validation": {
+            k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")
+        },
+        "generation": None
+        if run is None
+        else {
+            "model": run.model,
+            "seed": run.seed,
+            "params": run.params,
+            "seconds": run.seconds,
+            "rows_per_s": run.rows_per_s,
+            "peak_rss_mb": run.peak_rss_mb,
+            "user": run.user,
+            "host": run.host,
+            "timings": run.timings,
+            "libraries": run.libraries,
             "synthreg_version": run.synthreg_version,
         },
         "files": run.files if run else [],
-        "versions": [{"version": v.number, "status": v.status, "created_at": v.created_at.isoformat()}
-                     for v in _versions(session, dataset)],
+        "versions": [
+            {"version": v.number, "status": v.status, "created_at": v.created_at.isoformat()}
+            for v in _versions(session, dataset)
+        ],
     }

@@ -72,9 +72,13 @@ class InitResult:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready."""
-        return {"root": str(self.root), "created": self.created,
-                "git_initialized": self.git_initialized, "remote": self.remote,
-                "git_commit": self.git_commit}
+        return {
+            "root": str(self.root),
+            "created": self.created,
+            "git_initialized": self.git_initialized,
+            "remote": self.remote,
+            "git_commit": self.git_commit,
+        }
 
 
 def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitResult:
@@ -100,8 +104,12 @@ def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitRes
         (root / STATE_DIR / "dvc-remote").mkdir(exist_ok=True)
     ws = Workspace(Settings.load(root))
     with ws.lock(), write_session(ws.engine) as session:
-        event = append_event(session, actor=env.actor(), action="init",
-                             details={"remote": remote_url, "git_initialized": fresh_git})
+        event = append_event(
+            session,
+            actor=env.actor(),
+            action="init",
+            details={"remote": remote_url, "git_initialized": fresh_git},
+        )
         git.add(root, [CONFIG_FILE, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"])
         sha = git.commit(root, f"registry init\n\naudit-head: {event.hash}")
     return InitResult(root, True, fresh_git, remote_url, sha)

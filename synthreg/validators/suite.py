@@ -53,10 +53,20 @@ _OBSERVED_KEYS = (
     "details",
 )
 #: Fields every GX expectation has; not worth listing as "its arguments".
-_BASE_FIELDS = frozenset({
-    "id", "meta", "notes", "result_format", "description", "catch_exceptions",
-    "rendered_content", "severity", "windows", "batch_id",
-})
+_BASE_FIELDS = frozenset(
+    {
+        "id",
+        "meta",
+        "notes",
+        "result_format",
+        "description",
+        "catch_exceptions",
+        "rendered_content",
+        "severity",
+        "windows",
+        "batch_id",
+    }
+)
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 
 
@@ -203,14 +213,29 @@ def _build_user(
             return f"kwargs.{key}", (
                 f"'{column}' is not a column of {tname}{hint}; columns: {', '.join(table.columns)}"
             )
-    kwargs = {key: _as_datetime(value) for key, value in user.kwargs.items()}
     try:
-        expectation = cls(**kwargs)
+        expectation = _construct(cls, user.kwargs)
     except Exception as exc:  # GX raises pydantic, ValueError or its own errors here
         return "kwargs", _kwargs_message(user.expectation, cls, exc)
     column = user.kwargs.get("column")
     column = column if isinstance(column, str) else None
     return _Planned(user.expectation, column, _jsonable(user.kwargs), expectation)
+
+
+def _construct(cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)``, with plain dates made datetimes.
+
+    GX's pydantic fields turn ``min_value: "2024-01-01"`` into a ``datetime.date``, which
+    pandas refuses to compare with a datetime64 column; a midnight datetime compares fine.
+    """
+    expectation = cls(**kwargs)
+    dates = {
+        key: _as_datetime(value)
+        for key in kwargs
+        if isinstance(value := getattr(expectation, key, None), dt.date)
+        and not isinstance(value, dt.datetime)
+    }
+    return cls(**{**kwargs, **dates}) if dates else expectation
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -273,16 +298,12 @@ def _column_plan(name: str, col: Column, table: Table) -> list[_Planned]:
     if col.type in ("int", "float") and (col.min is not None or col.max is not None):
         decimals = 0 if col.type == "int" else col.decimals
         low, high = _rounded_bounds(col.min, col.max, decimals)
-        planned.append(
-            _planned("ExpectColumnValuesToBeBetween", name, min_value=low, max_value=high)
-        )
+        planned.append(_planned("ExpectColumnValuesToBeBetween", name, min_value=low, max_value=high))
     elif col.type in ("datetime", "date") and col.start is not None and col.end is not None:
         low_dt, high_dt = _as_datetime(col.start), _as_datetime(col.end)
         if col.type == "date":  # the generator draws whole days: midnight to midnight
             low_dt, high_dt = _midnight(low_dt), _midnight(high_dt)
-        planned.append(
-            _planned("ExpectColumnValuesToBeBetween", name, min_value=low_dt, max_value=high_dt)
-        )
+        planned.append(_planned("ExpectColumnValuesToBeBetween", name, min_value=low_dt, max_value=high_dt))
     elif col.type == "category":
         planned.append(_planned("ExpectColumnValuesToBeInSet", name, value_set=col.categories))
     elif col.type == "bool":
@@ -346,9 +367,7 @@ def _context() -> tuple[Any, Any]:
 def _run_suite(run: _Run, table: str, planned: list[_Planned], frame: Any) -> list[CheckResult]:
     import great_expectations as gx
 
-    batch = run.datasource.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe(
-        "whole"
-    )
+    batch = run.datasource.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("whole")
     # In 1.x the suite and the definition must live in the context before they can run;
     # adding the suite gives every expectation an id, which is how results map back
     # (results do not come back in suite order).
@@ -459,9 +478,7 @@ def _schema_check(spec: Spec, table: str, arrow: pa.Table) -> CheckResult:
     )
 
 
-def _fk_check(
-    run: _Run, table: str, column: str, arrow: pa.Table, parent: str, key: str
-) -> CheckResult:
+def _fk_check(run: _Run, table: str, column: str, arrow: pa.Table, parent: str, key: str) -> CheckResult:
     """Every non-null child value is a key of the parent table."""
     kwargs = {"parent_table": parent, "parent_column": key}
     try:

@@ -1,0 +1,109 @@
+"""Test set-up: offline environment, loopback-only sockets, one MLflow DB per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import synthreg  # noqa: F401  (sets the offline environment defaults at import)
+from synthreg import env
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = str(address[0])
+    return host.startswith("127.") or host in ("::1", "localhost", "0.0.0.0")
+
+
+def _guarded(real: Any) -> Any:
+    def connect(self: socket.socket, address: Any) -> Any:
+        if not _is_loopback(address):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
+
+SMALL_SPEC = """
+description: Small test spec.
+seed: 3
+tables:
+  users:
+    rows: 300
+    primary_key: user_id
+    columns:
+      user_id: {type: int}
+      first_name: {type: text, vocab: first_name}
+      last_name: {type: text, vocab: last_name}
+      email: {type: text, vocab: email, from: [first_name, last_name]}
+      plan: {type: category, values: {free: 0.6, pro: 0.4}}
+      age: {type: int, distribution: {kind: normal, mean: 35, std: 9}, min: 18, max: 90}
+      signed_up_at: {type: datetime, start: 2023-01-01, end: 2024-12-31}
+  orders:
+    rows: 900
+    primary_key: order_id
+    columns:
+      order_id: {type: int}
+      user_id: {type: int, foreign_key: users.user_id, skew: 0.5}
+      amount:
+        type: float
+        distribution: {kind: lognormal, mean: 3, sigma: 0.5}
+        min: 1
+        max: 500
+        decimals: 2
+      note_flag: {type: bool, p: 0.2, null_rate: 0.1}
+"""
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow sqlite DB for the whole session (its first migration costs ~5 s)."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    os.environ[env.MLFLOW_TRACKING_URI] = uri
+    return uri
+
+
+@pytest.fixture
+def small_spec(tmp_path: Path) -> Path:
+    """A small two-table spec file."""
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL_SPEC)
+    return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, mlflow_uri: str) -> Path:
+    """A fresh, initialized workspace."""
+    import synthreg as sr
+
+    root = tmp_path / "ws"
+    sr.init(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_spec_model() -> Any:
+    """SMALL_SPEC parsed into a Spec."""
+    import yaml
+
+    from synthreg.generators.spec import parse_spec
+
+    return parse_spec(yaml.safe_load(SMALL_SPEC), "small.yaml")
+
+
+@pytest.fixture(scope="session")
+def small_spec_text() -> str:
+    """SMALL_SPEC as YAML text."""
+    return SMALL_SPEC

@@ -1,0 +1,298 @@
+"""validate_tables on real generated Parquet with real Great Expectations: clean data
+passes, each injected fault is caught by the right check on the right column."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import synthreg.validators
+from synthreg.errors import NotFoundError, SpecError
+from synthreg.generators.engine import generate
+from synthreg.generators.spec import Spec, parse_spec
+from synthreg.validators import CheckResult, ValidationResult, validate_tables
+
+SPEC: dict[str, Any] = {
+    "seed": 7,
+    "tables": {
+        "customers": {
+            "rows": 300,
+            "primary_key": "customer_id",
+            "columns": {
+                "customer_id": {"type": "int"},
+                "tier": {"type": "category", "values": {"free": 0.6, "pro": 0.3, "team": 0.1}},
+                "age": {
+                    "type": "int",
+                    "distribution": {"kind": "normal", "mean": 40, "std": 12},
+                    "min": 18,
+                    "max": 90,
+                },
+                "joined_at": {"type": "datetime", "start": "2023-01-01", "end": "2024-12-31"},
+                "score": {"type": "float", "min": 0, "max": 1, "decimals": 3, "null_rate": 0.1},
+                "active": {"type": "bool", "p": 0.8},
+                "name": {"type": "text", "vocab": "first_name"},
+            },
+        },
+        "orders": {
+            "rows": 500,
+            "primary_key": "order_id",
+            "columns": {
+                "order_id": {"type": "int"},
+                "customer_id": {"type": "int", "foreign_key": "customers.customer_id"},
+                "amount": {
+                    "type": "float",
+                    "distribution": {"kind": "lognormal", "mean": 3, "sigma": 0.5},
+                    "min": 1,
+                    "max": 500,
+                    "decimals": 2,
+                },
+                "placed_on": {"type": "date", "start": "2024-01-01", "end": "2024-06-30"},
+            },
+            "expectations": [
+                {
+                    "expectation": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "amount", "min_value": 1, "max_value": 500},
+                }
+            ],
+        },
+    },
+}
+# customers: row count, column set, 7 not-null, unique id, tier set, age range, joined_at
+# range, score range, active set, arrow schema = 16. orders: row count, column set,
+# 4 not-null, unique id, amount range, placed_on range, the user's range, schema, FK = 12.
+EXPECTED_CHECKS = 28
+
+
+def _spec(**table_expectations: list[dict[str, Any]]) -> Spec:
+    data = copy.deepcopy(SPEC)
+    for table, expectations in table_expectations.items():
+        data["tables"][table]["expectations"] = expectations
+    return parse_spec(data, "test.yaml")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One clean generated dataset; tests that break it work on a copy."""
+    root = tmp_path_factory.mktemp("clean")
+    generate(_spec(), root)
+    return root / "tables"
+
+
+@pytest.fixture(scope="module")
+def clean(dataset: Path) -> ValidationResult:
+    return validate_tables(_spec(), dataset)
+
+
+def _copy(dataset: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(dataset, tmp_path / "tables"))
+
+
+def _rewrite(tables: Path, table: str, change: Callable[[pa.Table], pa.Table]) -> None:
+    (path,) = sorted((tables / table).glob("*.parquet"))
+    pq.write_table(change(pq.read_table(path)), path)
+
+
+def _set_values(column: str, values: dict[int, Any]) -> Callable[[pa.Table], pa.Table]:
+    """Overwrite some rows of one column, keeping its Arrow type."""
+
+    def change(data: pa.Table) -> pa.Table:
+        index = data.schema.get_field_index(column)
+        rows = data.column(column).to_pylist()
+        for row, value in values.items():
+            rows[row] = value
+        array = pa.array(rows, type=data.schema.field(index).type)
+        return data.set_column(index, data.schema.field(index), array)
+
+    return change
+
+
+def _failures(result: ValidationResult) -> set[tuple[str, str, str | None]]:
+    return {(c.table, c.check, c.column) for c in result.checks if not c.success}
+
+
+def _check(result: ValidationResult, table: str, check: str, column: str | None) -> CheckResult:
+    (found,) = [c for c in result.checks if (c.table, c.check, c.column) == (table, check, column)]
+    return found
+
+
+def test_public_names() -> None:
+    assert synthreg.validators.__all__ == ["CheckResult", "ValidationResult", "validate_tables"]
+
+
+def test_clean_data_passes_every_check(clean: ValidationResult) -> None:
+    assert clean.success, [c for c in clean.checks if not c.success]
+    assert (clean.evaluated, clean.failed) == (EXPECTED_CHECKS, 0)
+    assert len(clean.checks) == EXPECTED_CHECKS
+    assert clean.engine.startswith("great_expectations 1.")
+    assert {c.source for c in clean.checks} == {"great_expectations", "synthreg"}
+
+
+def test_clean_checks_carry_spec_bounds(clean: ValidationResult) -> None:
+    age = _check(clean, "customers", "expect_column_values_to_be_between", "age")
+    assert (age.kwargs["min_value"], age.kwargs["max_value"]) == (18, 90)
+    joined = _check(clean, "customers", "expect_column_values_to_be_between", "joined_at")
+    assert joined.kwargs["min_value"] == "2023-01-01T00:00:00"
+    score = _check(clean, "customers", "expect_column_values_to_not_be_null", "score")
+    assert 0.8 < score.kwargs["mostly"] < 0.9  # 1 - null_rate - sampling tolerance
+    assert score.observed["unexpected_count"] > 0  # the nulls the spec asked for
+    fk = _check(clean, "orders", "foreign_key_integrity", "customer_id")
+    assert fk.source == "synthreg" and fk.observed["unexpected_count"] == 0
+
+
+def test_to_dict_round_trips_through_json(clean: ValidationResult) -> None:
+    data = clean.to_dict()
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+    assert data["success_ratio"] == 1.0 and len(data["checks"]) == EXPECTED_CHECKS
+    assert set(data["checks"][0]) == {
+        "table",
+        "check",
+        "column",
+        "kwargs",
+        "success",
+        "observed",
+        "source",
+    }
+
+
+FAULTS = [
+    pytest.param(
+        "customers",
+        _set_values("age", {3: 5}),
+        ("customers", "expect_column_values_to_be_between", "age"),
+        id="out-of-range",
+    ),
+    pytest.param(
+        "customers",
+        _set_values("tier", dict.fromkeys(range(10))),
+        ("customers", "expect_column_values_to_not_be_null", "tier"),
+        id="nulls-in-non-null",
+    ),
+    pytest.param(
+        "customers",
+        _set_values("score", dict.fromkeys(range(100))),
+        ("customers", "expect_column_values_to_not_be_null", "score"),
+        id="too-many-nulls",
+    ),
+    pytest.param(
+        "customers",
+        _set_values("tier", {0: "enterprise"}),
+        ("customers", "expect_column_values_to_be_in_set", "tier"),
+        id="category-outside-set",
+    ),
+    pytest.param(
+        "orders",
+        _set_values("customer_id", {7: 9999}),
+        ("orders", "foreign_key_integrity", "customer_id"),
+        id="broken-foreign-key",
+    ),
+    pytest.param(
+        "orders",
+        _set_values("placed_on", {0: dt.date(2024, 7, 1)}),
+        ("orders", "expect_column_values_to_be_between", "placed_on"),
+        id="date-after-end",
+    ),
+    pytest.param(
+        "orders",
+        lambda t: t.slice(0, t.num_rows - 1),
+        ("orders", "expect_table_row_count_to_equal", None),
+        id="wrong-row-count",
+    ),
+    pytest.param(
+        "customers",
+        lambda t: t.set_column(2, "age", t.column("age").cast(pa.int64())),
+        ("customers", "arrow_schema", None),
+        id="wrong-arrow-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("table", "change", "expected"), FAULTS)
+def test_injected_fault_is_caught_by_the_right_check(
+    dataset: Path,
+    tmp_path: Path,
+    table: str,
+    change: Callable[[pa.Table], pa.Table],
+    expected: tuple[str, str, str | None],
+) -> None:
+    tables = _copy(dataset, tmp_path)
+    _rewrite(tables, table, change)
+    result = validate_tables(_spec(), tables)
+    assert not result.success
+    assert _failures(result) == {expected}
+    assert result.failed == 1 and result.evaluated == EXPECTED_CHECKS
+
+
+def test_fault_reports_the_offending_values(dataset: Path, tmp_path: Path) -> None:
+    tables = _copy(dataset, tmp_path)
+    _rewrite(tables, "orders", _set_values("customer_id", {7: 9999, 8: 9998}))
+    _rewrite(tables, "customers", _set_values("tier", {0: "enterprise"}))
+    result = validate_tables(_spec(), tables)
+    fk = _check(result, "orders", "foreign_key_integrity", "customer_id")
+    assert fk.observed["unexpected_count"] == 2
+    assert fk.observed["partial_unexpected_list"] == [9999, 9998]
+    assert fk.observed["unexpected_percent"] == pytest.approx(100 * 2 / 500)
+    tier = _check(result, "customers", "expect_column_values_to_be_in_set", "tier")
+    assert tier.observed["partial_unexpected_list"] == ["enterprise"]
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_failing_user_expectation_fails_validation(dataset: Path) -> None:
+    narrow = {
+        "expectation": "expect_column_values_to_be_between",
+        "kwargs": {"column": "amount", "min_value": 1, "max_value": 10},
+    }
+    result = validate_tables(_spec(orders=[narrow]), dataset)
+    assert not result.success
+    assert _failures(result) == {("orders", "expect_column_values_to_be_between", "amount")}
+    failed = [c for c in result.checks if not c.success]
+    assert failed[0].kwargs == narrow["kwargs"] and failed[0].observed["unexpected_count"] > 0
+
+
+@pytest.mark.parametrize("low", ["2024-01-01", dt.date(2024, 1, 1)])
+def test_user_date_bounds_compare_with_date_columns(dataset: Path, low: object) -> None:
+    # GX parses "2024-01-01" into a datetime.date, which pandas will not compare with
+    # datetime64: the validator must hand GX a datetime instead.
+    between = {
+        "expectation": "expect_column_values_to_be_between",
+        "kwargs": {"column": "placed_on", "min_value": low, "max_value": "2024-06-30"},
+    }
+    result = validate_tables(_spec(orders=[between]), dataset)
+    assert result.success, [c.observed for c in result.checks if not c.success]
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_unknown_expectation_raises_before_reading_data(tmp_path: Path) -> None:
+    typo = {"expectation": "expect_column_values_to_be_betwen", "kwargs": {"column": "amount"}}
+    with pytest.raises(SpecError, match="did you mean 'expect_column_values_to_be_between'") as exc:
+        validate_tables(_spec(orders=[typo]), tmp_path / "no-such-dir")
+    ((path, message),) = exc.value.problems
+    assert path == "tables.orders.expectations.0.expectation"
+    assert "unknown Great Expectations expectation 'expect_column_values_to_be_betwen'" in message
+
+
+def test_bad_kwargs_raise_spec_error_with_gx_message(tmp_path: Path) -> None:
+    bad = {"expectation": "expect_column_values_to_be_between", "kwargs": {"column": "amount"}}
+    with pytest.raises(SpecError, match=r"expectations\.0\.kwargs: .*cannot both be None"):
+        validate_tables(_spec(orders=[bad]), tmp_path)
+
+
+def test_user_expectation_on_unknown_column_raises(tmp_path: Path) -> None:
+    bad = {"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "amout"}}
+    with pytest.raises(SpecError, match=r"kwargs\.column: 'amout' .* did you mean 'amount'"):
+        validate_tables(_spec(orders=[bad]), tmp_path)
+
+
+def test_missing_table_raises_not_found(dataset: Path, tmp_path: Path) -> None:
+    tables = _copy(dataset, tmp_path)
+    shutil.rmtree(tables / "orders")
+    with pytest.raises(NotFoundError, match="no Parquet files for table 'orders'"):
+        validate_tables(_spec(), tables)
