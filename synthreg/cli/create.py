@@ -20,6 +20,7 @@ def create(
     rows: Annotated[
         list[str] | None, typer.Option("--rows", help="Override a table's rows: TABLE=N (repeatable).")
     ] = None,
+    scale: Annotated[float | None, typer.Option(help="Multiply every table's rows (before --rows).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the version: K=V (repeatable).")] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
     workers: Annotated[int | None, typer.Option(help="Generation workers (recorded).")] = None,
@@ -35,7 +36,7 @@ def create(
     import synthreg
 
     reg = synthreg.open(workspace_path(ctx))
-    result = reg.create(name, spec, seed=seed, rows=row_overrides, tags=tags, message=message)
+    result = reg.create(name, spec, seed=seed, rows=row_overrides, scale=scale, tags=tags, message=message)
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -488,10 +488,24 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def apply_overrides(
-    spec: Spec, *, seed: int | None = None, rows: dict[str, int] | None = None, source: str = "<spec>"
+    spec: Spec,
+    *,
+    seed: int | None = None,
+    rows: dict[str, int] | None = None,
+    scale: float | None = None,
+    source: str = "<spec>",
 ) -> Spec:
-    """A copy of ``spec`` with a new seed and/or row counts (``--seed``, ``--rows``)."""
+    """A copy of ``spec`` with a new seed, scaled and/or explicit row counts.
+
+    ``scale`` multiplies every table's rows first (``--scale``); ``rows`` then sets
+    single tables (``--rows TABLE=N``).
+    """
     data = spec.model_dump(mode="json", by_alias=True)
+    if scale is not None:
+        if not scale > 0:
+            raise SpecError(source, [("", f"--scale must be > 0, got {scale}")])
+        for table in data["tables"].values():
+            table["rows"] = max(1, round(table["rows"] * scale)) if table["rows"] else 0
     if seed is not None:
         if seed < 0:
             raise SpecError(source, [("seed", f"--seed must be >= 0, got {seed}")])

@@ -51,6 +51,7 @@ class Registry:
         *,
         seed: int | None = None,
         rows: dict[str, int] | None = None,
+        scale: float | None = None,
         tags: dict[str, str] | None = None,
         message: str = "",
     ) -> CreateResult:
@@ -62,8 +63,8 @@ class Registry:
         check_name(name)
         source = str(spec) if isinstance(spec, (str, Path)) else "<spec>"
         resolved = _as_spec(spec)
-        if seed is not None or rows:
-            resolved = apply_overrides(resolved, seed=seed, rows=rows, source=source)
+        if seed is not None or rows or scale is not None:
+            resolved = apply_overrides(resolved, seed=seed, rows=rows, scale=scale, source=source)
         return create_version(self.workspace, name, resolved, tags=tags, message=message)
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:
