@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 ifdef UV
-	$(UV) pip install --python $(BIN)/python -e '.[dev]'
+	$(UV) pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
 else
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["DIGEST_BLOCK_ROWS", "TableHasher", "combine_digests", "schema_signature"]
+__all__ = ["DIGEST_BLOCK_ROWS", "TableHasher", "combine_digests", "schema_signature", "table_digest"]
 
 DIGEST_BLOCK_ROWS = 1 << 16
 
@@ -98,14 +98,27 @@ class TableHasher:
             h.update(col_hash.digest())
         return h.digest()
 
-    def hexdigest(self) -> str:
-        """The table digest (flushes the last partial block)."""
+    def block_digests(self) -> list[bytes]:
+        """Digests of the blocks seen so far (flushes a last partial block).
+
+        Segments that start on a multiple of ``DIGEST_BLOCK_ROWS`` can be hashed
+        separately and their block digests concatenated: see ``table_digest``.
+        """
         if self._pending_rows:
             self._flush(self._pending_rows)
-        h = hashlib.sha256(schema_signature(self.schema).encode())
-        for block in self._blocks:
-            h.update(block)
-        return h.hexdigest()
+        return list(self._blocks)
+
+    def hexdigest(self) -> str:
+        """The table digest (flushes the last partial block)."""
+        return table_digest(self.schema, self.block_digests())
+
+
+def table_digest(schema: pa.Schema, blocks: Iterable[bytes]) -> str:
+    """The digest of a table from its schema and its block digests in row order."""
+    h = hashlib.sha256(schema_signature(schema).encode())
+    for block in blocks:
+        h.update(block)
+    return h.hexdigest()
 
 
 def combine_digests(tables: Mapping[str, str]) -> str:

@@ -83,21 +83,52 @@ def test_same_seed_same_digest_other_seed_differs(spec: Spec, tmp_path: Path) ->
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(chunk=st.integers(1, 1200), compression=st.sampled_from(["snappy", "zstd", "none"]))
-def test_digest_independent_of_chunking_and_compression(
-    spec: Spec, tmp_path_factory: pytest.TempPathFactory, chunk: int, compression: str
+@given(
+    chunk=st.integers(1, 1200),
+    compression=st.sampled_from(["snappy", "zstd", "none"]),
+    workers=st.sampled_from([1, 2]),
+)
+def test_digest_independent_of_chunking_compression_and_workers(
+    spec: Spec, tmp_path_factory: pytest.TempPathFactory, chunk: int, compression: str, workers: int
 ) -> None:
     # small logical blocks so that a table spans many of them
-    base = generate(spec, tmp_path_factory.mktemp("base"), logical_block_rows=128)
+    base = generate(spec, tmp_path_factory.mktemp("base"), logical_block_rows=128, workers=1)
     other = generate(
         spec,
         tmp_path_factory.mktemp("other"),
         chunk_rows=chunk,
         logical_block_rows=128,
         compression=compression,
+        workers=workers,
     )
     assert other.content_digest == base.content_digest
     for name in spec.tables:
-        a = pq.read_table(base.tables[name].files[0])
-        b = pq.read_table(other.tables[name].files[0])
+        a = pq.read_table(list(base.tables[name].files))
+        b = pq.read_table(list(other.tables[name].files))
         assert a.equals(b)
+
+
+def test_many_segments_and_workers_give_one_digest(tmp_path: Path) -> None:
+    """Tables spanning several digest blocks and part files, 1 vs 2 worker processes."""
+    spec = apply_overrides(load_spec(EXAMPLES / "fitness.yaml"), rows={"workouts": 300_000})
+    one = generate(spec, tmp_path / "one", workers=1, chunk_rows=70_000)
+    two = generate(spec, tmp_path / "two", workers=2, chunk_rows=1 << 20)
+    assert len(one.tables["workouts"].files) > 1
+    assert one.content_digest == two.content_digest
+    assert len(one.tables["workouts"].files) != len(two.tables["workouts"].files)  # other layout
+    a = pq.read_table(list(one.tables["workouts"].files))
+    b = pq.read_table(list(two.tables["workouts"].files))
+    assert a.equals(b)
+    assert a.column("workout_id").to_pylist() == list(range(1, 300_001))
+
+
+def test_verify_rereading_files_gives_the_generated_digest(spec: Spec, tmp_path: Path) -> None:
+    from synthreg.digest import TableHasher
+
+    result = generate(spec, tmp_path, workers=2, chunk_rows=100)
+    for _name, table in result.tables.items():
+        hasher = TableHasher(table.schema)
+        for path in table.files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=77):
+                hasher.update(batch)
+        assert hasher.hexdigest() == table.digest

@@ -1,13 +1,16 @@
 """Column samplers: one logical block of one column -> an Arrow array, vectorized.
 
-Random streams are keyed by (seed, table, column, logical block, purpose), never by
-chunk or process, so the values do not depend on how the work is split.
+Distributions draw from block streams keyed by (seed, table, column, logical block,
+purpose); foreign keys and timestamps use counter-based uniforms keyed by the row
+index, so a child row can compute its parent's timestamp without generating the
+parent table (time order holds for every row, in bounded memory). Nothing depends on
+how the work is split into chunks or processes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,16 +18,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthreg.generators import pattern as patterns
 from synthreg.generators import vocab
+from synthreg.generators.expr import evaluate
+from synthreg.generators.rand import block_rng, counter_uniform, stream_key
 from synthreg.generators.spec import Column, Spec
 
-__all__ = ["BlockContext", "arrow_type", "sample_column"]
+__all__ = ["STRING_VOCABS", "BlockContext", "arrow_type", "fk_index", "sample_column", "time_ms"]
 
-_PURPOSES = {"values": 0, "nulls": 1, "email_number": 2, "email_domain": 3}
-
-
-def _stable_id(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+#: vocabularies built per row (plain strings); the others are dictionary-encoded pools
+STRING_VOCABS = ("email", "username", "street_address", "phone", "url")
+_DAY_MS = 86_400_000
+_PHONE = {
+    "en_US": r"+1-\d{3}-555-01\d{2}",
+    "de_DE": r"+49 30 555\d{4}",
+    "fr_FR": r"+33 1 99 \d{2} \d{2} \d{2}",
+}
 
 
 @dataclass
@@ -39,9 +48,27 @@ class BlockContext:
     done: dict[str, pa.Array] = field(default_factory=dict)
 
     def rng(self, column: str, purpose: str = "values") -> np.random.Generator:
-        """The random stream for (seed, table, column, block, purpose)."""
-        key = [self.spec.seed, _stable_id(self.table), _stable_id(column), self.block, _PURPOSES[purpose]]
-        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
+        """The block stream for (seed, table, column, block, purpose)."""
+        return block_rng(self.spec.seed, self.table, column, self.block, purpose)
+
+    def index(self) -> np.ndarray:
+        """Global row indices of this block."""
+        return np.arange(self.start, self.start + self.rows, dtype=np.int64)
+
+
+def _arrow(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A NumPy array as an Arrow array of ``typ``, zero-copy where possible.
+
+    ``pa.array`` on NumPy input imports pandas (~0.5-1 s cold); building from
+    buffers does not.
+    """
+    if pa.types.is_boolean(typ):
+        bits = np.packbits(values.astype(bool, copy=False), bitorder="little")
+        return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(bits)])
+    storage = {pa.types.is_timestamp: np.int64, pa.types.is_date32: np.int32}
+    dtype = next((d for test, d in storage.items() if test(typ)), None) or np.dtype(str(typ))
+    data = np.ascontiguousarray(values, dtype=dtype)
+    return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
 
 
 def _int_type(low: float, high: float) -> pa.DataType:
@@ -94,9 +121,11 @@ def arrow_type(spec: Spec, table: str, name: str) -> pa.DataType:
     if col.type == "category":
         return pa.dictionary(_index_type(len(col.categories)), pa.string())
     if col.type == "text":
-        if col.vocab == "email":
+        if col.pattern is not None or col.vocab in STRING_VOCABS:
             return pa.string()
         return pa.dictionary(pa.int32(), pa.string())
+    if col.type == "uuid":
+        return pa.string()
     return {
         "float": pa.float64(),
         "bool": pa.bool_(),
@@ -111,34 +140,53 @@ def arrow_type(spec: Spec, table: str, name: str) -> pa.DataType:
 def _draw(col: Column, rng: np.random.Generator, n: int, start: int, sequence: bool) -> np.ndarray:
     dist = col.distribution
     kind = "sequence" if sequence else dist.kind if dist else "uniform"
-    p = dist.params if dist else {}
+    num = dist.num if dist else (lambda key, default=0.0: default)
     if kind == "sequence":
-        return p.get("start", 1) + p.get("step", 1) * np.arange(start, start + n, dtype=np.int64)
+        return num("start", 1) + num("step", 1) * np.arange(start, start + n, dtype=np.int64)
+    low = num("low", col.min if col.min is not None else 0.0)
+    high = num("high", col.max if col.max is not None else (1000.0 if col.type == "int" else 1.0))
     if kind == "uniform":
-        low = p.get("low", col.min if col.min is not None else 0.0)
-        high = p.get("high", col.max if col.max is not None else (1000.0 if col.type == "int" else 1.0))
         if col.type == "int":
             return rng.integers(int(np.ceil(low)), int(np.floor(high)) + 1, size=n)
         return rng.uniform(low, high, size=n)
     if kind == "beta":
-        unit = rng.beta(p["a"], p["b"], size=n)
-        low = col.min if col.min is not None else 0.0
-        high = col.max if col.max is not None else 1.0
-        return low + unit * (high - low)
+        return low + rng.beta(num("a"), num("b"), size=n) * (high - low)
+    if kind == "empirical":
+        assert dist is not None
+        quantiles = np.asarray(dist.params["quantiles"], dtype=np.float64)
+        return np.interp(rng.random(n), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
     draws: dict[str, Callable[[], np.ndarray]] = {
-        "normal": lambda: rng.normal(p["mean"], p["std"], size=n),
-        "lognormal": lambda: rng.lognormal(p["mean"], p["sigma"], size=n),
-        "exponential": lambda: rng.exponential(p["scale"], size=n),
-        "gamma": lambda: rng.gamma(p["shape"], p["scale"], size=n),
-        "poisson": lambda: rng.poisson(p["lam"], size=n),
-        "binomial": lambda: rng.binomial(int(p["n"]), p["p"], size=n),
-        "zipf": lambda: rng.zipf(p["a"], size=n),
-        "pareto": lambda: (rng.pareto(p["a"], size=n) + 1.0) * (col.min if col.min else 1.0),
+        "normal": lambda: rng.normal(num("mean"), num("std"), size=n),
+        "lognormal": lambda: rng.lognormal(num("mean"), num("sigma"), size=n),
+        "exponential": lambda: rng.exponential(num("scale"), size=n),
+        "gamma": lambda: rng.gamma(num("shape"), num("scale"), size=n),
+        "poisson": lambda: rng.poisson(num("lam"), size=n),
+        "binomial": lambda: rng.binomial(int(num("n")), num("p"), size=n),
+        "zipf": lambda: rng.zipf(num("a"), size=n),
+        "pareto": lambda: (rng.pareto(num("a"), size=n) + 1.0) * (col.min if col.min else 1.0),
     }
     return draws[kind]()
 
 
+def _permuted(key: int, space: int, idx: np.ndarray) -> np.ndarray:
+    """Distinct values in [0, space) for distinct indices < space: a pure function of (key, idx)."""
+    if space < 1 << 31:
+        a = (key % space) | 1
+        while math.gcd(a, space) != 1:
+            a += 2
+        b = (key >> 32) % space
+        return (a * idx.astype(np.int64) + b) % space
+    stride = (min(space, 1 << 62)) // max(int(idx.max()) + 1, 1)
+    jitter = (counter_uniform(key, idx) * stride).astype(np.int64)
+    return idx.astype(np.int64) * stride + jitter
+
+
 def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    if col.unique and not _is_sequence(ctx.spec, ctx.table, name):
+        assert col.min is not None and col.max is not None
+        space = int(col.max) - int(col.min) + 1
+        key = stream_key(ctx.spec.seed, ctx.table, name)
+        return _arrow(int(col.min) + _permuted(key, space, ctx.index()), typ)
     sequence = _is_sequence(ctx.spec, ctx.table, name)
     values = _draw(col, ctx.rng(name), ctx.rows, ctx.start, sequence)
     if col.min is not None or col.max is not None:
@@ -146,25 +194,32 @@ def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
     if col.type == "int":
         if values.dtype.kind == "f":
             values = np.rint(values)
-        return pa.array(values.astype(typ.to_pandas_dtype(), copy=False), type=typ)
+        return _arrow(values, typ)
     values = values.astype(np.float64, copy=False)
     if col.decimals is not None:
         values = np.round(values, col.decimals)
-    return pa.array(values, type=typ)
+    return _arrow(values, typ)
+
+
+def fk_index(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
+    """0-based parent row of each child row ``idx`` (counter-based: any index, any order)."""
+    col = spec.tables[table].columns[column]
+    assert col.foreign_key
+    parent_rows = spec.tables[col.foreign_key.split(".", 1)[0]].rows
+    u = counter_uniform(stream_key(spec.seed, table, column), idx)
+    if col.skew:
+        u = u ** (1.0 + col.skew)  # skewed parent popularity: low indices are the popular ones
+    return np.minimum((u * parent_rows).astype(np.int64), parent_rows - 1)
 
 
 def _foreign_key(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
     assert col.foreign_key
     ptable, pcol = col.foreign_key.split(".", 1)
-    parent_rows = ctx.spec.tables[ptable].rows
     pk = ctx.spec.tables[ptable].columns[pcol]
-    params = pk.distribution.params if pk.distribution else {}
-    u = ctx.rng(name).random(ctx.rows)
-    if col.skew:
-        u = u ** (1.0 + col.skew)  # skewed parent popularity: low indices are the popular ones
-    idx = np.minimum((u * parent_rows).astype(np.int64), parent_rows - 1)
-    keys = params.get("start", 1) + params.get("step", 1) * idx
-    return pa.array(keys.astype(typ.to_pandas_dtype(), copy=False), type=typ)
+    start = pk.distribution.num("start", 1) if pk.distribution else 1
+    step = pk.distribution.num("step", 1) if pk.distribution else 1
+    keys = start + step * fk_index(ctx.spec, ctx.table, name, ctx.index())
+    return _arrow(keys, typ)
 
 
 # ---------------------------------------------------------------- other types
@@ -182,17 +237,67 @@ def _category(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa
         idx = np.searchsorted(cum, u, side="right")
     idx = np.minimum(idx, len(cats) - 1)
     assert isinstance(typ, pa.DictionaryType)
-    indices = pa.array(idx.astype(typ.index_type.to_pandas_dtype()), type=typ.index_type)
+    indices = _arrow(idx, typ.index_type)
     return pa.DictionaryArray.from_arrays(indices, pa.array(cats, type=pa.string()))
 
 
+def _pool_take(
+    ctx: BlockContext, name: str, vocab_name: str, locale: str, purpose: str = "values"
+) -> pa.Array:
+    values = vocab.pool(vocab_name, locale)
+    idx = ctx.rng(name, purpose).integers(0, len(values), size=ctx.rows, dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(_arrow(idx, pa.int32()), values)
+
+
+def _numbers(ctx: BlockContext, name: str, low: int, high: int, purpose: str) -> pa.Array:
+    number = ctx.rng(name, purpose).integers(low, high, size=ctx.rows)
+    return pc.cast(_arrow(number, pa.int32()), pa.string())
+
+
 def _text(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    if col.pattern is not None:
+        return _pattern(col, ctx, name)
     assert col.vocab
-    if col.vocab == "email":
-        return _email(col, ctx, name)
-    values = vocab.pool(col.vocab, col.locale)
-    idx = ctx.rng(name).integers(0, len(values), size=ctx.rows, dtype=np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(idx, type=pa.int32()), values)
+    builders: dict[str, Callable[[], pa.Array]] = {
+        "email": lambda: _email(col, ctx, name),
+        "username": lambda: pc.binary_join_element_wise(
+            _plain_strings(_pool_take(ctx, name, "username_word", "en_US")),
+            _numbers(ctx, name, 1, 100, "extra"),
+            "",
+        ),
+        "street_address": lambda: pc.binary_join_element_wise(
+            _numbers(ctx, name, 1, 2000, "extra"),
+            _plain_strings(_pool_take(ctx, name, "street", col.locale)),
+            " ",
+        ),
+        "url": lambda: pc.binary_join_element_wise(
+            "https://www.", _plain_strings(_pool_take(ctx, name, "url_host", "en_US")), ".example/", ""
+        ),
+        "phone": lambda: _pattern(col, ctx, name, _PHONE.get(col.locale, _PHONE["en_US"])),
+    }
+    if col.vocab in builders:
+        return builders[col.vocab]()
+    return _pool_take(ctx, name, col.vocab, col.locale)
+
+
+def _pattern(col: Column, ctx: BlockContext, name: str, text: str | None = None) -> pa.Array:
+    compiled = patterns.parse_pattern(text or col.pattern or "")
+    if col.unique:
+        key = stream_key(ctx.spec.seed, ctx.table, name, "pattern")
+        values = _permuted(key, patterns.space_size(compiled), ctx.index())
+        return patterns.render_indices(compiled, patterns.decode_number(compiled, values))
+    choice = ctx.rng(name, "pattern").integers(0, 1 << 30, size=(ctx.rows, len(compiled)))
+    return patterns.render_indices(compiled, choice)
+
+
+def _uuid(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    key = stream_key(ctx.spec.seed, ctx.table, name, "uuid")
+    idx = ctx.index()
+    high = (counter_uniform(key, idx) * 2.0**53).astype(np.uint64) << np.uint64(11)
+    low = (counter_uniform(key ^ 0x5BD1E995, idx) * 2.0**53).astype(np.uint64) << np.uint64(11)
+    high ^= (counter_uniform(key ^ 0x1B873593, idx) * 2048).astype(np.uint64)
+    low ^= (counter_uniform(key ^ 0xCC9E2D51, idx) * 2048).astype(np.uint64)
+    return patterns.uuid_strings(high, low)
 
 
 def _plain_strings(array: pa.Array) -> pa.Array:
@@ -207,12 +312,11 @@ def _email(col: Column, ctx: BlockContext, name: str) -> pa.Array:
     first, last = (_plain_strings(ctx.done[src]) for src in col.from_)
     local = pc.binary_join_element_wise(pc.utf8_lower(first), pc.utf8_lower(last), ".")
     local = pc.replace_substring(local, " ", "")
-    number = ctx.rng(name, "email_number").integers(1, 1000, size=ctx.rows)
     domains = vocab.pool("email_domain")
     didx = ctx.rng(name, "email_domain").integers(0, len(domains), size=ctx.rows)
     return pc.binary_join_element_wise(
-        pc.binary_join_element_wise(local, pc.cast(pa.array(number), pa.string()), ""),
-        domains.take(pa.array(didx)),
+        pc.binary_join_element_wise(local, _numbers(ctx, name, 1, 1000, "email_number"), ""),
+        domains.take(_arrow(didx, pa.int32())),
         "@",
     )
 
@@ -223,44 +327,99 @@ def _epoch_ms(value: dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _datetime(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+def via_column(spec: Spec, table: str, column: str) -> str:
+    """The foreign key column through which ``after`` reaches the parent table."""
+    col = spec.tables[table].columns[column]
+    assert col.after
+    if col.via:
+        return col.via
+    parent = col.after.split(".", 1)[0]
+    return next(n for n, (p, _) in spec.tables[table].foreign_keys().items() if p == parent)
+
+
+def time_ms(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
+    """Epoch milliseconds of a datetime/date column at rows ``idx`` (random access).
+
+    With ``after: parent.column`` each value lies between the parent row's value (or
+    the column's start, whichever is later) and the column's end.
+    """
+    col = spec.tables[table].columns[column]
     assert col.start is not None and col.end is not None
     low, high = _epoch_ms(col.start), _epoch_ms(col.end)
-    rng = ctx.rng(name)
+    u = counter_uniform(stream_key(spec.seed, table, column), idx)
+    lows: np.ndarray | int = low
+    if col.after:
+        ptable, pcol = col.after.split(".", 1)
+        parent_rows = fk_index(spec, table, via_column(spec, table, column), idx)
+        lows = np.maximum(time_ms(spec, ptable, pcol, parent_rows), low)
+    span = np.maximum(high - lows, 0)
+    values = lows + (u * (span + 1)).astype(np.int64)
     if col.type == "date":
-        days = rng.integers(low // 86_400_000, high // 86_400_000 + 1, size=ctx.rows, dtype=np.int32)
-        return pa.array(days, type=pa.date32())
-    ms = rng.integers(low, high + 1, size=ctx.rows, dtype=np.int64)
-    return pa.array(ms, type=pa.timestamp("ms"))
+        values = -(-values // _DAY_MS) * _DAY_MS  # round up: a date never precedes its parent
+    return values
+
+
+def _datetime(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    ms = time_ms(ctx.spec, ctx.table, name, ctx.index())
+    if col.type == "date":
+        return _arrow((ms // _DAY_MS).astype(np.int32), pa.date32())
+    return _arrow(ms, pa.timestamp("ms"))
 
 
 def _bool(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
     p = 0.5 if col.p is None else col.p
-    return pa.array(ctx.rng(name).random(ctx.rows) < p, type=pa.bool_())
+    return _arrow(ctx.rng(name).random(ctx.rows) < p, pa.bool_())
+
+
+def _derived(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    assert col.expr
+    columns = {
+        k: np.asarray(v.to_numpy(zero_copy_only=False), dtype=np.float64)
+        for k, v in ctx.done.items()
+        if pa.types.is_integer(v.type) or pa.types.is_floating(v.type) or pa.types.is_boolean(v.type)
+    }
+    values = evaluate(col.expr, columns)
+    missing = ~np.isfinite(values)
+    if col.min is not None or col.max is not None:
+        values = np.clip(values, col.min, col.max)
+    if col.type == "bool":
+        array = _arrow(values != 0, typ)
+    elif col.type == "int":
+        array = _arrow(np.rint(np.where(missing, 0, values)), typ)
+    else:
+        array = _arrow(np.round(values, col.decimals) if col.decimals is not None else values, typ)
+    if missing.any():
+        array = pc.if_else(_arrow(missing, pa.bool_()), pa.scalar(None, type=typ), array)
+    return array
 
 
 def _with_nulls(array: pa.Array, col: Column, ctx: BlockContext, name: str) -> pa.Array:
     if not col.null_rate:
         return array
-    mask = pa.array(ctx.rng(name, "nulls").random(ctx.rows) < col.null_rate)
+    mask = _arrow(ctx.rng(name, "nulls").random(ctx.rows) < col.null_rate, pa.bool_())
     return pc.if_else(mask, pa.scalar(None, type=array.type), array)
+
+
+_SAMPLERS: dict[str, Callable[[Column, BlockContext, str, pa.DataType], pa.Array]] = {
+    "category": _category,
+    "text": _text,
+    "datetime": _datetime,
+    "date": _datetime,
+    "bool": _bool,
+    "uuid": _uuid,
+    "int": _numeric,
+    "float": _numeric,
+}
 
 
 def sample_column(ctx: BlockContext, name: str) -> pa.Array:
     """Sample one column for one logical block."""
     col = ctx.spec.tables[ctx.table].columns[name]
     typ = arrow_type(ctx.spec, ctx.table, name)
-    if col.foreign_key:
+    if col.expr:
+        array = _derived(col, ctx, name, typ)
+    elif col.foreign_key:
         array = _foreign_key(col, ctx, name, typ)
-    elif col.type in ("int", "float"):
-        array = _numeric(col, ctx, name, typ)
     else:
-        sampler = {
-            "category": _category,
-            "text": _text,
-            "datetime": _datetime,
-            "date": _datetime,
-            "bool": _bool,
-        }
-        array = sampler[col.type](col, ctx, name, typ)
+        array = _SAMPLERS[col.type](col, ctx, name, typ)
     return _with_nulls(array, col, ctx, name)

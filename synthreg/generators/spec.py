@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -35,7 +36,7 @@ __all__ = [
     "parse_spec",
 ]
 
-COLUMN_TYPES = ("int", "float", "bool", "category", "datetime", "date", "text")
+COLUMN_TYPES = ("int", "float", "bool", "category", "datetime", "date", "text", "uuid")
 
 #: distribution name -> (required parameters, optional parameters)
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -50,10 +51,26 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "zipf": (("a",), ()),
     "pareto": (("a",), ()),
     "sequence": ((), ("start", "step")),
+    "empirical": (("quantiles",), ()),
 }
 
 #: text vocabularies; ``email`` is derived from a first and a last name column.
-VOCABULARIES = ("first_name", "last_name", "full_name", "email", "city", "country", "company", "product")
+VOCABULARIES = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "username",
+    "city",
+    "country",
+    "street_address",
+    "phone",
+    "company",
+    "job",
+    "product",
+    "url",
+    "review",
+)
 LOCALES = ("en_US", "de_DE", "fr_FR")
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -72,7 +89,7 @@ class Distribution(_Strict):
     """A numeric distribution: ``{kind: normal, mean: 35, std: 10}``."""
 
     kind: str
-    params: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, float | list[float]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -104,8 +121,27 @@ class Distribution(_Strict):
         self._check_ranges()
         return self
 
+    def _check_quantiles(self) -> None:
+        q = self.params["quantiles"]
+        if not isinstance(q, list) or len(q) < 2:
+            raise ValueError("distribution 'empirical': quantiles must be a list of at least 2 numbers")
+        if any(b < a for a, b in itertools.pairwise(q)):
+            raise ValueError("distribution 'empirical': quantiles must be in ascending order")
+
+    def num(self, key: str, default: float = 0.0) -> float:
+        """A numeric parameter."""
+        value = self.params.get(key, default)
+        assert not isinstance(value, list)
+        return float(value)
+
     def _check_ranges(self) -> None:
         p = self.params
+        if self.kind == "empirical":
+            self._check_quantiles()
+            return
+        listed = [k for k, v in p.items() if isinstance(v, list)]
+        if listed:
+            raise ValueError(f"distribution '{self.kind}': {', '.join(listed)} must be a number, not a list")
         positive = {"std", "sigma", "scale", "shape", "a", "b", "lam", "n"}
         for key in positive & p.keys():
             if p[key] <= 0:
@@ -121,7 +157,7 @@ class Distribution(_Strict):
 class Column(_Strict):
     """One column of a table. Which keys apply depends on ``type``."""
 
-    type: Literal["int", "float", "bool", "category", "datetime", "date", "text"]
+    type: Literal["int", "float", "bool", "category", "datetime", "date", "text", "uuid"]
     description: str = ""
     distribution: Distribution | None = None
     min: float | None = None
@@ -132,6 +168,10 @@ class Column(_Strict):
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     vocab: str | None = None
+    pattern: str | None = None
+    expr: str | None = None
+    after: str | None = None
+    via: str | None = None
     locale: str = "en_US"
     from_: list[str] | None = Field(default=None, alias="from")
     foreign_key: str | None = None
@@ -170,6 +210,13 @@ class Column(_Strict):
             check()
         if self.distribution is not None and self.type not in ("int", "float"):
             raise ValueError(f"'distribution' applies to int and float columns, not {self.type}")
+        if self.expr is not None:
+            if self.type not in ("int", "float", "bool"):
+                raise ValueError("'expr' (a derived column) applies to int, float and bool columns")
+            if self.distribution is not None or self.foreign_key is not None:
+                raise ValueError("a derived column ('expr') cannot also have a distribution or foreign_key")
+        if self.after is not None and self.type not in ("datetime", "date"):
+            raise ValueError("'after' (time order) applies to datetime and date columns")
         if self.foreign_key is not None:
             if self.type != "int":
                 raise ValueError("a foreign_key column must have type: int (keys are integers)")
@@ -196,8 +243,16 @@ class Column(_Strict):
             raise ValueError("category values must be distinct")
 
     def _check_text(self) -> None:
-        if self.vocab is None:
-            raise ValueError(f"a text column needs 'vocab': one of {', '.join(VOCABULARIES)}")
+        if (self.vocab is None) == (self.pattern is None):
+            raise ValueError(
+                f"a text column needs either 'vocab' (one of {', '.join(VOCABULARIES)}) "
+                "or 'pattern' (e.g. 'ORD-\\d{6}')"
+            )
+        if self.pattern is not None:
+            from synthreg.generators.pattern import parse_pattern
+
+            parse_pattern(self.pattern)
+            return
         if self.vocab not in VOCABULARIES:
             raise ValueError(
                 f"unknown vocab '{self.vocab}'{_suggest(self.vocab, VOCABULARIES)} "
@@ -351,17 +406,101 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
                 )
             elif table.columns[src].type != "text":
                 problems.append((f"{loc}.from", f"'{src}' must be a text column"))
-        if (
-            col.unique
-            and not (col.distribution and col.distribution.kind == "sequence")
-            and cname != table.primary_key
-        ):
-            problems.append(
-                (loc, "unique: true is supported on sequence int columns; use distribution: sequence")
-            )
+        problems += _unique_problems(table, cname, col, loc)
+        problems += _expr_problems(table, cname, col, loc)
+        problems += _after_problems(spec, tname, col, loc)
         if col.foreign_key:
             problems += _fk_problems(spec, loc, col.foreign_key)
     return problems
+
+
+def _unique_problems(table: Table, cname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if not col.unique or cname == table.primary_key or col.type == "uuid":
+        return []
+    if col.type == "int" and col.distribution is not None and col.distribution.kind == "sequence":
+        return []
+    space: int | None = None
+    if col.type == "int" and col.min is not None and col.max is not None and col.distribution is None:
+        space = int(col.max) - int(col.min) + 1
+    elif col.type == "text" and col.pattern is not None:
+        from synthreg.generators.pattern import parse_pattern, space_size
+
+        space = space_size(parse_pattern(col.pattern))
+    if space is None:
+        return [
+            (
+                loc,
+                "unique: true works on sequence ints, ints with min and max (no distribution), "
+                "text patterns and uuid columns",
+            )
+        ]
+    if table.rows > space:
+        return [
+            (
+                loc,
+                f"unique: {table.rows:,} rows cannot be unique in a space of {space:,} values: "
+                "widen the range or pattern, or lower the rows",
+            )
+        ]
+    return []
+
+
+def _expr_problems(table: Table, cname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.expr is None:
+        return []
+    from synthreg.generators.expr import referenced_columns
+
+    try:
+        refs = referenced_columns(col.expr)
+    except ValueError as exc:
+        return [(f"{loc}.expr", str(exc))]
+    problems = []
+    for ref in sorted(refs):
+        other = table.columns.get(ref)
+        if ref == cname:
+            problems.append((f"{loc}.expr", "expr refers to its own column"))
+        elif other is None:
+            problems.append(
+                (
+                    f"{loc}.expr",
+                    f"expr refers to '{ref}', which is not a column{_suggest(ref, list(table.columns))}",
+                )
+            )
+        elif other.type not in ("int", "float", "bool"):
+            problems.append(
+                (f"{loc}.expr", f"expr uses '{ref}' ({other.type}): only int, float, bool columns")
+            )
+    return problems
+
+
+def _after_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.after is None:
+        return []
+    ptable, _, pcol = col.after.partition(".")
+    parent = spec.tables.get(ptable)
+    if parent is None or pcol not in parent.columns:
+        return [(f"{loc}.after", f"'{col.after}' is not a column: use after: parent_table.datetime_column")]
+    pcolumn = parent.columns[pcol]
+    if pcolumn.type not in ("datetime", "date"):
+        return [(f"{loc}.after", f"'{col.after}' is {pcolumn.type}: after needs a datetime or date column")]
+    fks = [n for n, (p, _) in spec.tables[tname].foreign_keys().items() if p == ptable]
+    if col.via is not None and col.via not in fks:
+        return [(f"{loc}.via", f"via: '{col.via}' is not a foreign key of {tname} to {ptable}")]
+    if col.via is None and len(fks) != 1:
+        why = (
+            "has no foreign key" if not fks else f"has several foreign keys ({', '.join(fks)}); add via: one"
+        )
+        return [(f"{loc}.after", f"{tname} {why} to {ptable}: after follows a foreign key")]
+    if pcolumn.end is not None and col.end is not None and pcolumn.end > col.end:
+        return [
+            (
+                f"{loc}.after",
+                f"infeasible: {col.after} ends {pcolumn.end}, after this column's end "
+                f"{col.end}: a child cannot follow a later parent; move end to at "
+                "least the parent's end",
+            )
+        ]
+    return []
 
 
 def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:

@@ -83,6 +83,40 @@ _PRODUCT_B = (
     "Camera Chair Jacket Watch Tent Drone Toaster Mug Blanket Router Charger Scooter Puzzle Telescope"
 )
 
+_STREET = {
+    "en_US": "Main Oak Pine Maple Cedar Elm Washington Lake Hill Park Sunset Lincoln Jackson River "
+    "Church Willow Highland Franklin Madison Chestnut",
+    "de_DE": "Haupt Schul Garten Bahnhof Dorf Berg Kirch Wald Ring Lindenallee Birken Mozart Goethe "
+    "Schiller Rosen Wiesen",
+    "fr_FR": "Victor_Hugo Jean_Jaures Pasteur Gambetta Voltaire Moliere de_la_Republique de_la_Paix "
+    "des_Lilas du_Moulin de_la_Gare des_Ecoles",
+}
+_STREET_TYPE = {
+    "en_US": "St Ave Rd Blvd Ln Dr Way Ct",
+    "de_DE": "strasse weg gasse platz",
+    "fr_FR": "rue avenue boulevard allee place",
+}
+_JOB = (
+    "Data_Engineer Software_Engineer Product_Manager Nurse Teacher Accountant Sales_Representative "
+    "Graphic_Designer Electrician Mechanic Pharmacist Physician Lawyer Architect Chef Barista "
+    "Marketing_Manager HR_Specialist Financial_Analyst Research_Scientist Photographer Pilot "
+    "Civil_Engineer Dentist Librarian Translator Consultant Logistics_Coordinator Web_Developer "
+    "Customer_Support_Agent Operations_Manager Statistician Veterinarian Social_Worker Plumber"
+)
+_REVIEW_A = (
+    "Great Decent Disappointing Excellent Okay Terrible Solid Surprisingly_good "
+    "Not_worth_it Fantastic Average Reliable"
+)
+_REVIEW_B = (
+    "product, would buy again. | quality for the price. | build, but shipping was slow. | "
+    "value overall. | experience, support was helpful. | item, arrived damaged. | "
+    "choice for everyday use. | purchase, exactly as described."
+)
+_USER_WORDS = (
+    "swift silent brave lucky happy cosmic pixel iron blue red green tiny mega "
+    "fox owl wolf tiger panda falcon otter comet river stone"
+)
+
 #: Reserved example domains: never a real person's address.
 EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "inbox.test")
 
@@ -93,6 +127,14 @@ def _words(text: str) -> list[str]:
 
 def _cross(left: list[str], right: list[str]) -> list[str]:
     return [f"{a} {b}" for a in left for b in right]
+
+
+def _cross_raw(names: list[str], kinds: list[str], locale: str) -> list[str]:
+    if locale == "de_DE":
+        return [f"{n}{k}" for n in names for k in kinds]
+    if locale == "fr_FR":
+        return [f"{k} {n}" for n in names for k in kinds]
+    return [f"{n} {k}" for n in names for k in kinds]
 
 
 def _source(vocab: str, locale: str) -> list[str]:
@@ -106,6 +148,15 @@ def _source(vocab: str, locale: str) -> list[str]:
         "company": lambda: _cross(_COMPANY_A.split(), _COMPANY_B.split()),
         "product": lambda: _cross(_PRODUCT_A.split(), _PRODUCT_B.split()),
         "email_domain": lambda: list(EMAIL_DOMAINS),
+        "street": lambda: _cross_raw(_words(_STREET[loc]), _STREET_TYPE[loc].split(), loc),
+        "job": lambda: _words(_JOB),
+        "review": lambda: [f"{a} {b.strip()}" for a in _words(_REVIEW_A) for b in _REVIEW_B.split("|")],
+        "username_word": lambda: [
+            f"{a}_{b}" for a in _USER_WORDS.split()[:13] for b in _USER_WORDS.split()[13:]
+        ],
+        "url_host": lambda: [
+            c.lower().replace(" ", "-") for c in _cross(_COMPANY_A.split(), _COMPANY_B.split())
+        ],
     }
     return builders[vocab]()
 
