@@ -7,6 +7,7 @@ The hierarchy, and the exit code the CLI maps each branch to::
     │   ├── SpecError                  2  a spec file that does not parse or validate
     │   ├── InvalidNameError           2  a dataset name that is not a safe identifier
     │   ├── InvalidRefError            2  a ref that does not parse
+    │   ├── ConstraintError            2  a spec constraint that the data cannot meet
     │   └── WorkspaceError             2  not inside a workspace, or a broken one
     ├── ValidationFailedError          3  data failed its suite (the version is kept, rejected)
     ├── NotFoundError                  4  a dataset, version or file that does not exist
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "ConstraintError",
     "IntegrationError",
     "InvalidNameError",
     "InvalidRefError",
@@ -64,6 +66,10 @@ class InvalidNameError(UsageError):
 
 class InvalidRefError(UsageError):
     """A version reference that does not parse."""
+
+
+class ConstraintError(UsageError):
+    """A constraint with ``action: error`` that the generated data does not meet."""
 
 
 class WorkspaceError(UsageError):

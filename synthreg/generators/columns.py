@@ -114,7 +114,13 @@ def _is_sequence(spec: Spec, table: str, name: str) -> bool:
 
 def arrow_type(spec: Spec, table: str, name: str) -> pa.DataType:
     """The Arrow type a column is written with: narrow ints, dictionary categories."""
+    from synthreg.generators.constraints import has_typos, widened
+
     col = spec.tables[table].columns[name]
+    if col.type == "int" and widened(spec, table, name):
+        return pa.int64()
+    if col.type == "text" and has_typos(spec, table, name):
+        return pa.string()
     if col.type == "int":
         bounds = _int_bounds(spec, table, name)
         return _int_type(*bounds) if bounds else pa.int64()
@@ -321,7 +327,7 @@ def _email(col: Column, ctx: BlockContext, name: str) -> pa.Array:
     )
 
 
-def _epoch_ms(value: dt.datetime) -> int:
+def epoch_ms(value: dt.datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return int(value.timestamp() * 1000)
@@ -345,7 +351,7 @@ def time_ms(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
     """
     col = spec.tables[table].columns[column]
     assert col.start is not None and col.end is not None
-    low, high = _epoch_ms(col.start), _epoch_ms(col.end)
+    low, high = epoch_ms(col.start), epoch_ms(col.end)
     u = counter_uniform(stream_key(spec.seed, table, column), idx)
     lows: np.ndarray | int = low
     if col.after:

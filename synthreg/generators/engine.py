@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from synthreg import env
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, table_digest
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
+from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
 from synthreg.generators.spec import Spec
 
 __all__ = [
@@ -100,7 +101,8 @@ def make_block(
     ctx = BlockContext(spec, table, block, start, min(logical_block_rows, total - start))
     for name in _column_order(spec, table):
         ctx.done[name] = sample_column(ctx, name)
-    return pa.RecordBatch.from_arrays([ctx.done[f.name] for f in schema], schema=schema)
+    batch = pa.RecordBatch.from_arrays([ctx.done[f.name] for f in schema], schema=schema)
+    return apply_row_rules(spec, table, block, batch)
 
 
 def _blocks(
@@ -219,6 +221,19 @@ def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) ->
     return tables
 
 
+def _enforce(spec: Spec, name: str, tables: dict[str, TableResult]) -> dict[str, object]:
+    """Whole-table constraints; re-hash the table when they changed it."""
+    result = tables[name]
+    notes = enforce_group_rules(spec, name, list(result.files))
+    if notes:
+        hasher = TableHasher(result.schema)
+        for path in result.files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=DIGEST_BLOCK_ROWS):
+                hasher.update(batch)
+        tables[name] = TableResult(name, hasher.rows, hasher.hexdigest(), result.files, result.schema)
+    return notes
+
+
 def default_workers() -> int:
     """``$SYNTHREG_WORKERS``, else every core."""
     value = os.environ.get(env.WORKERS)
@@ -246,6 +261,7 @@ def generate(
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
     segments = _segments(spec, _segment_rows(chunk_rows, spec.total_rows, workers))
     tables = _collect(spec, _run(spec, segments, opts, workers))
+    notes = {name: _enforce(spec, name, tables) for name in spec.table_order()}
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
         "chunk_rows": chunk_rows,
@@ -253,5 +269,12 @@ def generate(
         "compression": compression,
         "workers": workers,
     }
+    if any(notes.values()):
+        params["constraints"] = {k: v for k, v in notes.items() if v}
+    noise = {
+        n: [x.model_dump(exclude_defaults=True) for x in t.noise] for n, t in spec.tables.items() if t.noise
+    }
+    if noise:
+        params["noise"] = noise
     digest = combine_digests({n: t.digest for n, t in tables.items()})
     return GenerationResult(tables, digest, seconds, params)

@@ -295,13 +295,121 @@ class UserExpectation(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+CONSTRAINT_KINDS = ("sum_limit", "max_rows_per_group", "inequality", "unique_combination")
+CONSTRAINT_ACTIONS = ("cap", "redistribute", "drop", "error")
+
+
+class Constraint(_Strict):
+    """A rule over the whole table.
+
+    - ``sum_limit``: per group (``group_by``), the sum of ``column`` is at most ``limit``;
+      ``action`` cap (scale the group down to the limit), redistribute (move the excess
+      to groups under the limit, keeping the column total), drop (drop the rows that
+      overflow, in row order) or error.
+    - ``max_rows_per_group``: at most ``limit`` rows per group; action drop or error.
+    - ``inequality``: ``left op right`` on every row (op one of < <= > >=); rows that
+      break it get ``left`` moved to ``right``.
+    - ``unique_combination``: no two rows share the values of ``columns``; action drop or error.
+    """
+
+    kind: str
+    group_by: list[str] = Field(default_factory=list)
+    column: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    limit: float | None = None
+    action: str = "error"
+    left: str | None = None
+    op: Literal["<", "<=", ">", ">="] | None = None
+    right: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Constraint:
+        if self.kind not in CONSTRAINT_KINDS:
+            raise ValueError(
+                f"unknown constraint kind '{self.kind}'{_suggest(self.kind, CONSTRAINT_KINDS)} "
+                f"Known kinds: {', '.join(CONSTRAINT_KINDS)}"
+            )
+        if self.action not in CONSTRAINT_ACTIONS:
+            raise ValueError(f"unknown action '{self.action}'; use one of {', '.join(CONSTRAINT_ACTIONS)}")
+        needs = {
+            "sum_limit": ("group_by", "column", "limit"),
+            "max_rows_per_group": ("group_by", "limit"),
+            "inequality": ("left", "op", "right"),
+            "unique_combination": ("columns",),
+        }[self.kind]
+        missing = [k for k in needs if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"constraint '{self.kind}' needs {', '.join(missing)}")
+        allowed = {
+            "sum_limit": CONSTRAINT_ACTIONS,
+            "max_rows_per_group": ("drop", "error"),
+            "inequality": ("error", "cap"),
+            "unique_combination": ("drop", "error"),
+        }[self.kind]
+        if self.action not in allowed:
+            raise ValueError(
+                f"constraint '{self.kind}' takes action {' or '.join(allowed)}, not {self.action}"
+            )
+        return self
+
+    def referenced(self) -> list[str]:
+        """Every column the constraint reads."""
+        return [
+            *self.group_by,
+            *([self.column] if self.column else []),
+            *self.columns,
+            *([self.left] if self.left else []),
+            *([self.right] if self.right else []),
+        ]
+
+
+NOISE_KINDS = ("outliers", "typos", "duplicates", "drift")
+
+
+class Noise(_Strict):
+    """Deliberate imperfection, recorded with the version.
+
+    - ``outliers``: ``rate`` of ``column`` values multiplied by ``factor``;
+    - ``typos``: ``rate`` of ``column`` (ASCII text) values get two adjacent letters swapped;
+    - ``duplicates``: ``rate`` of rows repeat an earlier row of their block (keys excepted);
+    - ``drift``: ``column`` grows by ``change`` (0.15 = +15%) linearly over ``over`` (a date column).
+    """
+
+    kind: str
+    column: str | None = None
+    rate: float = Field(default=0.0, ge=0, le=0.5)
+    factor: float = 10.0
+    over: str | None = None
+    change: float = Field(default=0.0, ge=-0.99, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> Noise:
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(
+                f"unknown noise kind '{self.kind}'{_suggest(self.kind, NOISE_KINDS)} "
+                f"Known kinds: {', '.join(NOISE_KINDS)}"
+            )
+        needs = {
+            "outliers": ("column", "rate"),
+            "typos": ("column", "rate"),
+            "duplicates": ("rate",),
+            "drift": ("column", "over", "change"),
+        }[self.kind]
+        missing = [k for k in needs if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"noise '{self.kind}' needs {', '.join(missing)}")
+        return self
+
+
 class Table(_Strict):
-    """A table: its row count, columns, primary key and user expectations."""
+    """A table: its row count, columns, primary key, constraints, noise and user expectations."""
 
     rows: int = Field(ge=0, le=10**10)
     description: str = ""
     primary_key: str | None = None
     columns: dict[str, Column] = Field(min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    noise: list[Noise] = Field(default_factory=list)
     expectations: list[UserExpectation] = Field(default_factory=list)
 
     def foreign_keys(self) -> dict[str, tuple[str, str]]:
@@ -370,6 +478,9 @@ def _reference_problems(spec: Spec) -> list[tuple[str, str]]:
         if not NAME_RE.match(tname):
             problems.append((base, "table names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
         problems += _column_problems(spec, tname, table)
+        from synthreg.generators.constraints import constraint_problems
+
+        problems += constraint_problems(spec, tname)
         if table.primary_key is not None:
             pk = table.columns.get(table.primary_key)
             if pk is None:
@@ -589,8 +700,8 @@ def _model_at(loc: str) -> type[BaseModel] | None:
     depth_models: list[type[BaseModel]] = [Spec, Spec, Table, Table, Column, Distribution]
     if len(parts) >= 5 and parts[4] == "distribution":
         return Distribution
-    if len(parts) >= 3 and parts[2] == "expectations":
-        return UserExpectation
+    if len(parts) >= 3 and parts[2] in ("expectations", "constraints", "noise"):
+        return {"expectations": UserExpectation, "constraints": Constraint, "noise": Noise}[parts[2]]
     return depth_models[min(len(parts), len(depth_models) - 1)]
 
 
