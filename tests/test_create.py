@@ -188,9 +188,13 @@ def test_manifest_card_and_db_rows_agree(created: dict[str, Any]) -> None:
 
 def test_same_spec_and_seed_give_the_same_digest(created: dict[str, Any], tmp_path: Path) -> None:
     reg = synthreg.init(tmp_path / "other")
-    again = reg.create("copy", spec=created["spec"])
+    again = reg.create("copy", spec=created["spec"], workers=1)
     assert again.content_digest == created["v1"]["content_digest"]
     assert again.version == 1
+    result = cli(
+        tmp_path / "other", "create", "copy", "--spec", str(created["spec"]), "--workers", "2", "--json"
+    )
+    assert json.loads(result.stdout)["content_digest"] == created["v1"]["content_digest"]
 
 
 def test_init_twice_is_a_no_op(created: dict[str, Any]) -> None:
@@ -235,6 +239,8 @@ BAD_SPEC = "tables:\n  t:\n    rows: 3\n    columns:\n      x: {type: category, 
         (["create", "small", "--spec", "{spec}", "--rows", "users=many"], 2, "is not an integer"),
         (["create", "small", "--spec", "{spec}", "--rows", "buyers=5"], 2, "does not have"),
         (["create", "small"], 2, "needs --spec"),
+        (["create", "small", "--spec", "{spec}", "--workers", "0"], 2, "--workers 0: use a positive number"),
+        (["create", "small", "--spec", "{spec}", "--scale", "0"], 2, "--scale must be > 0"),
         (["show", "small@v9"], 4, "versions: v1 (approved), v2 (approved)"),
         (["show", "nosuch"], 4, "no dataset named 'nosuch'"),
         (["show", "small@@"], 2, "invalid ref"),

@@ -23,7 +23,9 @@ def create(
     scale: Annotated[float | None, typer.Option(help="Multiply every table's rows (before --rows).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the version: K=V (repeatable).")] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
-    workers: Annotated[int | None, typer.Option(help="Generation workers (recorded).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Generation processes (default: every core; never changes the data).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a dataset version from a spec and register it (validated, tracked, logged)."""

@@ -87,8 +87,8 @@ def _index_type(count: int) -> pa.DataType:
 
 
 def _sequence_bounds(col: Column, rows: int) -> tuple[float, float]:
-    params = col.distribution.params if col.distribution else {}
-    start, step = params.get("start", 1), params.get("step", 1)
+    dist = col.distribution
+    start, step = (dist.num("start", 1), dist.num("step", 1)) if dist else (1.0, 1.0)
     last = start + step * max(rows - 1, 0)
     return min(start, last), max(start, last)
 

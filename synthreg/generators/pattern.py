@@ -29,7 +29,8 @@ Pattern = list[str]  # one charset per output character
 
 
 def _expand_class(body: str) -> str:
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(body):
         if i + 2 < len(body) and body[i + 1] == "-":
             lo, hi = body[i], body[i + 2]

@@ -135,13 +135,14 @@ class Distribution(_Strict):
         return float(value)
 
     def _check_ranges(self) -> None:
-        p = self.params
+        p: dict[str, Any] = {}
         if self.kind == "empirical":
             self._check_quantiles()
             return
-        listed = [k for k, v in p.items() if isinstance(v, list)]
+        listed = [k for k, v in self.params.items() if isinstance(v, list)]
         if listed:
             raise ValueError(f"distribution '{self.kind}': {', '.join(listed)} must be a number, not a list")
+        p = {k: float(v) for k, v in self.params.items() if not isinstance(v, list)}
         positive = {"std", "sigma", "scale", "shape", "a", "b", "lam", "n"}
         for key in positive & p.keys():
             if p[key] <= 0:
@@ -255,7 +256,7 @@ class Column(_Strict):
             return
         if self.vocab not in VOCABULARIES:
             raise ValueError(
-                f"unknown vocab '{self.vocab}'{_suggest(self.vocab, VOCABULARIES)} "
+                f"unknown vocab '{self.vocab}'{_suggest(self.vocab or '', VOCABULARIES)} "
                 f"Known vocabularies: {', '.join(VOCABULARIES)}"
             )
         if self.locale not in LOCALES:
@@ -701,7 +702,12 @@ def _model_at(loc: str) -> type[BaseModel] | None:
     if len(parts) >= 5 and parts[4] == "distribution":
         return Distribution
     if len(parts) >= 3 and parts[2] in ("expectations", "constraints", "noise"):
-        return {"expectations": UserExpectation, "constraints": Constraint, "noise": Noise}[parts[2]]
+        block: dict[str, type[BaseModel]] = {
+            "expectations": UserExpectation,
+            "constraints": Constraint,
+            "noise": Noise,
+        }
+        return block[parts[2]]
     return depth_models[min(len(parts), len(depth_models) - 1)]
 
 

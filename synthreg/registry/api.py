@@ -54,6 +54,7 @@ class Registry:
         scale: float | None = None,
         tags: dict[str, str] | None = None,
         message: str = "",
+        workers: int | None = None,
     ) -> CreateResult:
         """Generate and register the next version of ``name``.
 
@@ -65,7 +66,7 @@ class Registry:
         resolved = _as_spec(spec)
         if seed is not None or rows or scale is not None:
             resolved = apply_overrides(resolved, seed=seed, rows=rows, scale=scale, source=source)
-        return create_version(self.workspace, name, resolved, tags=tags, message=message)
+        return create_version(self.workspace, name, resolved, tags=tags, message=message, workers=workers)
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:
         """One summary per dataset."""

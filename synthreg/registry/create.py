@@ -144,13 +144,13 @@ class _Clock:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def _stage(ws: Workspace, spec: Spec, clock: _Clock) -> _Staged:
+def _stage(ws: Workspace, spec: Spec, clock: _Clock, workers: int | None) -> _Staged:
     started_at = utcnow()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
-    gen: GenerationResult = clock("generate", lambda: generate(spec, staging))
+    gen: GenerationResult = clock("generate", lambda: generate(spec, staging, workers=workers))
     rows_by_file = {p: t.rows for t in gen.tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
     validation = clock("validate", lambda: validate_tables(spec, staging / "tables"))
@@ -191,12 +191,13 @@ def create_version(
     *,
     tags: dict[str, str] | None = None,
     message: str = "",
+    workers: int | None = None,
 ) -> CreateResult:
     """Generate ``spec`` and register it as the next version of ``name``."""
     check_name(name)
     clock = _Clock()
     wall = time.perf_counter()
-    staged = _stage(ws, spec, clock)
+    staged = _stage(ws, spec, clock, workers)
     try:
         with ws.lock():
             result = _commit(ws, name, staged, tags or {}, message, clock, wall)
