@@ -188,3 +188,101 @@ def test_feature_errors(change: dict[str, dict[str, Any]], says: str) -> None:
         data["tables"][table]["columns"][column].update(values)
     with pytest.raises(SpecError, match=re.escape(says)):
         parse_spec(data, "features.yaml")
+
+
+def test_unique_pattern_in_a_large_space_across_many_blocks(tmp_path: Path) -> None:
+    """Regression: strata must come from the whole table, not the block (space >= 2**31)."""
+    spec = parse_spec(
+        {
+            "seed": 1,
+            "tables": {
+                "t": {
+                    "rows": 200_000,
+                    "columns": {
+                        "code": {"type": "text", "pattern": r"ACC-\d{10}", "unique": True},
+                        "big": {"type": "int", "min": 0, "max": 10**12, "unique": True},
+                    },
+                }
+            },
+        },
+        "u.yaml",
+    )
+    generate(spec, tmp_path, workers=2)
+    t = pq.read_table(tmp_path / "tables/t").to_pydict()
+    assert len(set(t["code"])) == 200_000 and len(set(t["big"])) == 200_000
+    assert max(t["big"]) <= 10**12
+
+
+def test_dates_cover_their_whole_range(tmp_path: Path) -> None:
+    """Regression: the start day was never produced (times rounded up to midnight)."""
+    spec = parse_spec(
+        {
+            "seed": 1,
+            "tables": {
+                "t": {
+                    "rows": 30_000,
+                    "columns": {"day": {"type": "date", "start": "2024-01-01", "end": "2024-01-03"}},
+                }
+            },
+        },
+        "d.yaml",
+    )
+    generate(spec, tmp_path)
+    days = pq.read_table(tmp_path / "tables/t").column("day").to_pylist()
+    counts = {d.isoformat(): days.count(d) for d in set(days)}
+    assert sorted(counts) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert all(9_000 < c < 11_000 for c in counts.values())
+
+
+def test_min_and_max_children_per_parent(tmp_path: Path) -> None:
+    spec = parse_spec(
+        {
+            "seed": 2,
+            "tables": {
+                "p": {
+                    "rows": 1000,
+                    "primary_key": "id",
+                    "columns": {
+                        "id": {"type": "int"},
+                        "t": {"type": "datetime", "start": "2020-01-01", "end": "2021-01-01"},
+                    },
+                },
+                "c": {
+                    "rows": 3500,
+                    "primary_key": "id",
+                    "columns": {
+                        "id": {"type": "int"},
+                        "pid": {"type": "int", "foreign_key": "p.id", "min_children": 2, "max_children": 5},
+                        "t": {"type": "datetime", "start": "2020-01-01", "end": "2022-01-01", "after": "p.t"},
+                    },
+                },
+            },
+        },
+        "c.yaml",
+    )
+    generate(spec, tmp_path, workers=2, chunk_rows=500)
+    con = duckdb.connect()
+    low, high = con.execute(
+        f"select min(n), max(n) from (select p.id, count(c.id) n from read_parquet('{tmp_path}/tables/p/*.parquet') p "
+        f"left join read_parquet('{tmp_path}/tables/c/*.parquet') c on c.pid = p.id group by p.id)"
+    ).fetchone()
+    assert low >= 2 and high <= 5
+
+
+@pytest.mark.parametrize(
+    ("children", "says"),
+    [
+        ({"min_children": 4}, "infeasible: 4 children for each of 1,000 parents needs 4,000 rows"),
+        ({"max_children": 3}, "infeasible: 3,500 rows with at most 3 children"),
+        ({"min_children": 3, "max_children": 2}, "min_children (3) > max_children (2)"),
+    ],
+)
+def test_children_bounds_refused_when_infeasible(children: dict[str, int], says: str) -> None:
+    data = {
+        "tables": {
+            "p": {"rows": 1000, "primary_key": "id", "columns": {"id": {"type": "int"}}},
+            "c": {"rows": 3500, "columns": {"pid": {"type": "int", "foreign_key": "p.id", **children}}},
+        }
+    }
+    with pytest.raises(SpecError, match=re.escape(says)):
+        parse_spec(data, "c.yaml")

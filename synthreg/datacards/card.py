@@ -110,8 +110,15 @@ def _describe(col: Any) -> str:
         return "one of " + ", ".join(col.categories)
     if col.type == "text":
         return f"{col.vocab} ({col.locale})"
+    if col.expr:
+        return f"derived: {col.expr}"
+    if col.type == "text" and col.pattern:
+        return f"pattern {col.pattern}" + (" (unique)" if col.unique else "")
     if col.distribution is not None:
-        params = ", ".join(f"{k}={v:g}" for k, v in col.distribution.params.items())
+        params = ", ".join(
+            f"{k}={v:g}" if not isinstance(v, list) else f"{k}=[{', '.join(f'{x:g}' for x in v)}]"
+            for k, v in col.distribution.params.items()
+        )
         return f"{col.distribution.kind}({params})"
     if col.type in ("datetime", "date"):
         return f"between {col.start} and {col.end}"

@@ -174,17 +174,22 @@ def _draw(col: Column, rng: np.random.Generator, n: int, start: int, sequence: b
     return draws[kind]()
 
 
-def _permuted(key: int, space: int, idx: np.ndarray) -> np.ndarray:
-    """Distinct values in [0, space) for distinct indices < space: a pure function of (key, idx)."""
+def _permuted(key: int, space: int, idx: np.ndarray, count: int) -> np.ndarray:
+    """Distinct values in [0, space) for the distinct indices 0..count-1 (count <= space).
+
+    A pure function of (key, idx, count): an affine permutation when the space is
+    small enough for exact int64 arithmetic, else evenly spaced strata of the space
+    (one per row of the whole table) with a random offset inside each.
+    """
     if space < 1 << 31:
         a = (key % space) | 1
         while math.gcd(a, space) != 1:
             a += 2
         b = (key >> 32) % space
         return (a * idx.astype(np.int64) + b) % space
-    stride = (min(space, 1 << 62)) // max(int(idx.max()) + 1, 1)
+    stride = min(space, 1 << 62) // max(count, 1)
     jitter = (counter_uniform(key, idx) * stride).astype(np.int64)
-    return idx.astype(np.int64) * stride + jitter
+    return idx.astype(np.int64) * stride + np.minimum(jitter, stride - 1)
 
 
 def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
@@ -192,7 +197,8 @@ def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
         assert col.min is not None and col.max is not None
         space = int(col.max) - int(col.min) + 1
         key = stream_key(ctx.spec.seed, ctx.table, name)
-        return _arrow(int(col.min) + _permuted(key, space, ctx.index()), typ)
+        rows = ctx.spec.tables[ctx.table].rows
+        return _arrow(int(col.min) + _permuted(key, space, ctx.index(), rows), typ)
     sequence = _is_sequence(ctx.spec, ctx.table, name)
     values = _draw(col, ctx.rng(name), ctx.rows, ctx.start, sequence)
     if col.min is not None or col.max is not None:
@@ -212,10 +218,35 @@ def fk_index(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray
     col = spec.tables[table].columns[column]
     assert col.foreign_key
     parent_rows = spec.tables[col.foreign_key.split(".", 1)[0]].rows
-    u = counter_uniform(stream_key(spec.seed, table, column), idx)
-    if col.skew:
-        u = u ** (1.0 + col.skew)  # skewed parent popularity: low indices are the popular ones
-    return np.minimum((u * parent_rows).astype(np.int64), parent_rows - 1)
+    key = stream_key(spec.seed, table, column)
+    if col.min_children is None and col.max_children is None:
+        u = counter_uniform(key, idx)
+        if col.skew:
+            u = u ** (1.0 + col.skew)  # skewed parent popularity: low indices are the popular ones
+        return np.minimum((u * parent_rows).astype(np.int64), parent_rows - 1)
+    return _bounded_children(col, key, parent_rows, idx)
+
+
+def _bounded_children(col: Column, key: int, parents: int, idx: np.ndarray) -> np.ndarray:
+    """Parents such that each gets at least ``min_children`` and at most ``max_children``.
+
+    The first min*parents child rows go round-robin (every parent reaches the minimum);
+    the rest take slots of a permutation over (max-min) slots per parent, so no parent
+    passes the maximum. Random access, like every foreign key. Skew does not apply.
+    """
+    low = col.min_children or 0
+    prefix = low * parents
+    out = idx % parents
+    rest = idx >= prefix
+    if rest.any():
+        if col.max_children is None:
+            u = counter_uniform(key, idx[rest])
+            out[rest] = np.minimum((u * parents).astype(np.int64), parents - 1)
+        else:
+            room = col.max_children - low
+            slots = _permuted(key, room * parents, idx[rest] - prefix, room * parents)
+            out[rest] = slots // room
+    return out
 
 
 def _foreign_key(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
@@ -290,7 +321,8 @@ def _pattern(col: Column, ctx: BlockContext, name: str, text: str | None = None)
     compiled = patterns.parse_pattern(text or col.pattern or "")
     if col.unique:
         key = stream_key(ctx.spec.seed, ctx.table, name, "pattern")
-        values = _permuted(key, patterns.space_size(compiled), ctx.index())
+        rows = ctx.spec.tables[ctx.table].rows
+        values = _permuted(key, patterns.space_size(compiled), ctx.index(), rows)
         return patterns.render_indices(compiled, patterns.decode_number(compiled, values))
     choice = ctx.rng(name, "pattern").integers(0, 1 << 30, size=(ctx.rows, len(compiled)))
     return patterns.render_indices(compiled, choice)
@@ -358,11 +390,12 @@ def time_ms(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
         ptable, pcol = col.after.split(".", 1)
         parent_rows = fk_index(spec, table, via_column(spec, table, column), idx)
         lows = np.maximum(time_ms(spec, ptable, pcol, parent_rows), low)
+    if col.type == "date":  # whole days: the first day on or after the lower bound, to the end day
+        first, last = -(-np.asarray(lows) // _DAY_MS), high // _DAY_MS
+        days = first + (u * (np.maximum(last - first, 0) + 1)).astype(np.int64)
+        return days * _DAY_MS
     span = np.maximum(high - lows, 0)
-    values = lows + (u * (span + 1)).astype(np.int64)
-    if col.type == "date":
-        values = -(-values // _DAY_MS) * _DAY_MS  # round up: a date never precedes its parent
-    return values
+    return lows + (u * (span + 1)).astype(np.int64)
 
 
 def _datetime(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:

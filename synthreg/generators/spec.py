@@ -177,6 +177,8 @@ class Column(_Strict):
     from_: list[str] | None = Field(default=None, alias="from")
     foreign_key: str | None = None
     skew: float = Field(default=0.0, ge=0, le=10)
+    min_children: int | None = Field(default=None, ge=0)
+    max_children: int | None = Field(default=None, ge=1)
     null_rate: float = Field(default=0.0, ge=0, lt=1)
     unique: bool = False
 
@@ -521,6 +523,7 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
         problems += _unique_problems(table, cname, col, loc)
         problems += _expr_problems(table, cname, col, loc)
         problems += _after_problems(spec, tname, col, loc)
+        problems += _children_problems(spec, tname, col, loc)
         if col.foreign_key:
             problems += _fk_problems(spec, loc, col.foreign_key)
     return problems
@@ -640,6 +643,34 @@ def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:
         ]
     if parent.rows == 0:
         return [(f"{loc}.foreign_key", f"parent table '{ptable}' has 0 rows: children need parents")]
+    return []
+
+
+def _children_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.min_children is None and col.max_children is None:
+        return []
+    if not col.foreign_key:
+        return [(loc, "min_children / max_children apply to foreign key columns")]
+    parents = spec.tables[col.foreign_key.split(".", 1)[0]].rows
+    rows, low, high = spec.tables[tname].rows, col.min_children or 0, col.max_children
+    if high is not None and low > high:
+        return [(loc, f"min_children ({low}) > max_children ({high}): swap them")]
+    if rows < low * parents:
+        return [
+            (
+                loc,
+                f"infeasible: {low} children for each of {parents:,} parents needs {low * parents:,} "
+                f"rows, {tname} has {rows:,}: raise the rows or lower min_children",
+            )
+        ]
+    if high is not None and rows > high * parents:
+        return [
+            (
+                loc,
+                f"infeasible: {rows:,} rows with at most {high} children for each of {parents:,} "
+                "parents: lower the rows or raise max_children",
+            )
+        ]
     return []
 
 
