@@ -262,9 +262,10 @@ def test_min_and_max_children_per_parent(tmp_path: Path) -> None:
     )
     generate(spec, tmp_path, workers=2, chunk_rows=500)
     con = duckdb.connect()
+    parents, children = f"{tmp_path}/tables/p/*.parquet", f"{tmp_path}/tables/c/*.parquet"
     low, high = con.execute(
-        f"select min(n), max(n) from (select p.id, count(c.id) n from read_parquet('{tmp_path}/tables/p/*.parquet') p "
-        f"left join read_parquet('{tmp_path}/tables/c/*.parquet') c on c.pid = p.id group by p.id)"
+        f"select min(n), max(n) from (select p.id, count(c.id) n from read_parquet('{parents}') p "
+        f"left join read_parquet('{children}') c on c.pid = p.id group by p.id)"
     ).fetchone()
     assert low >= 2 and high <= 5
 
