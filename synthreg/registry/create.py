@@ -10,7 +10,6 @@ the rename undoes every step, so a version is either complete or absent.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import socket
@@ -33,13 +32,15 @@ from synthreg.generators.spec import Spec
 from synthreg.integrations import dvc, git
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.audit import append_event
+from synthreg.registry.facts import file_facts, library_versions, peak_rss_mb
 from synthreg.registry.policy import review_status
+from synthreg.registry.records import insert_rows
 from synthreg.registry.refs import check_name
-from synthreg.registry.store import Alias, Dataset, GenerationRun, Version, utcnow, write_session
+from synthreg.registry.store import Dataset, Version, utcnow, write_session
 from synthreg.registry.workspace import Workspace
 from synthreg.validators.suite import ValidationResult, validate_tables
 
-__all__ = ["CreateResult", "create_version", "file_facts", "peak_rss_mb"]
+__all__ = ["CreateResult", "create_version"]
 
 
 @dataclass(frozen=True)
@@ -78,44 +79,6 @@ class CreateResult:
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def file_facts(version_dir: Path, rows_by_file: dict[Path, int]) -> list[dict[str, Any]]:
-    """sha256, rows and bytes of every data file, paths relative to the version dir."""
-    facts = []
-    for path in sorted(rows_by_file):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        facts.append(
-            {
-                "path": path.relative_to(version_dir).as_posix(),
-                "sha256": digest.hexdigest(),
-                "rows": rows_by_file[path],
-                "bytes": path.stat().st_size,
-            }
-        )
-    return facts
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for lib in ("numpy", "pyarrow", "pydantic", "sqlmodel", "dvc", "mlflow", "great_expectations"):
-        try:
-            out[lib] = version(lib.replace("_", "-"))
-        except PackageNotFoundError:
-            out[lib] = "not installed"
-    return out
 
 
 @dataclass
@@ -300,7 +263,7 @@ def _publish(
     (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     sha = clock("git", lambda: _git_commit(ctx, event.hash, undo))
     seconds = time.perf_counter() - wall
-    clock("db", lambda: _insert_rows(ctx, session, dataset, manifest, sha, seconds))
+    clock("db", lambda: insert_rows(ctx, session, dataset, manifest, sha, seconds))
     return CreateResult(
         dataset=ctx.name,
         version=ctx.number,
@@ -481,7 +444,7 @@ def _manifest(
             "user": ctx.actor,
             "host": socket.gethostname(),
             "synthreg_version": synthreg.__version__,
-            "libraries": _library_versions(),
+            "libraries": library_versions(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
         },
         "validation": _validation_summary(staged.validation),
@@ -489,74 +452,3 @@ def _manifest(
         "mlflow": {"run_id": run_id, "experiment": f"synthreg/{ctx.name}"},
         "audit_head": audit_head,
     }
-
-
-def _insert_rows(
-    ctx: _CommitContext,
-    session: Session,
-    dataset: Dataset,
-    manifest: dict[str, Any],
-    sha: str,
-    seconds: float,
-) -> None:
-    staged, gen = ctx.staged, ctx.staged.gen
-    assert dataset.id is not None
-    version = Version(
-        dataset_id=dataset.id,
-        number=ctx.number,
-        status=ctx.status,
-        content_digest=gen.content_digest,
-        spec_sha256=staged.spec.sha256(),
-        seed=staged.spec.seed,
-        path=ctx.rel_dir,
-        rows=gen.rows,
-        total_rows=sum(gen.rows.values()),
-        parent=ctx.parent,
-        created_by=ctx.actor,
-        message=ctx.message,
-        tags=ctx.tags,
-        dvc_md5=manifest["dvc"]["md5"],
-        git_commit=sha,
-        mlflow_run_id=manifest["mlflow"]["run_id"],
-        validation=staged.validation.to_dict(),
-    )
-    session.add(version)
-    session.flush()
-    g = manifest["generation"]
-    assert version.id is not None
-    session.add(
-        GenerationRun(
-            version_id=version.id,
-            prompt=staged.spec_text,
-            model=g["model"],
-            seed=staged.spec.seed,
-            params=g["params"],
-            spec_sha256=version.spec_sha256,
-            content_digest=gen.content_digest,
-            files=staged.files,
-            started_at=staged.started_at,
-            ended_at=utcnow(),
-            seconds=seconds,
-            rows_per_s=g["rows_per_s"],
-            peak_rss_mb=g["peak_rss_mb"],
-            user=ctx.actor,
-            host=g["host"],
-            synthreg_version=synthreg.__version__,
-            libraries=g["libraries"],
-            timings=g["timings"],
-            git_commit=sha,
-            dvc_md5=version.dvc_md5,
-            mlflow_run_id=version.mlflow_run_id,
-        )
-    )
-    if ctx.status == "approved":
-        _set_alias(session, dataset.id, "current", ctx.number)
-
-
-def _set_alias(session: Session, dataset_id: int, alias: str, number: int) -> None:
-    row = session.exec(select(Alias).where(Alias.dataset_id == dataset_id, Alias.name == alias)).first()
-    if row is None:
-        session.add(Alias(dataset_id=dataset_id, name=alias, version=number))
-    else:
-        row.version, row.updated_at = number, utcnow()
-        session.add(row)

@@ -1,0 +1,240 @@
+"""Checks across a spec: references between tables and columns, and feasibility.
+
+Run after the pydantic models accepted each part on its own; every problem is a
+``(path inside the file, message with the fix)`` pair.
+"""
+
+from __future__ import annotations
+
+from synthreg.generators.spec import NAME_RE, Column, Spec, Table
+from synthreg.generators.spec import _suggest as suggest
+
+__all__ = ["reference_problems"]
+
+
+def reference_problems(spec: Spec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for tname, table in spec.tables.items():
+        base = f"tables.{tname}"
+        if not NAME_RE.match(tname):
+            problems.append((base, "table names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
+        problems += _column_problems(spec, tname, table)
+        from synthreg.generators.constraints import constraint_problems
+
+        problems += constraint_problems(spec, tname)
+        if table.primary_key is not None:
+            pk = table.columns.get(table.primary_key)
+            if pk is None:
+                problems.append(
+                    (
+                        f"{base}.primary_key",
+                        f"primary key '{table.primary_key}' is not a column of {tname}; "
+                        f"columns: {', '.join(table.columns)}",
+                    )
+                )
+            elif pk.type != "int" or (pk.distribution and pk.distribution.kind != "sequence"):
+                problems.append(
+                    (
+                        f"{base}.columns.{table.primary_key}",
+                        "a primary key must be an int column with distribution: sequence (or none)",
+                    )
+                )
+            elif pk.null_rate:
+                problems.append((f"{base}.columns.{table.primary_key}", "a primary key cannot be null"))
+    problems += _cycle_problems(spec)
+    return problems
+
+
+def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, str]]:
+    problems = []
+    for cname, col in table.columns.items():
+        loc = f"tables.{tname}.columns.{cname}"
+        if not NAME_RE.match(cname):
+            problems.append((loc, "column names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
+        for src in col.from_ or []:
+            if src not in table.columns:
+                problems.append(
+                    (f"{loc}.from", f"'{src}' is not a column of {tname}{suggest(src, list(table.columns))}")
+                )
+            elif table.columns[src].type != "text":
+                problems.append((f"{loc}.from", f"'{src}' must be a text column"))
+        problems += _unique_problems(table, cname, col, loc)
+        problems += _expr_problems(table, cname, col, loc)
+        problems += _after_problems(spec, tname, col, loc)
+        problems += _children_problems(spec, tname, col, loc)
+        if col.foreign_key:
+            problems += _fk_problems(spec, loc, col.foreign_key)
+    return problems
+
+
+def _unique_problems(table: Table, cname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if not col.unique or cname == table.primary_key or col.type == "uuid":
+        return []
+    if col.type == "int" and col.distribution is not None and col.distribution.kind == "sequence":
+        return []
+    space: int | None = None
+    if col.type == "int" and col.min is not None and col.max is not None and col.distribution is None:
+        space = int(col.max) - int(col.min) + 1
+    elif col.type == "text" and col.pattern is not None:
+        from synthreg.generators.pattern import parse_pattern, space_size
+
+        space = space_size(parse_pattern(col.pattern))
+    if space is None:
+        return [
+            (
+                loc,
+                "unique: true works on sequence ints, ints with min and max (no distribution), "
+                "text patterns and uuid columns",
+            )
+        ]
+    if table.rows > space:
+        return [
+            (
+                loc,
+                f"unique: {table.rows:,} rows cannot be unique in a space of {space:,} values: "
+                "widen the range or pattern, or lower the rows",
+            )
+        ]
+    return []
+
+
+def _expr_problems(table: Table, cname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.expr is None:
+        return []
+    from synthreg.generators.expr import referenced_columns
+
+    try:
+        refs = referenced_columns(col.expr)
+    except ValueError as exc:
+        return [(f"{loc}.expr", str(exc))]
+    problems = []
+    for ref in sorted(refs):
+        other = table.columns.get(ref)
+        if ref == cname:
+            problems.append((f"{loc}.expr", "expr refers to its own column"))
+        elif other is None:
+            problems.append(
+                (
+                    f"{loc}.expr",
+                    f"expr refers to '{ref}', which is not a column{suggest(ref, list(table.columns))}",
+                )
+            )
+        elif other.type not in ("int", "float", "bool"):
+            problems.append(
+                (f"{loc}.expr", f"expr uses '{ref}' ({other.type}): only int, float, bool columns")
+            )
+    return problems
+
+
+def _after_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.after is None:
+        return []
+    ptable, _, pcol = col.after.partition(".")
+    parent = spec.tables.get(ptable)
+    if parent is None or pcol not in parent.columns:
+        return [(f"{loc}.after", f"'{col.after}' is not a column: use after: parent_table.datetime_column")]
+    pcolumn = parent.columns[pcol]
+    if pcolumn.type not in ("datetime", "date"):
+        return [(f"{loc}.after", f"'{col.after}' is {pcolumn.type}: after needs a datetime or date column")]
+    fks = [n for n, (p, _) in spec.tables[tname].foreign_keys().items() if p == ptable]
+    if col.via is not None and col.via not in fks:
+        return [(f"{loc}.via", f"via: '{col.via}' is not a foreign key of {tname} to {ptable}")]
+    if col.via is None and len(fks) != 1:
+        why = (
+            "has no foreign key" if not fks else f"has several foreign keys ({', '.join(fks)}); add via: one"
+        )
+        return [(f"{loc}.after", f"{tname} {why} to {ptable}: after follows a foreign key")]
+    if pcolumn.end is not None and col.end is not None and pcolumn.end > col.end:
+        return [
+            (
+                f"{loc}.after",
+                f"infeasible: {col.after} ends {pcolumn.end}, after this column's end "
+                f"{col.end}: a child cannot follow a later parent; move end to at "
+                "least the parent's end",
+            )
+        ]
+    return []
+
+
+def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:
+    ptable, pcol = fk.split(".", 1)
+    if ptable not in spec.tables:
+        return [
+            (
+                f"{loc}.foreign_key",
+                f"table '{ptable}' does not exist{suggest(ptable, list(spec.tables))}; "
+                f"tables: {', '.join(spec.tables)}",
+            )
+        ]
+    parent = spec.tables[ptable]
+    if parent.primary_key != pcol:
+        return [
+            (
+                f"{loc}.foreign_key",
+                f"'{fk}' must point at the primary key of {ptable}"
+                + (
+                    f" ('{ptable}.{parent.primary_key}')"
+                    if parent.primary_key
+                    else f"; declare primary_key: {pcol} on {ptable}"
+                ),
+            )
+        ]
+    if parent.rows == 0:
+        return [(f"{loc}.foreign_key", f"parent table '{ptable}' has 0 rows: children need parents")]
+    return []
+
+
+def _children_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    if col.min_children is None and col.max_children is None:
+        return []
+    if not col.foreign_key:
+        return [(loc, "min_children / max_children apply to foreign key columns")]
+    parents = spec.tables[col.foreign_key.split(".", 1)[0]].rows
+    rows, low, high = spec.tables[tname].rows, col.min_children or 0, col.max_children
+    if high is not None and low > high:
+        return [(loc, f"min_children ({low}) > max_children ({high}): swap them")]
+    if rows < low * parents:
+        return [
+            (
+                loc,
+                f"infeasible: {low} children for each of {parents:,} parents needs {low * parents:,} "
+                f"rows, {tname} has {rows:,}: raise the rows or lower min_children",
+            )
+        ]
+    if high is not None and rows > high * parents:
+        return [
+            (
+                loc,
+                f"infeasible: {rows:,} rows with at most {high} children for each of {parents:,} "
+                "parents: lower the rows or raise max_children",
+            )
+        ]
+    return []
+
+
+def _cycle_problems(spec: Spec) -> list[tuple[str, str]]:
+    graph = {t: {p for p, _ in spec.tables[t].foreign_keys().values()} for t in spec.tables}
+    state: dict[str, int] = {}
+
+    def dfs(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return [*path, node, nxt]
+            if state.get(nxt) is None:
+                found = dfs(nxt, [*path, node])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for table in graph:
+        if state.get(table) is None:
+            cycle = dfs(table, [])
+            if cycle:
+                start = cycle.index(cycle[-1])
+                chain = " -> ".join(cycle[start:])
+                return [(f"tables.{cycle[-2]}", f"foreign keys form a cycle ({chain}): break it")]
+    return []
