@@ -181,6 +181,7 @@ class Column(_Strict):
     max_children: int | None = Field(default=None, ge=1)
     null_rate: float = Field(default=0.0, ge=0, lt=1)
     unique: bool = False
+    label: bool = False  # the target column of a supervised task (diffs and cards report its balance)
 
     @field_validator("type", mode="before")
     @classmethod
