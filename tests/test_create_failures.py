@@ -53,7 +53,7 @@ def _boom(*_a: Any, **_k: Any) -> Any:
         "synthreg.integrations.dvc.push",
         "synthreg.integrations.mlflow.log_version",
         "synthreg.integrations.git.commit",
-        "synthreg.registry.create.insert_rows",
+        "synthreg.registry.publish.insert_rows",
     ],
 )
 def test_failure_after_generation_leaves_no_version(

@@ -2,70 +2,73 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
-import synthreg
 from synthreg.registry.store import Alias, Dataset, GenerationRun, Version, utcnow
 
 if TYPE_CHECKING:
-    from synthreg.registry.create import _CommitContext
+    from synthreg.registry.publish import Context
 
-__all__ = ["insert_rows", "set_alias"]
+__all__ = ["insert_rows", "move_current", "set_alias"]
 
 
-def insert_rows(
-    ctx: _CommitContext,
-    session: Session,
-    dataset: Dataset,
-    manifest: dict[str, Any],
-    sha: str,
-    seconds: float,
-) -> None:
-    staged, gen = ctx.staged, ctx.staged.gen
+def insert_rows(ctx: Context, session: Session, dataset: Dataset, manifest: dict[str, Any], sha: str) -> None:
+    """Version (+ GenerationRun for generated versions), and ``current`` when approved."""
+    cand = ctx.cand
     assert dataset.id is not None
     version = Version(
         dataset_id=dataset.id,
         number=ctx.number,
         status=ctx.status,
-        content_digest=gen.content_digest,
-        spec_sha256=staged.spec.sha256(),
-        seed=staged.spec.seed,
+        content_digest=cand.content_digest,
+        spec_sha256=cand.spec.sha256(),
+        seed=cand.spec.seed,
         path=ctx.rel_dir,
-        rows=gen.rows,
-        total_rows=sum(gen.rows.values()),
+        rows=cand.rows,
+        total_rows=sum(cand.rows.values()),
         parent=ctx.parent,
+        restored_from=cand.restored_from,
+        derived_from=cand.derived_from,
         created_by=ctx.actor,
-        message=ctx.message,
-        tags=ctx.tags,
+        message=cand.message,
+        tags=cand.tags,
         dvc_md5=manifest["dvc"]["md5"],
         git_commit=sha,
         mlflow_run_id=manifest["mlflow"]["run_id"],
-        validation=staged.validation.to_dict(),
+        validation=cand.validation,
     )
     session.add(version)
     session.flush()
+    if cand.generation:
+        _insert_run(session, version, cand.spec_text, manifest, sha)
+    if ctx.status == "approved":
+        set_alias(session, dataset.id, "current", ctx.number)
+
+
+def _insert_run(session: Session, version: Version, prompt: str, manifest: dict[str, Any], sha: str) -> None:
     g = manifest["generation"]
     assert version.id is not None
     session.add(
         GenerationRun(
             version_id=version.id,
-            prompt=staged.spec_text,
-            model=g["model"],
-            seed=staged.spec.seed,
-            params=g["params"],
+            prompt=prompt,
+            model=manifest["model"],
+            seed=version.seed,
+            params=manifest["params"],
             spec_sha256=version.spec_sha256,
-            content_digest=gen.content_digest,
-            files=staged.files,
-            started_at=staged.started_at,
+            content_digest=version.content_digest,
+            files=manifest["files"],
+            started_at=dt.datetime.fromisoformat(g["started_at"]),
             ended_at=utcnow(),
-            seconds=seconds,
+            seconds=g["seconds"],
             rows_per_s=g["rows_per_s"],
             peak_rss_mb=g["peak_rss_mb"],
-            user=ctx.actor,
+            user=g["user"],
             host=g["host"],
-            synthreg_version=synthreg.__version__,
+            synthreg_version=g["synthreg_version"],
             libraries=g["libraries"],
             timings=g["timings"],
             git_commit=sha,
@@ -73,14 +76,29 @@ def insert_rows(
             mlflow_run_id=version.mlflow_run_id,
         )
     )
-    if ctx.status == "approved":
-        set_alias(session, dataset.id, "current", ctx.number)
 
 
 def set_alias(session: Session, dataset_id: int, alias: str, number: int) -> None:
+    """Point ``alias`` of a dataset at version ``number``."""
     row = session.exec(select(Alias).where(Alias.dataset_id == dataset_id, Alias.name == alias)).first()
     if row is None:
         session.add(Alias(dataset_id=dataset_id, name=alias, version=number))
     else:
         row.version, row.updated_at = number, utcnow()
         session.add(row)
+
+
+def move_current(session: Session, dataset_id: int) -> int | None:
+    """Point ``current`` at the newest approved version (or drop it when there is none)."""
+    newest = session.exec(
+        select(Version)
+        .where(Version.dataset_id == dataset_id, Version.status == "approved")
+        .order_by(Version.number.desc())  # type: ignore[attr-defined]
+    ).first()
+    row = session.exec(select(Alias).where(Alias.dataset_id == dataset_id, Alias.name == "current")).first()
+    if newest is None:
+        if row is not None:
+            session.delete(row)
+        return None
+    set_alias(session, dataset_id, "current", newest.number)
+    return newest.number

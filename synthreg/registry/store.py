@@ -19,7 +19,9 @@ __all__ = [
     "Alias",
     "AuditEvent",
     "Dataset",
+    "DiffRecord",
     "GenerationRun",
+    "Usage",
     "Version",
     "make_engine",
     "read_session",
@@ -63,6 +65,7 @@ class Version(SQLModel, table=True):
     total_rows: int = 0
     parent: int | None = None
     restored_from: int | None = None
+    derived_from: int | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     created_by: str = ""
     message: str = ""
@@ -111,6 +114,32 @@ class Alias(SQLModel, table=True):
     name: str
     version: int
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Usage(SQLModel, table=True):
+    """A version used by an MLflow run (``registry use`` / ``synthreg.log_input``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    run_id: str = Field(index=True)
+    experiment_id: str = ""
+    context: str = "training"
+    at: dt.datetime = Field(default_factory=utcnow)
+    actor: str = ""
+
+
+class DiffRecord(SQLModel, table=True):
+    """A diff already made between two versions (the JSON lives next to the report)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_a: str
+    version_a: int
+    dataset_b: str
+    version_b: int
+    path: str  # relative to the workspace: the diff's JSON
+    summary: str = ""
+    at: dt.datetime = Field(default_factory=utcnow)
+    actor: str = ""
 
 
 class AuditEvent(SQLModel, table=True):

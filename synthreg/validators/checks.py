@@ -1,0 +1,209 @@
+"""Our own checks, on a table's Parquet parts: what GX cannot judge one batch at a time.
+
+- Row count: the sum of the parts' footers, against the spec.
+- Uniqueness of a key: over the whole column (one column read across parts), in
+  GX's result format; a duplicate split across two parts is still a duplicate.
+- Arrow schema: every part's types against the spec's.
+- Foreign keys: the parent's key column (read once, cached per run) against each
+  child part in turn.
+
+Fixed-width values (integers, floats, times) are sorted with NumPy, which is several
+times faster than Arrow's hashing on millions of distinct keys; other types (strings)
+use Arrow's ``value_counts`` / ``is_in``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthreg.generators.engine import table_schema
+from synthreg.generators.spec import Spec
+from synthreg.validators.parts import TableParts
+from synthreg.validators.plan import Planned
+from synthreg.validators.results import EXAMPLES, OUR_SOURCE, CheckResult, jsonable, unexpected_percent
+
+__all__ = [
+    "FK_CHECK",
+    "SCHEMA_CHECK",
+    "KeySet",
+    "fk_check",
+    "row_count_check",
+    "schema_check",
+    "unique_check",
+]
+
+SCHEMA_CHECK = "arrow_schema"
+FK_CHECK = "foreign_key_integrity"
+
+
+def row_count_check(parts: TableParts, planned: Planned) -> CheckResult:
+    """``expect_table_row_count_to_equal``, from the parts' footers."""
+    rows = parts.rows
+    success = rows == planned.kwargs.get("value")
+    observed = {"observed_value": rows}
+    return CheckResult(parts.name, planned.check, None, planned.kwargs, success, observed, OUR_SOURCE)
+
+
+# ---------------------------------------------------------------- uniqueness
+
+
+def unique_check(parts: TableParts, planned: Planned) -> CheckResult:
+    """``expect_column_values_to_be_unique`` over the whole column, reported as GX does."""
+    column = planned.column or ""
+    try:
+        values = _decoded(parts.column(column))
+    except (KeyError, pa.ArrowException) as exc:
+        observed: dict[str, Any] = {"exception": f"cannot read column '{column}': {exc}"}
+        return CheckResult(parts.name, planned.check, column, planned.kwargs, False, observed, OUR_SOURCE)
+    present = _present(values)
+    unexpected, duplicated = _duplicates(present)
+    examples = _examples(present, duplicated) if unexpected else []
+    observed = {
+        "element_count": len(values),
+        "unexpected_count": unexpected,
+        "unexpected_percent": unexpected_percent(unexpected, len(present)) if len(values) else None,
+        "partial_unexpected_list": jsonable(examples),
+        "missing_count": len(values) - len(present),
+    }
+    success = unexpected == 0
+    return CheckResult(parts.name, planned.check, column, planned.kwargs, success, observed, OUR_SOURCE)
+
+
+def _decoded(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.cast(values, values.type.value_type) if pa.types.is_dictionary(values.type) else values
+
+
+def _present(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Without nulls, nor NaN (pandas, hence GX, counts NaN as missing)."""
+    present = pc.drop_null(values)
+    if pa.types.is_floating(present.type):
+        present = present.filter(pc.invert(pc.is_nan(present)))
+    return present
+
+
+def _fixed_width(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_temporal(typ)
+
+
+def _duplicates(values: pa.ChunkedArray) -> tuple[int, pa.Array]:
+    """(rows whose value occurs more than once, those values)."""
+    if _fixed_width(values.type):
+        ordered = np.sort(values.to_numpy())
+        same = ordered[1:] == ordered[:-1]
+        if not same.any():
+            return 0, pa.array([], type=values.type)
+        in_run = np.zeros(len(ordered), dtype=bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        return int(in_run.sum()), pa.array(np.unique(ordered[1:][same]), type=values.type)
+    counts = pc.value_counts(values)
+    repeated = pc.greater(counts.field("counts"), 1)
+    total = pc.sum(counts.field("counts").filter(repeated)).as_py() or 0
+    return int(total), counts.field("values").filter(repeated)
+
+
+def _examples(values: pa.ChunkedArray, among: pa.Array) -> list[Any]:
+    """The first values (in row order) that are in ``among``, as GX lists them."""
+    found: list[Any] = []
+    for chunk in values.chunks:
+        found += chunk.filter(pc.is_in(chunk, value_set=among)).slice(0, EXAMPLES - len(found)).to_pylist()
+        if len(found) >= EXAMPLES:
+            break
+    return found
+
+
+# ---------------------------------------------------------------- schema
+
+
+def schema_check(spec: Spec, parts: TableParts) -> CheckResult:
+    """Each column's Arrow type (dictionary folded to its values), in every part, is the spec's."""
+    expected = {f.name: str(_value_type(f.type)) for f in table_schema(spec, parts.name)}
+    observed: dict[str, str] | None = None
+    mismatched: dict[str, dict[str, str]] = {}
+    for schema in parts.schemas:
+        types = {f.name: str(_value_type(f.type)) for f in schema}
+        wrong = {
+            name: {"expected": typ, "observed": types.get(name, "missing")}
+            for name, typ in expected.items()
+            if types.get(name) != typ
+        }
+        if observed is None or (wrong and not mismatched):
+            observed = types  # the first part's types, or the first part that shows a mismatch
+        mismatched = {**wrong, **mismatched}
+    return CheckResult(
+        table=parts.name,
+        check=SCHEMA_CHECK,
+        column=None,
+        kwargs={"schema": expected},
+        success=not mismatched,
+        observed={"observed_value": observed or {}, "mismatched": mismatched},
+        source=OUR_SOURCE,
+    )
+
+
+def _value_type(typ: pa.DataType) -> pa.DataType:
+    return typ.value_type if pa.types.is_dictionary(typ) else typ
+
+
+# ---------------------------------------------------------------- foreign keys
+
+
+class KeySet:
+    """A parent table's key values, ready for membership tests of child values."""
+
+    def __init__(self, keys: pa.ChunkedArray) -> None:
+        present = pc.drop_null(_decoded(keys))
+        self.sorted: np.ndarray | None = None
+        self.arrow: pa.Array | None = None
+        if pa.types.is_integer(present.type):
+            self.sorted = np.sort(present.to_numpy())
+        else:
+            self.arrow = present.combine_chunks()
+
+    def absent(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        """The non-null ``values`` that are not keys, in row order."""
+        values = pc.drop_null(_decoded(values))
+        if self.sorted is None or not pa.types.is_integer(values.type):
+            keys = self.arrow if self.arrow is not None else pa.array(self.sorted)
+            return values.filter(pc.invert(pc.is_in(values, value_set=keys)))
+        if not len(values):
+            return values
+        # Sorted needles make the binary searches cache-friendly: ~10x faster than is_in
+        # rebuilding a hash table of every parent key for each part.
+        ordered = np.sort(values.to_numpy())
+        at = np.minimum(np.searchsorted(self.sorted, ordered), max(len(self.sorted) - 1, 0))
+        missing = ordered[self.sorted[at] != ordered] if len(self.sorted) else ordered
+        if not len(missing):
+            return values.slice(0, 0)
+        return values.filter(pc.is_in(values, value_set=pa.array(np.unique(missing))))
+
+
+def fk_check(
+    parts: TableParts, column: str, parent: str, key: str, keys: Callable[[], KeySet]
+) -> CheckResult:
+    """Every non-null child value, in every part, is a key of the parent table (``keys()``)."""
+    kwargs = {"parent_table": parent, "parent_column": key}
+    try:
+        parent_keys = keys()
+        total = nulls = count = 0
+        examples: list[Any] = []
+        for values in parts.column_parts(column):
+            absent = parent_keys.absent(values)
+            total, nulls, count = total + len(values), nulls + values.null_count, count + len(absent)
+            examples += absent.slice(0, EXAMPLES - len(examples)).to_pylist()
+    except (KeyError, pa.ArrowException) as exc:
+        observed: dict[str, Any] = {"exception": f"cannot read the key columns: {exc}"}
+        return CheckResult(parts.name, FK_CHECK, column, kwargs, False, observed, OUR_SOURCE)
+    observed = {
+        "element_count": total,
+        "missing_count": nulls,
+        "unexpected_count": count,
+        "unexpected_percent": unexpected_percent(count, total - nulls) or 0.0,
+        "partial_unexpected_list": jsonable(examples),
+    }
+    return CheckResult(parts.name, FK_CHECK, column, kwargs, count == 0, observed, OUR_SOURCE)

@@ -1,0 +1,255 @@
+"""Running Great Expectations on pandas frames, and folding per-batch results into one.
+
+One ephemeral context serves a whole ``validate_tables`` call; a ``GxSuite`` is one
+suite plus validation definition, run on as many frames as needed (each batch of a
+table's parts). ``Tally`` sums a per-row expectation's counts over the batches and
+judges ``mostly`` on the totals, as GX would on the whole table.
+
+Frames are NumPy-backed (GX is ~30x slower on pyarrow-backed numeric columns), with
+one dtype per column for the whole table, so every batch is judged alike.
+
+Great Expectations is imported inside functions: it costs seconds to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthreg.validators.plan import Planned
+from synthreg.validators.results import EXAMPLES, GX_SOURCE, CheckResult, jsonable, unexpected_percent
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["GxRunner", "GxSuite", "Tally", "gx_check", "to_frame"]
+
+#: Keys of a GX result worth keeping; the index lists and counts are bulky.
+_OBSERVED_KEYS = (
+    "observed_value",
+    "element_count",
+    "missing_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "partial_unexpected_list",
+    "details",
+)
+_COUNT_KEYS = frozenset({"element_count", "missing_count", "unexpected_count", "unexpected_percent"})
+
+
+@dataclass
+class GxSuite:
+    """A suite with its validation definition, ready to run on any frame."""
+
+    definition: Any
+    planned: list[Planned]
+
+    def run(self, frame: pd.DataFrame) -> list[Any]:
+        """GX's result for each planned expectation, in plan order."""
+        result = self.definition.run(batch_parameters={"dataframe": frame}, result_format="BASIC")
+        # Results do not come back in suite order: the ids the suite gave them map them back.
+        by_id = {r.expectation_config.id: r for r in result.results}
+        return [by_id[p.expectation.id] for p in self.planned]
+
+
+class GxRunner:
+    """An ephemeral GX context with progress bars off and one pandas datasource."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.datasource = self.context.data_sources.add_pandas(name="synthreg")
+
+    def suite(self, name: str, planned: list[Planned]) -> GxSuite:
+        """Register ``planned`` as suite ``name`` (unique within this runner)."""
+        import great_expectations as gx
+
+        asset = self.datasource.add_dataframe_asset(name=name)
+        batch = asset.add_batch_definition_whole_dataframe("whole")
+        # In 1.x the suite and the definition must live in the context before they can run;
+        # adding the suite gives every expectation the id its result comes back under.
+        expectations = [p.expectation for p in planned]
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch, suite=suite, name=name)
+        )
+        return GxSuite(definition, planned)
+
+
+@contextlib.contextmanager
+def no_fingerprint() -> Iterator[None]:
+    """Stop GX md5-hashing every frame under 1 GB (``HASH_THRESHOLD``) just to label the batch.
+
+    The label (``pandas_data_fingerprint``) is never used by us, and hashing cost more
+    than all the expectations together (~0.25 s per million rows and column set).
+    """
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    if not hasattr(engine, "HASH_THRESHOLD"):  # a GX that no longer hashes
+        yield
+        return
+    saved = engine.HASH_THRESHOLD
+    engine.HASH_THRESHOLD = 0
+    try:
+        yield
+    finally:
+        engine.HASH_THRESHOLD = saved
+
+
+# ---------------------------------------------------------------- results
+
+
+def gx_check(table: str, planned: Planned, result: Any) -> CheckResult:
+    """One GX result as a ``CheckResult``."""
+    error = _exception_message(result.exception_info)
+    if error is not None:
+        observed: dict[str, Any] = {"exception": error}
+    else:
+        observed = {k: v for k, v in (result.result or {}).items() if k in _OBSERVED_KEYS}
+    return CheckResult(
+        table=table,
+        check=planned.check,
+        column=planned.column,
+        kwargs=planned.kwargs,
+        success=bool(result.success) and error is None,
+        observed=jsonable(observed),
+        source=GX_SOURCE,
+    )
+
+
+@dataclass
+class Tally:
+    """A per-row expectation's results over a table's batches, folded into one."""
+
+    planned: Planned
+    batches: int = 0
+    success: bool = True
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: list[Any] | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, result: Any) -> None:
+        """Fold in one batch's GX result."""
+        self.batches += 1
+        error = _exception_message(result.exception_info)
+        if error is not None:
+            self.error = self.error or error
+            return
+        self.success = self.success and bool(result.success)
+        found = result.result or {}
+        for key in ("element_count", "missing_count", "unexpected_count"):
+            if key in found:
+                self.counts[key] = self.counts.get(key, 0) + int(found[key] or 0)
+        if "partial_unexpected_list" in found:
+            self.examples = (self.examples or []) + list(found["partial_unexpected_list"] or [])
+            del self.examples[EXAMPLES:]
+        for key in _OBSERVED_KEYS:
+            if key in found and key not in _COUNT_KEYS and key != "partial_unexpected_list":
+                self.other.setdefault(key, found[key])
+
+    def check(self, table: str) -> CheckResult:
+        """The folded result: counts summed, percent and ``mostly`` judged on the totals."""
+        if self.error is not None:
+            return CheckResult(
+                table, self.planned.check, self.planned.column, self.planned.kwargs,
+                False, {"exception": self.error}, GX_SOURCE,
+            )  # fmt: skip
+        observed, considered = self._observed()
+        return CheckResult(
+            table=table,
+            check=self.planned.check,
+            column=self.planned.column,
+            kwargs=self.planned.kwargs,
+            success=self._success(considered),
+            observed=jsonable(observed),
+            source=GX_SOURCE,
+        )
+
+    def _observed(self) -> tuple[dict[str, Any], int]:
+        """GX's map-expectation keys over the whole table, and how many values were considered."""
+        observed: dict[str, Any] = dict(self.other)
+        if "unexpected_count" not in self.counts:
+            return observed, 0
+        elements, unexpected = self.counts.get("element_count", 0), self.counts["unexpected_count"]
+        # GX leaves nulls out of the denominator where it reports missing_count (not for not_null).
+        considered = elements - self.counts.get("missing_count", 0)
+        observed.update(element_count=elements, unexpected_count=unexpected)
+        observed["unexpected_percent"] = unexpected_percent(unexpected, considered) if elements else None
+        if self.examples is not None:
+            observed["partial_unexpected_list"] = self.examples
+        if "missing_count" in self.counts:
+            observed["missing_count"] = self.counts["missing_count"]
+        return observed, considered
+
+    def _success(self, considered: int) -> bool:
+        mostly = getattr(self.planned.expectation, "mostly", None)
+        if self.batches <= 1 or not isinstance(mostly, (int, float)) or mostly >= 1 or not considered:
+            return self.success
+        # A null-rate (or any ``mostly``) verdict is on the whole table, not part by part.
+        return (considered - self.counts["unexpected_count"]) / considered >= mostly
+
+
+def _exception_message(info: Any) -> str | None:
+    """The first exception message in GX's exception_info (flat, or keyed by metric)."""
+    if not isinstance(info, dict):
+        return None
+    if "raised_exception" in info:
+        return str(info.get("exception_message")) if info.get("raised_exception") else None
+    for nested in info.values():
+        message = _exception_message(nested)
+        if message is not None:
+            return message
+    return None
+
+
+# ---------------------------------------------------------------- frames
+
+
+def to_frame(arrow: pa.Table, nullable: set[str]) -> pd.DataFrame:
+    """A NumPy-backed pandas frame; ``nullable`` columns get a dtype that holds nulls."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {name: _to_series(arrow.column(name), name in nullable) for name in arrow.column_names},
+        copy=False,
+    )
+
+
+def _to_series(column: pa.ChunkedArray, nullable: bool) -> pd.Series:
+    """int64/float64/datetime64[ns]/bool, strings as pandas' default string dtype, else object."""
+    import pandas as pd
+
+    typ = column.type
+    if pa.types.is_dictionary(typ):
+        column, typ = pc.cast(column, typ.value_type), typ.value_type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        # What pandas would infer from the Python strings, without making them first.
+        return column.to_pandas()
+    return pd.Series(_to_numpy(column, nullable or column.null_count > 0), copy=False)
+
+
+def _to_numpy(column: pa.ChunkedArray, nullable: bool) -> np.ndarray:
+    typ = column.type
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        wide = pa.int64() if pa.types.is_integer(typ) and not nullable else pa.float64()
+        return pc.cast(column, wide).to_numpy()
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        # GX only vectorises "between" on datetime64[ns]; [ms] goes row by row. Outside
+        # 1677..2262 the cast fails: keep the unit, slower but right.
+        with contextlib.suppress(pa.ArrowInvalid):
+            column = pc.cast(column, pa.timestamp("ns", getattr(typ, "tz", None)))
+        return column.to_numpy()
+    if pa.types.is_boolean(typ) and not nullable:
+        return column.to_numpy()
+    array = column.to_numpy(zero_copy_only=False)
+    return array if array.dtype == object else array.astype(object)
