@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synthreg.env import apply_offline_defaults
@@ -15,11 +16,9 @@ from synthreg.env import apply_offline_defaults
 apply_offline_defaults()
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "init", "open"]
+__all__ = ["__version__", "init", "log_input", "open"]
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from synthreg.registry.api import Registry
 
 
@@ -35,3 +34,19 @@ def init(path: str | Path = ".", remote: str | None = None) -> Registry:
     from synthreg.registry.api import Registry
 
     return Registry.init(path, remote=remote)
+
+
+def log_input(ref: str, context: str = "training", workspace: str | Path = ".") -> None:
+    """Inside an active MLflow run: log ``ref`` as a dataset input and record the use.
+
+    >>> with mlflow.start_run():                        # doctest: +SKIP
+    ...     synthreg.log_input("fitness@v3")
+    """
+    import mlflow
+
+    from synthreg.errors import UsageError
+
+    run = mlflow.active_run()
+    if run is None:
+        raise UsageError("synthreg.log_input needs an active MLflow run: call it inside mlflow.start_run()")
+    open(workspace).use(ref, run.info.run_id, context)

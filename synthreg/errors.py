@@ -13,6 +13,7 @@ The hierarchy, and the exit code the CLI maps each branch to::
     ├── NotFoundError                  4  a dataset, version or file that does not exist
     │   └── VersionNotFoundError       4
     ├── ConflictError                  5  a state or policy conflict
+    ├── VerificationError              1  files, digests or the audit chain do not check out
     └── IntegrationError               1  git, DVC or MLflow failed underneath us
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "SynthregError",
     "UsageError",
     "ValidationFailedError",
+    "VerificationError",
     "VersionNotFoundError",
     "WorkspaceError",
     "exit_code_for",
@@ -100,6 +102,14 @@ class ConflictError(SynthregError):
     """A state or policy conflict."""
 
     exit_code = 5
+
+
+class VerificationError(SynthregError):
+    """Recomputed hashes or the audit chain do not match what was recorded."""
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message)
+        self.result = result
 
 
 class IntegrationError(SynthregError):

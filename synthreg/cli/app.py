@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from synthreg.cli import create, init, listing, materialize, show
+from synthreg.cli import create, governance, init, inspect, listing, materialize, show
 
 app = typer.Typer(
     name="registry",
@@ -27,18 +27,37 @@ def _root(
     workspace: Annotated[
         Path, typer.Option("--workspace", "-C", help="Run as if started in this directory.")
     ] = Path("."),
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="Who is acting (recorded in the audit log; default: OS user)."),
+    ] = None,
 ) -> None:
     """synthreg: a versioned registry for synthetic datasets, with governance.
 
     Exit codes: 0 ok, 1 error, 2 bad input, 3 validation failed, 4 not found, 5 conflict.
     """
     ctx.obj = {"workspace": str(workspace)}
+    if actor:
+        import os
+
+        from synthreg import env
+
+        os.environ[env.ACTOR] = actor
 
 
 app.command("init")(init.init)
 app.command("create")(create.create)
 app.command("list")(listing.list_)
 app.command("show")(show.show)
+app.command("rollback")(governance.rollback)
+app.command("checkout")(governance.checkout)
+app.add_typer(governance.alias_app, name="alias")
+app.command("review")(governance.review)
+app.command("use")(governance.use)
+app.command("lineage")(inspect.lineage)
+app.add_typer(inspect.audit_app, name="audit")
+app.command("verify")(inspect.verify)
+app.command("doctor")(inspect.doctor)
 app.command("materialize", hidden=True)(materialize.materialize)
 
 

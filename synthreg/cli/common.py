@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 import typer
 
 from synthreg import env
-from synthreg.errors import SynthregError, UsageError, ValidationFailedError, exit_code_for
+from synthreg.errors import (
+    SynthregError,
+    UsageError,
+    ValidationFailedError,
+    VerificationError,
+    exit_code_for,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +37,7 @@ def handles_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ValidationFailedError as exc:
+        except (ValidationFailedError, VerificationError) as exc:
             result = getattr(exc, "result", None)
             if result is not None and kwargs.get("as_json"):
                 emit_json(result.to_dict())
@@ -75,3 +81,10 @@ def workspace_path(ctx: typer.Context) -> Path:
     """The ``--workspace`` given to the app (default: the current directory)."""
     obj = ctx.find_root().obj or {}
     return Path(obj.get("workspace", "."))
+
+
+def open_registry(ctx: typer.Context) -> Any:
+    """The registry of the ``--workspace`` given to the app."""
+    import synthreg
+
+    return synthreg.open(workspace_path(ctx))

@@ -19,7 +19,17 @@ import yaml
 
 from synthreg.errors import IntegrationError
 
-__all__ = ["init_workspace", "lock_md5", "push", "remove_stage", "status", "track_stage"]
+__all__ = [
+    "checkout",
+    "cloud_status",
+    "init_workspace",
+    "lock_md5",
+    "pull",
+    "push",
+    "remove_stage",
+    "status",
+    "track_stage",
+]
 
 
 def _cli(root: Path, *args: str) -> None:
@@ -118,3 +128,27 @@ def status(root: Path) -> dict[str, object]:
     """``dvc status`` as a dict (empty when everything is in sync)."""
     with _repo(root) as repo:
         return dict(repo.status())  # type: ignore[attr-defined]
+
+
+def checkout(root: Path, stages: list[str]) -> None:
+    """Restore stages' outputs from the local cache."""
+    try:
+        with _repo(root) as repo:
+            repo.checkout(targets=stages, force=True)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise IntegrationError(f"dvc checkout {' '.join(stages)} failed: {exc}") from exc
+
+
+def pull(root: Path, stages: list[str]) -> None:
+    """Fetch stages' outputs from the remote and check them out."""
+    try:
+        with _repo(root) as repo:
+            repo.pull(targets=stages, force=True)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise IntegrationError(f"dvc pull {' '.join(stages)} failed: {exc}; check the remote") from exc
+
+
+def cloud_status(root: Path, stages: list[str] | None = None) -> dict[str, object]:
+    """``dvc status --cloud``: outputs missing from (or differing on) the remote."""
+    with _repo(root) as repo:
+        return dict(repo.status(targets=stages, cloud=True))  # type: ignore[attr-defined]

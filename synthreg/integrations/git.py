@@ -8,7 +8,7 @@ from pathlib import Path
 
 from synthreg.errors import IntegrationError
 
-__all__ = ["add", "commit", "head", "init", "is_toplevel", "reset_to", "run"]
+__all__ = ["add", "commit", "head", "init", "is_toplevel", "log_messages", "reset_to", "run"]
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "synthreg",
@@ -61,10 +61,16 @@ def add(root: Path, paths: list[str]) -> None:
         run(root, "add", "--", *paths)
 
 
-def commit(root: Path, message: str) -> str:
+def commit(root: Path, message: str, *, allow_empty: bool = False) -> str:
     """Commit what is staged; return the new HEAD sha."""
-    run(root, "commit", "-q", "--no-verify", "-m", message)
+    run(root, "commit", "-q", "--no-verify", *(["--allow-empty"] if allow_empty else []), "-m", message)
     return head(root)
+
+
+def log_messages(root: Path) -> list[str]:
+    """Every commit message, newest first."""
+    out = run(root, "log", "--format=%B%x00", check=False)
+    return [m.strip() for m in out.split("\x00") if m.strip()]
 
 
 def head(root: Path) -> str:

@@ -15,7 +15,17 @@ from typing import Any
 
 from synthreg.errors import IntegrationError
 
-__all__ = ["DIGEST_CHARS", "RunRecord", "delete_run", "find_runs_by_digest", "log_version"]
+__all__ = [
+    "DIGEST_CHARS",
+    "RunRecord",
+    "delete_run",
+    "find_models_for_runs",
+    "find_runs_by_digest",
+    "get_run",
+    "log_dataset",
+    "log_version",
+    "set_tag",
+]
 
 DIGEST_CHARS = 32
 
@@ -53,19 +63,75 @@ def _experiment_id(client: Any, name: str, artifact_root: Path) -> str:
 
 
 def _dataset_input(record: RunRecord) -> Any:
+    return _input(
+        record.dataset_name, record.dataset_uri, record.content_digest, "generated", dict(record.dataset_tags)
+    )
+
+
+def _input(name: str, uri: str, content_digest: str, context: str, tags: dict[str, str]) -> Any:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": both are local
-        source = resolve_dataset_source(record.dataset_uri)
+        source = resolve_dataset_source(uri)
     dataset = MetaDataset(  # type: ignore[abstract]  # MetaDataset is concrete at runtime
-        source, name=record.dataset_name, digest=record.content_digest[:DIGEST_CHARS]
+        source, name=name, digest=content_digest[:DIGEST_CHARS]
     )
-    tags = [InputTag(key="mlflow.data.context", value="generated")]
-    tags += [InputTag(key=k, value=str(v)) for k, v in record.dataset_tags.items()]
-    return DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)
+    input_tags = [InputTag(key="mlflow.data.context", value=context)]
+    input_tags += [InputTag(key=k, value=str(v)) for k, v in tags.items()]
+    return DatasetInput(dataset=dataset._to_mlflow_entity(), tags=input_tags)
+
+
+def get_run(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+    """A run's id, experiment, name and status, or None when it does not exist."""
+    try:
+        run = _client(tracking_uri).get_run(run_id)
+    except Exception:
+        return None
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+    }
+
+
+def log_dataset(
+    tracking_uri: str, run_id: str, name: str, uri: str, content_digest: str, context: str
+) -> None:
+    """Log a version as a dataset input of an existing run (finished runs accept inputs too)."""
+    try:
+        tags = {"synthreg.content_digest": content_digest}
+        _client(tracking_uri).log_inputs(run_id, datasets=[_input(name, uri, content_digest, context, tags)])
+    except Exception as exc:
+        raise IntegrationError(f"MLflow could not log {name} to run {run_id}: {exc}") from exc
+
+
+def set_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
+    """Tag a run (best effort: an old run may be gone)."""
+    try:
+        _client(tracking_uri).set_tag(run_id, key, value)
+    except Exception:
+        logging.getLogger(__name__).warning("could not tag MLflow run %s", run_id)
+
+
+def find_models_for_runs(tracking_uri: str, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Logged models whose source run is one of ``run_ids``."""
+    if not run_ids:
+        return []
+    client = _client(tracking_uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    try:
+        models = client.search_logged_models(experiment_ids=exps)
+    except Exception:  # an MLflow without logged models
+        return []
+    return [
+        {"model_id": m.model_id, "name": m.name, "source_run_id": m.source_run_id}
+        for m in models
+        if m.source_run_id in set(run_ids)
+    ]
 
 
 def log_version(tracking_uri: str, artifact_root: Path, record: RunRecord) -> str:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import shutil
+import builtins
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from synthreg.errors import ConflictError, NotFoundError
-from synthreg.generators.engine import generate
+from synthreg.errors import NotFoundError
 from synthreg.generators.spec import Spec, apply_overrides, load_spec, parse_spec
 from synthreg.registry.create import CreateResult, create_version
 from synthreg.registry.query import describe_version, list_datasets, resolve
@@ -100,18 +98,89 @@ class Registry:
 
     def materialize(self, version_dir: str | Path) -> str:
         """Regenerate a version's tables from its frozen spec (the DVC stage command)."""
-        directory = Path(version_dir).resolve()
-        manifest = json.loads((directory / "manifest.json").read_text())
-        spec = load_spec(directory / "spec.yaml")
-        tables = directory / "tables"
-        shutil.rmtree(tables, ignore_errors=True)
-        result = generate(spec, directory)
-        if result.content_digest != manifest["content_digest"]:
-            raise ConflictError(
-                f"regenerated {directory} has digest {result.content_digest}, not "
-                f"{manifest['content_digest']}: the engine version differs; use 'dvc pull' instead"
-            )
-        return result.content_digest
+        from synthreg.registry.materialize import materialize_in_place
+
+        return materialize_in_place(
+            Path(version_dir) if Path(version_dir).is_absolute() else self.root / version_dir
+        )
+
+    # ------------------------------------------------------------ governance
+
+    def rollback(self, name: str, to: int, *, reason: str = "", force: bool = False) -> Any:
+        """Append a version with the content of ``name@v<to>``; ``current`` moves to it."""
+        from synthreg.registry.rollback import rollback
+
+        return rollback(self.workspace, name, to, reason=reason, force=force)
+
+    def checkout(self, ref: str, dest: str | Path | None = None) -> Any:
+        """Make a version's files present (DVC cache, then remote); copy them to ``dest``."""
+        from synthreg.registry.checkout import checkout
+
+        return checkout(self.workspace, ref, Path(dest) if dest else None)
+
+    def alias(self, ref: str, alias: str) -> Any:
+        """Point ``alias`` at a version."""
+        from synthreg.registry.review import set_version_alias
+
+        return set_version_alias(self.workspace, ref, alias)
+
+    def review(self, ref: str, *, approve: bool, note: str = "") -> Any:
+        """Approve or reject a version."""
+        from synthreg.registry.review import review
+
+        return review(self.workspace, ref, approve=approve, note=note)
+
+    def use(self, ref: str, run_id: str, context: str = "training") -> Any:
+        """Record that MLflow run ``run_id`` used a version (and log it as a dataset input)."""
+        from synthreg.registry.usage import use
+
+        return use(self.workspace, ref, run_id, context)
+
+    def lineage(self, ref: str) -> dict[str, Any]:
+        """Parents, children, generation run, consumers (registry and MLflow), models."""
+        from synthreg.registry.usage import lineage
+
+        return lineage(self.workspace, ref)
+
+    def audit(self, dataset: str | None = None, since: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Audit events, oldest first."""
+        from synthreg.registry.audit_log import audit_events
+
+        with read_session(self.workspace.engine) as session:
+            return audit_events(session, dataset, since)
+
+    def audit_report(self, fmt: str = "md", dataset: str | None = None, since: str | None = None) -> str:
+        """A readable audit document (Markdown or self-contained HTML)."""
+        from synthreg.errors import VerificationError
+        from synthreg.registry.audit import head_hash
+        from synthreg.registry.audit_log import audit_events, audit_report
+
+        try:
+            self.verify_audit()
+            intact = True
+        except VerificationError:
+            intact = False
+        with read_session(self.workspace.engine) as session:
+            events = audit_events(session, dataset, since)
+            return audit_report(session, events, fmt, head_hash(session), intact)
+
+    def verify(self, ref: str, *, rebuild: bool = False) -> Any:
+        """Recompute hashes (and optionally rebuild) and compare with what was recorded."""
+        from synthreg.registry.verify import verify_version
+
+        return verify_version(self.workspace, ref, rebuild=rebuild)
+
+    def verify_audit(self) -> Any:
+        """Check the audit chain and its anchors in git."""
+        from synthreg.registry.verify import verify_audit
+
+        return verify_audit(self.workspace)
+
+    def doctor(self, *, repair: bool = False, rebuild: bool = False) -> Any:
+        """Check that DB, files, DVC and git agree; optionally repair or rebuild the DB."""
+        from synthreg.registry.doctor import doctor
+
+        return doctor(self.workspace, repair=repair, rebuild=rebuild)
 
 
 def _as_spec(spec: str | Path | Spec | dict[str, Any]) -> Spec:

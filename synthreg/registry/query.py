@@ -10,12 +10,17 @@ from synthreg.errors import NotFoundError, VersionNotFoundError
 from synthreg.registry.refs import Ref
 from synthreg.registry.store import Alias, Dataset, GenerationRun, Version
 
-__all__ = ["describe_version", "list_datasets", "resolve"]
+__all__ = ["aliases_of", "describe_version", "list_datasets", "resolve"]
 
 
 def _versions(session: Session, dataset: Dataset) -> list[Version]:
     stmt = select(Version).where(Version.dataset_id == dataset.id).order_by(Version.number)  # type: ignore[arg-type]
     return list(session.exec(stmt))
+
+
+def aliases_of(session: Session, dataset: Dataset) -> dict[str, int]:
+    """alias -> version number."""
+    return _aliases(session, dataset)
 
 
 def _aliases(session: Session, dataset: Dataset) -> dict[str, int]:
@@ -96,6 +101,7 @@ def describe_version(session: Session, dataset: Dataset, version: Version) -> di
         "path": version.path,
         "parent": version.parent,
         "restored_from": version.restored_from,
+        "derived_from": version.derived_from,
         "created_at": version.created_at.isoformat(),
         "created_by": version.created_by,
         "message": version.message,

@@ -59,7 +59,7 @@ class GxSuite:
 
 
 class GxRunner:
-    """An ephemeral GX context with progress bars off and one pandas datasource."""
+    """An ephemeral GX context with progress bars off and one pandas dataframe asset."""
 
     def __init__(self) -> None:
         import great_expectations as gx
@@ -67,20 +67,22 @@ class GxRunner:
 
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.datasource = self.context.data_sources.add_pandas(name="synthreg")
+        datasource = self.context.data_sources.add_pandas(name="synthreg")
+        # One asset for every suite: GX keeps the last frame it validated per asset, so
+        # with one asset it never holds more than the latest batch.
+        asset = datasource.add_dataframe_asset(name="frame")
+        self.batch = asset.add_batch_definition_whole_dataframe("whole")
 
     def suite(self, name: str, planned: list[Planned]) -> GxSuite:
         """Register ``planned`` as suite ``name`` (unique within this runner)."""
         import great_expectations as gx
 
-        asset = self.datasource.add_dataframe_asset(name=name)
-        batch = asset.add_batch_definition_whole_dataframe("whole")
         # In 1.x the suite and the definition must live in the context before they can run;
         # adding the suite gives every expectation the id its result comes back under.
         expectations = [p.expectation for p in planned]
         suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = self.context.validation_definitions.add(
-            gx.ValidationDefinition(data=batch, suite=suite, name=name)
+            gx.ValidationDefinition(data=self.batch, suite=suite, name=name)
         )
         return GxSuite(definition, planned)
 

@@ -34,6 +34,7 @@ Great Expectations is imported inside functions: it costs seconds to import.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,17 +102,47 @@ def _validate_table(run: _Run, spec: Spec, name: str, user: list[Planned]) -> li
     parts = open_parts(run.tables_dir, name)
     planned = spec_plan(spec.tables[name]) + user
     nullable = parts.nullable()
-    found = _run_batches(run, parts, planned, nullable) | _run_whole(run, parts, planned, nullable)
+    import os
+
+    if os.environ.get("OWN_THREAD"):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ours = pool.submit(_our_checks, run, spec, parts, planned)
+            found = _run_batches(run, parts, planned, nullable) | _run_whole(run, parts, planned, nullable)
+            own, tail = ours.result()
+    else:
+        found = _run_batches(run, parts, planned, nullable) | _run_whole(run, parts, planned, nullable)
+        own, tail = _our_checks(run, spec, parts, planned)
+    found |= own
+    return [found[i] for i in range(len(planned))] + tail
+
+
+def _our_checks(run, spec, parts, planned):
+    found = {}
     for i, p in enumerate(planned):
         if p.scope == ROW_COUNT:
             found[i] = row_count_check(parts, p)
         elif p.scope == UNIQUE:
             found[i] = unique_check(parts, p)
-    checks = [found[i] for i in range(len(planned))]
-    checks.append(schema_check(spec, parts))
-    for column, (parent, key) in spec.tables[name].foreign_keys().items():
+    checks = [schema_check(spec, parts)]
+    for column, (parent, key) in spec.tables[parts.name].foreign_keys().items():
         checks.append(fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key)))
-    return checks
+    return found, checks
+
+
+_DONE = object()
+
+
+def _read_ahead(items):
+    import os
+
+    if not os.environ.get("AHEAD"):
+        yield from items
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, items, _DONE)
+        while (item := pending.result()) is not _DONE:
+            pending = pool.submit(next, items, _DONE)
+            yield item
 
 
 def _run_batches(run: _Run, parts: TableParts, planned: list[Planned], nullable: set[str]) -> dict[int, Any]:
@@ -122,8 +153,9 @@ def _run_batches(run: _Run, parts: TableParts, planned: list[Planned], nullable:
     suite = run.gx.suite(f"{parts.name}.rows", [planned[i] for i in chosen])
     tallies = [Tally(planned[i]) for i in chosen]
     # Every spec column has a per-row check (not null), so every batch needs them all.
-    for batch in parts.batches(parts.columns):
-        for tally, result in zip(tallies, suite.run(to_frame(batch, nullable)), strict=True):
+    frames = _read_ahead(to_frame(batch, nullable) for batch in parts.batches(parts.columns))
+    for frame in frames:
+        for tally, result in zip(tallies, suite.run(frame), strict=True):
             tally.add(result)
     return {i: tally.check(parts.name) for i, tally in zip(chosen, tallies, strict=True)}
 

@@ -1,0 +1,105 @@
+"""CLI verbs that change a version's state: rollback, checkout, alias, review, use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from synthreg.cli.common import emit_json, handles_errors, open_registry
+from synthreg.errors import UsageError
+
+alias_app = typer.Typer(help="Named pointers to versions (production, staging, ...).", no_args_is_help=True)
+
+
+def _say(data: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(text)
+
+
+@handles_errors
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    to: Annotated[str, typer.Option("--to", help="The version to restore: vN or N.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] = "",
+    force: Annotated[bool, typer.Option(help="Restore a rejected version (needs --reason).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Append a version whose content is vN's; current moves to it (nothing is deleted)."""
+    number = to.lower().removeprefix("v")
+    if not number.isdigit() or int(number) < 1:
+        raise UsageError(f"--to {to!r}: use vN or N, e.g. --to v2")
+    result = open_registry(ctx).rollback(name, int(number), reason=reason, force=force)
+    data = result.to_dict()
+    if data.get("noop"):
+        _say(data, as_json, data["message"])
+        return
+    _say(
+        data,
+        as_json,
+        f"{data['ref']}: restored from v{data['restored_from']} "
+        f"(digest {data['content_digest'][:16]}), now current",
+    )
+
+
+@handles_errors
+def checkout(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@ALIAS].")],
+    dest: Annotated[Path | None, typer.Option(help="Copy the version directory here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Materialize a version's files (from the DVC cache, or dvc pull from the remote)."""
+    data = open_registry(ctx).checkout(ref, dest).to_dict()
+    _say(data, as_json, f"{data['ref']}: {data['files']} files at {data['path']} (from {data['source']})")
+
+
+@alias_app.command("set")
+@handles_errors
+def alias_set(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@vN.")],
+    alias: Annotated[str, typer.Argument(help="Alias name, e.g. production.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Point ALIAS at a version."""
+    data = open_registry(ctx).alias(ref, alias).to_dict()
+    _say(data, as_json, f"{data['dataset']}@{alias} -> v{data['version']} (was {data['before']})")
+
+
+@handles_errors
+def review(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@vN.")],
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the version.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the version.")] = False,
+    note: Annotated[str, typer.Option(help="Why (recorded with the actor).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Approve or reject a version; current follows the newest approved one."""
+    if approve == reject:
+        raise UsageError("review needs exactly one of --approve or --reject")
+    data = open_registry(ctx).review(ref, approve=approve, note=note).to_dict()
+    current = f"v{data['current']}" if data["current"] else "none"
+    _say(
+        data,
+        as_json,
+        f"{data['dataset']}@v{data['version']}: {data['before']} -> {data['after']}; current is {current}",
+    )
+
+
+@handles_errors
+def use(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@ALIAS].")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The MLflow run that used the version.")],
+    context: Annotated[str, typer.Option(help="How it was used: training, evaluation, ...")] = "training",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Log a version as a dataset input of an MLflow run and record the use."""
+    data = open_registry(ctx).use(ref, run_id, context).to_dict()
+    _say(data, as_json, f"{data['ref']} logged as a {context} input of run {run_id}")

@@ -1,0 +1,141 @@
+"""CLI verbs that read and check: lineage, audit, verify, doctor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from synthreg.cli.common import emit_json, handles_errors, open_registry
+from synthreg.errors import UsageError
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", invoke_without_command=True)
+
+
+@handles_errors
+def lineage(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@ALIAS].")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Parents, children, the generation run, and every MLflow run and model that used a version."""
+    data = open_registry(ctx).lineage(ref)
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(f"{data['ref']}  digest {data['content_digest'][:16]}")
+    typer.echo("  parents:   " + (", ".join(f"{k} v{v}" for k, v in data["parents"].items()) or "-"))
+    typer.echo(
+        "  children:  " + (", ".join(f"v{c['version']} ({c['relation']})" for c in data["children"]) or "-")
+    )
+    gen = data["generation"]
+    typer.echo(
+        f"  generated: {gen['model']} seed {gen['seed']}, run {gen['mlflow_run_id']}"
+        if gen
+        else f"  made by:   run {data['mlflow_run_id']}"
+    )
+    for run in data["consumers"]:
+        typer.echo(f"  used by:   run {run['run_id']} (found by {', '.join(run['found_by'])})")
+    for model in data["models"]:
+        typer.echo(f"  model:     {model['name']} ({model['model_id']}) from run {model['source_run_id']}")
+
+
+@audit_app.callback()
+@handles_errors
+def audit(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this date.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json, md or html.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """List audit events, or write a readable audit report (md, html)."""
+    if ctx.invoked_subcommand:
+        return
+    if fmt not in ("table", "json", "md", "html"):
+        raise UsageError(f"--format {fmt!r}: use table, json, md or html")
+    reg = open_registry(ctx)
+    if fmt in ("md", "html"):
+        _write(reg.audit_report(fmt, dataset, since), output)
+        return
+    events = reg.audit(dataset, since)
+    if fmt == "json":
+        import json
+
+        _write(json.dumps(events, indent=2, default=str) + "\n", output)
+        return
+    _write("".join(_line(e) + "\n" for e in events), output)
+
+
+def _line(e: dict[str, Any]) -> str:
+    ref = (e["dataset"] + (f"@v{e['version']}" if e["version"] else "")) if e["dataset"] else "-"
+    return f"{e['seq']:>5} {e['at'][:19]} {e['actor']:<12} {e['action']:<9} {ref:<20} {e['hash'][:12]}"
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+@audit_app.command("verify")
+@handles_errors
+def audit_verify(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """Check the hash chain and its anchors in git commits (exit 1 naming the first bad seq)."""
+    data = open_registry(ctx).verify_audit().to_dict()
+    _out(
+        data,
+        as_json,
+        f"audit chain intact: {data['checked']['events']} events, head "
+        f"{data['checked']['head'][:16]}, {data['checked']['git_anchors']} git anchors",
+    )
+
+
+def _out(data: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(text)
+
+
+@handles_errors
+def verify(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@ALIAS].")],
+    rebuild: Annotated[bool, typer.Option(help="Also regenerate from the frozen spec and compare.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recompute file hashes and the content digest; exit 1 naming what does not match."""
+    data = open_registry(ctx).verify(ref, rebuild=rebuild).to_dict()
+    _out(
+        data,
+        as_json,
+        f"{data['ref']}: ok ({data['checked']['files']} files, digest "
+        f"{data['checked'].get('content_digest', '')[:16]}"
+        f"{', rebuilt identically' if rebuild else ''})",
+    )
+
+
+@handles_errors
+def doctor(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option(help="Fix what is safe to fix.")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Recreate missing DB rows from the manifests.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check that DB, files, DVC and git agree; list (and optionally fix) problems."""
+    result = open_registry(ctx).doctor(repair=repair, rebuild=rebuild)
+    data = result.to_dict()
+    if as_json:
+        emit_json(data)
+    else:
+        for p in data["problems"]:
+            typer.echo(f"{'fixed' if p['fixed'] else 'PROBLEM':<8} {p['kind']:<15} {p['detail']}")
+        typer.echo("healthy" if data["healthy"] else "problems left: run with --repair or --rebuild")
+    if not data["healthy"]:
+        raise typer.Exit(1)

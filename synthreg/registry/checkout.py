@@ -1,0 +1,95 @@
+"""``registry checkout REF [--dest DIR]``: make a version's files present (cache, then remote)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthreg.errors import ConflictError, IntegrationError, UsageError
+from synthreg.integrations import dvc
+from synthreg.registry.query import resolve
+from synthreg.registry.refs import parse_ref
+from synthreg.registry.store import Version, read_session
+from synthreg.registry.workspace import Workspace
+
+__all__ = ["CheckoutResult", "checkout", "ensure_local", "missing_files", "read_manifest"]
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """Where a version's files are, and how they got there."""
+
+    ref: str
+    path: Path
+    source: str  # workspace | cache | remote
+    files: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"ref": self.ref, "path": str(self.path), "source": self.source, "files": self.files}
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    """A version's manifest."""
+    return json.loads((version_dir / "manifest.json").read_text())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def missing_files(version_dir: Path, manifest: dict[str, Any], *, check_hashes: bool = False) -> list[str]:
+    """Data files of the manifest that are absent (or, with check_hashes, altered)."""
+    out = []
+    for fact in manifest["files"]:
+        path = version_dir / fact["path"]
+        if not path.is_file() or (check_hashes and _sha256(path) != fact["sha256"]):
+            out.append(fact["path"])
+    return out
+
+
+def ensure_local(ws: Workspace, version: Version) -> str:
+    """Make the version's tables present: from the workspace, the DVC cache, or the remote."""
+    vdir = ws.root / version.path
+    manifest = read_manifest(vdir)
+    if not missing_files(vdir, manifest):
+        return "workspace"
+    stage = manifest["dvc"]["stage"]
+    with contextlib.suppress(IntegrationError):  # not in the cache: the remote is next
+        dvc.checkout(ws.root, [stage])
+    if not missing_files(vdir, manifest):
+        return "cache"
+    dvc.pull(ws.root, [stage])
+    still = missing_files(vdir, manifest)
+    if still:
+        raise ConflictError(
+            f"{version.path}: {len(still)} files are neither in the cache nor on the remote "
+            f"(e.g. {still[0]}): run 'registry doctor'"
+        )
+    return "remote"
+
+
+def checkout(ws: Workspace, ref: str, dest: Path | None = None) -> CheckoutResult:
+    """Materialize a version's files; with ``dest``, copy the whole version directory there."""
+    with read_session(ws.engine) as session:
+        dataset, version = resolve(session, parse_ref(ref))
+    source = ensure_local(ws, version)
+    vdir = ws.root / version.path
+    label = f"{dataset.name}@v{version.number}"
+    files = len(read_manifest(vdir)["files"])
+    if dest is None:
+        return CheckoutResult(label, vdir, source, files)
+    dest = dest.resolve()
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"--dest {dest} is not empty: choose an empty or new directory")
+    shutil.copytree(vdir, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".gitignore"))
+    return CheckoutResult(label, dest, source, files)

@@ -1,0 +1,34 @@
+"""Writes that change no version files (review, alias, use): an audit event plus an
+empty git commit carrying the chain head, so history in git anchors the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from synthreg.integrations import git
+from synthreg.registry.audit import append_event
+from synthreg.registry.store import AuditEvent
+from synthreg.registry.workspace import Workspace
+
+__all__ = ["record"]
+
+
+def record(
+    ws: Workspace,
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    dataset: str = "",
+    version: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an audit event inside the caller's write transaction and anchor it in git."""
+    event = append_event(
+        session, actor=actor, action=action, dataset=dataset, version=version, details=details
+    )
+    where = f" {dataset}@v{version}" if version is not None else (f" {dataset}" if dataset else "")
+    git.commit(ws.root, f"{action}{where}\n\naudit-head: {event.hash}\n", allow_empty=True)
+    return event
