@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 import synthreg.validators
+import synthreg.validators.parts
 from synthreg.errors import NotFoundError, SpecError
 from synthreg.generators.engine import generate
 from synthreg.generators.spec import Spec, parse_spec
@@ -296,3 +298,206 @@ def test_missing_table_raises_not_found(dataset: Path, tmp_path: Path) -> None:
     shutil.rmtree(tables / "orders")
     with pytest.raises(NotFoundError, match="no Parquet files for table 'orders'"):
         validate_tables(_spec(), tables)
+
+
+# ---------------------------------------------------------------- tables in several parts
+
+MULTI: dict[str, Any] = {
+    "seed": 11,
+    "tables": {
+        "customers": {
+            "rows": 2000,
+            "primary_key": "customer_id",
+            "columns": {
+                "customer_id": {"type": "int"},
+                "tier": {"type": "category", "values": {"free": 0.7, "pro": 0.3}},
+            },
+        },
+        "orders": {
+            # The engine cuts parts of 65,536 rows here: three parts.
+            "rows": 150_000,
+            "primary_key": "order_id",
+            "columns": {
+                "order_id": {"type": "int"},
+                "customer_id": {"type": "int", "foreign_key": "customers.customer_id"},
+                "amount": {
+                    "type": "float",
+                    "distribution": {"kind": "lognormal", "mean": 3, "sigma": 0.5},
+                    "min": 1,
+                    "max": 500,
+                    "decimals": 2,
+                },
+                "score": {"type": "float", "min": 0, "max": 1, "decimals": 3, "null_rate": 0.1},
+                "placed_on": {"type": "date", "start": "2024-01-01", "end": "2024-06-30"},
+            },
+        },
+    },
+}
+# customers: row count, column set, 2 not-null, unique id, tier set, schema = 7. orders: row
+# count, column set, 5 not-null, unique id, 3 ranges, schema, FK = 13: one each, not per part.
+MULTI_CHECKS = 20
+
+
+def _multi_spec(**table_expectations: list[dict[str, Any]]) -> Spec:
+    data = copy.deepcopy(MULTI)
+    for table, expectations in table_expectations.items():
+        data["tables"][table]["expectations"] = expectations
+    return parse_spec(data, "multi.yaml")
+
+
+def _parts(tables: Path, table: str) -> list[Path]:
+    return sorted((tables / table).glob("part-*.parquet"))
+
+
+def _rewrite_part(tables: Path, table: str, index: int, change: Callable[[pa.Table], pa.Table]) -> None:
+    path = _parts(tables, table)[index]
+    pq.write_table(change(pq.read_table(path)), path)
+
+
+def _add_nulls(column: str, count: int) -> Callable[[pa.Table], pa.Table]:
+    """Null the first ``count`` non-null values of ``column``."""
+
+    def change(data: pa.Table) -> pa.Table:
+        rows = data.column(column).to_pylist()
+        present = [i for i, value in enumerate(rows) if value is not None]
+        return _set_values(column, dict.fromkeys(present[:count]))(data)
+
+    return change
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean dataset whose orders table spans several part files (and row groups)."""
+    root = tmp_path_factory.mktemp("multi")
+    generate(_multi_spec(), root, workers=1, chunk_rows=16_384, logical_block_rows=8_192)
+    tables = root / "tables"
+    assert len(_parts(tables, "orders")) > 1
+    return tables
+
+
+@pytest.fixture(scope="module")
+def multi_clean(multi: Path) -> ValidationResult:
+    return validate_tables(_multi_spec(), multi)
+
+
+def test_multi_part_clean_data_passes_with_one_check_per_expectation(
+    multi: Path, multi_clean: ValidationResult
+) -> None:
+    assert multi_clean.success, [c for c in multi_clean.checks if not c.success]
+    assert (multi_clean.evaluated, multi_clean.failed) == (MULTI_CHECKS, 0)
+    score = _check(multi_clean, "orders", "expect_column_values_to_not_be_null", "score")
+    assert score.observed["element_count"] == 150_000  # counted over every part
+    assert 0.09 < score.observed["unexpected_percent"] / 100 < 0.11
+    assert len(score.observed["partial_unexpected_list"]) == 20
+    json.dumps(multi_clean.to_dict(), allow_nan=False)
+
+
+def test_multi_part_row_count_is_the_sum_of_the_parts(
+    multi: Path, multi_clean: ValidationResult, tmp_path: Path
+) -> None:
+    footers = sum(pq.read_metadata(path).num_rows for path in _parts(multi, "orders"))
+    count = _check(multi_clean, "orders", "expect_table_row_count_to_equal", None)
+    assert count.observed["observed_value"] == footers == 150_000 and count.success
+    tables = _copy(multi, tmp_path)
+    _rewrite_part(tables, "orders", -1, lambda t: t.slice(0, t.num_rows - 10))
+    result = validate_tables(_multi_spec(), tables)
+    assert _failures(result) == {("orders", "expect_table_row_count_to_equal", None)}
+    count = _check(result, "orders", "expect_table_row_count_to_equal", None)
+    assert count.observed["observed_value"] == 149_990
+
+
+def test_duplicate_key_in_two_different_parts_is_caught(multi: Path, tmp_path: Path) -> None:
+    tables = _copy(multi, tmp_path)
+    taken = pq.read_table(_parts(tables, "orders")[2]).column("order_id")[5].as_py()
+    _rewrite_part(tables, "orders", 0, _set_values("order_id", {3: taken}))  # each part stays unique
+    result = validate_tables(_multi_spec(), tables)
+    assert _failures(result) == {("orders", "expect_column_values_to_be_unique", "order_id")}
+    unique = _check(result, "orders", "expect_column_values_to_be_unique", "order_id")
+    assert unique.observed["unexpected_count"] == 2
+    assert unique.observed["partial_unexpected_list"] == [taken, taken]
+    assert unique.observed["element_count"] == 150_000 and result.evaluated == MULTI_CHECKS
+
+
+@pytest.mark.parametrize(("extra_nulls", "passes"), [(1_100, True), (4_000, False)])
+def test_null_rate_is_judged_on_the_whole_table_not_per_part(
+    multi: Path, tmp_path: Path, extra_nulls: int, passes: bool
+) -> None:
+    tables = _copy(multi, tmp_path)
+    _rewrite_part(tables, "orders", 0, _add_nulls("score", extra_nulls))
+    result = validate_tables(_multi_spec(), tables)
+    check = _check(result, "orders", "expect_column_values_to_not_be_null", "score")
+    part_nulls = [pq.read_table(p, columns=["score"]).column(0).null_count for p in _parts(tables, "orders")]
+    first_part_rate = part_nulls[0] / pq.read_metadata(_parts(tables, "orders")[0]).num_rows
+    whole_rate = sum(part_nulls) / 150_000
+    assert first_part_rate > 1 - check.kwargs["mostly"]  # judged alone, that part would fail
+    assert (whole_rate <= 1 - check.kwargs["mostly"]) is passes
+    assert check.success is passes and result.success is passes
+    assert check.observed["unexpected_count"] == sum(part_nulls)
+    assert check.observed["unexpected_percent"] == pytest.approx(100 * whole_rate)
+
+
+def test_broken_foreign_key_in_the_second_part_is_caught(multi: Path, tmp_path: Path) -> None:
+    tables = _copy(multi, tmp_path)
+    _rewrite_part(tables, "orders", 1, _set_values("customer_id", {7: 9999}))
+    result = validate_tables(_multi_spec(), tables)
+    assert _failures(result) == {("orders", "foreign_key_integrity", "customer_id")}
+    fk = _check(result, "orders", "foreign_key_integrity", "customer_id")
+    assert fk.observed["unexpected_count"] == 1 and fk.observed["partial_unexpected_list"] == [9999]
+    assert fk.observed["element_count"] == 150_000
+
+
+def test_a_part_with_another_arrow_type_fails_the_schema_check(multi: Path, tmp_path: Path) -> None:
+    tables = _copy(multi, tmp_path)
+    index = pq.read_schema(_parts(tables, "orders")[1]).get_field_index("customer_id")
+    _rewrite_part(
+        tables, "orders", 1, lambda t: t.set_column(index, "customer_id", t.column(index).cast(pa.int64()))
+    )
+    result = validate_tables(_multi_spec(), tables)
+    assert _failures(result) == {("orders", "arrow_schema", None)}
+    schema = _check(result, "orders", "arrow_schema", None)
+    assert schema.observed["mismatched"]["customer_id"]["observed"] == "int64"
+
+
+def test_results_do_not_depend_on_the_batch_size(
+    multi: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tables = _copy(multi, tmp_path)
+    _rewrite_part(tables, "orders", 0, _set_values("amount", {1: 9999.0}))
+    _rewrite_part(tables, "orders", 2, _set_values("amount", {2: -5.0}))
+    whole_parts = validate_tables(_multi_spec(), tables).to_dict()
+    # ~10,000-row batches: every part is cut into several GX runs.
+    monkeypatch.setattr(synthreg.validators.parts, "BATCH_CELLS", 50_000)
+    monkeypatch.setattr(synthreg.validators.parts, "_MIN_BATCH_ROWS", 1_000)
+    small_batches = validate_tables(_multi_spec(), tables).to_dict()
+    for data in (whole_parts, small_batches):
+        data.pop("seconds")
+    assert small_batches == whole_parts
+    amount = next(c for c in small_batches["checks"] if c["column"] == "amount" and not c["success"])
+    assert amount["observed"]["partial_unexpected_list"] == [9999.0, -5.0]
+    assert amount["observed"]["unexpected_count"] == 2
+
+
+def test_user_aggregate_expectations_see_the_whole_table(multi: Path) -> None:
+    amounts = pa.concat_arrays(
+        [pq.read_table(p, columns=["amount"]).column(0).combine_chunks() for p in _parts(multi, "orders")]
+    )
+    mean = pc.mean(amounts).as_py()
+    user = [
+        {
+            "expectation": "expect_column_mean_to_be_between",
+            "kwargs": {"column": "amount", "min_value": mean - 1e-6, "max_value": mean + 1e-6},
+        },
+        {
+            "expectation": "expect_table_row_count_to_be_between",
+            "kwargs": {"min_value": 150_000, "max_value": 150_000},
+        },
+        {"expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "customer_id"}},
+        {"expectation": "expect_table_column_count_to_equal", "kwargs": {"value": 5}},
+    ]
+    result = validate_tables(_multi_spec(orders=user), multi)
+    assert result.evaluated == MULTI_CHECKS + len(user)
+    assert _failures(result) == {("orders", "expect_column_values_to_be_unique", "customer_id")}
+    observed = {c.check: c.observed for c in result.checks if c.table == "orders"}
+    assert observed["expect_column_mean_to_be_between"]["observed_value"] == pytest.approx(mean)
+    assert observed["expect_table_row_count_to_be_between"]["observed_value"] == 150_000
+    assert observed["expect_table_column_count_to_equal"]["observed_value"] == 5

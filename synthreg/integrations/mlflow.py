@@ -177,6 +177,7 @@ def find_runs_by_digest(tracking_uri: str, content_digest: str) -> list[dict[str
             "experiment_id": r.info.experiment_id,
             "run_name": r.info.run_name,
             "status": r.info.status,
+            "made_by_synthreg": "synthreg.action" in r.data.tags,
         }
         for r in runs
     ]

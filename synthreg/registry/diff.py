@@ -127,14 +127,20 @@ def _parts(path: Path, table: str, label: str) -> list[Path]:
 
 def _load_version(path: Path, label: str) -> _Version:
     if not path.is_dir():
-        raise NotFoundError(f"{label}: version directory {path} does not exist: check the ref with 'registry list'")
+        raise NotFoundError(
+            f"{label}: version directory {path} does not exist: check the ref with 'registry list'"
+        )
     for name in ("spec.yaml", "manifest.json"):
         if not (path / name).is_file():
-            raise NotFoundError(f"{label}: {path / name} is missing: the version is incomplete; run 'registry doctor'")
+            raise NotFoundError(
+                f"{label}: {path / name} is missing: the version is incomplete; run 'registry doctor'"
+            )
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise SynthregError(f"{label}: {path / 'manifest.json'} is not valid JSON ({exc}): run 'registry doctor'")
+        raise SynthregError(
+            f"{label}: {path / 'manifest.json'} is not valid JSON ({exc}): run 'registry doctor'"
+        ) from None
     spec = load_spec(path / "spec.yaml")
     parts = {t: _parts(path, t, label) for t in spec.tables}
     return _Version(label, path, spec, (path / "spec.yaml").read_text(encoding="utf-8"), manifest, parts)
@@ -162,7 +168,11 @@ def _generation_diff(a: _Version, b: _Version) -> dict[str, Any]:
         if params_a.get(k) != params_b.get(k)
     }
     diff = difflib.unified_diff(
-        a.spec_text.splitlines(), b.spec_text.splitlines(), f"{a.label}/spec.yaml", f"{b.label}/spec.yaml", lineterm=""
+        a.spec_text.splitlines(),
+        b.spec_text.splitlines(),
+        f"{a.label}/spec.yaml",
+        f"{b.label}/spec.yaml",
+        lineterm="",
     )
     return {
         "seed": {"a": a.manifest.get("seed", a.spec.seed), "b": b.manifest.get("seed", b.spec.seed)},
@@ -170,6 +180,7 @@ def _generation_diff(a: _Version, b: _Version) -> dict[str, Any]:
         "spec_sha256": {"a": a.manifest.get("spec_sha256"), "b": b.manifest.get("spec_sha256")},
         "content_digest": {"a": a.manifest.get("content_digest"), "b": b.manifest.get("content_digest")},
         "params": params,
+        "spec_changed": a.spec.model_dump(exclude={"seed"}) != b.spec.model_dump(exclude={"seed"}),
         "spec_diff": "\n".join(diff),
     }
 
@@ -208,7 +219,9 @@ def _schema_diff(types_a: dict[str, str], types_b: dict[str, str]) -> dict[str, 
     return {
         "added": [c for c in types_b if c not in types_a],
         "removed": [c for c in types_a if c not in types_b],
-        "type_changed": {c: [types_a[c], types_b[c]] for c in types_a if c in types_b and types_a[c] != types_b[c]},
+        "type_changed": {
+            c: [types_a[c], types_b[c]] for c in types_a if c in types_b and types_a[c] != types_b[c]
+        },
     }
 
 
@@ -272,10 +285,19 @@ def _rows_by_hash(con: DuckDBPyConnection, table: str, exprs: list[str]) -> dict
                sum(least(coalesce(a.n, 0), coalesce(b.n, 0)))
         FROM a FULL OUTER JOIN b ON a.h = b.h"""
     added, removed, unchanged = (int(v or 0) for v in con.execute(sql).fetchall()[0])
-    return {"mode": "row_hash", "key": None, "added": added, "removed": removed, "changed": None, "unchanged": unchanged}
+    return {
+        "mode": "row_hash",
+        "key": None,
+        "added": added,
+        "removed": removed,
+        "changed": None,
+        "unchanged": unchanged,
+    }
 
 
-def _key(a: _Version, b: _Version, table: str, types_a: dict[str, str], types_b: dict[str, str]) -> str | None:
+def _key(
+    a: _Version, b: _Version, table: str, types_a: dict[str, str], types_b: dict[str, str]
+) -> str | None:
     """The primary key when both specs declare the same one and both sides have it."""
     key_a, key_b = a.spec.tables[table].primary_key, b.spec.tables[table].primary_key
     return key_a if key_a and key_a == key_b and key_a in types_a and key_a in types_b else None
@@ -297,7 +319,11 @@ def _one_sided(version: _Version, table: str, status: str) -> dict[str, Any]:
     return {
         "status": status,
         "rows": {"a": 0 if added else rows, "b": rows if added else 0},
-        "schema": {"added": columns if added else [], "removed": [] if added else columns, "type_changed": {}},
+        "schema": {
+            "added": columns if added else [],
+            "removed": [] if added else columns,
+            "type_changed": {},
+        },
         "rows_diff": {
             "mode": "key" if key else "row_hash",
             "key": key,
@@ -311,7 +337,9 @@ def _one_sided(version: _Version, table: str, status: str) -> dict[str, Any]:
     }
 
 
-def _pairs(a: _Version, b: _Version, table: str, types_a: dict[str, str], types_b: dict[str, str]) -> list[ColumnPair]:
+def _pairs(
+    a: _Version, b: _Version, table: str, types_a: dict[str, str], types_b: dict[str, str]
+) -> list[ColumnPair]:
     """The columns both sides have, primary keys (of either spec) left out."""
     keys = {a.spec.tables[table].primary_key, b.spec.tables[table].primary_key}
     pairs = []
@@ -324,7 +352,9 @@ def _pairs(a: _Version, b: _Version, table: str, types_a: dict[str, str], types_
     return pairs
 
 
-def _table_diff(con: DuckDBPyConnection, a: _Version, b: _Version, table: str) -> tuple[dict[str, Any], list[ColumnPair]]:
+def _table_diff(
+    con: DuckDBPyConnection, a: _Version, b: _Version, table: str
+) -> tuple[dict[str, Any], list[ColumnPair]]:
     """One table present in both versions; also the column pairs compared."""
     types_a, types_b = _column_types(a, table), _column_types(b, table)
     schema = _schema_diff(types_a, types_b)
@@ -366,6 +396,7 @@ def _connect(threads: int, memory_limit: str) -> Iterator[DuckDBPyConnection]:
             "preserve_insertion_order": False,
         }
         con = duckdb.connect(config=config)  # type: ignore[arg-type]
+        con.execute("SET enable_progress_bar = false")  # the library never prints
         try:
             yield con
         finally:
@@ -382,37 +413,65 @@ def _plot_score(stats: dict[str, Any]) -> float:
     return max(stats.get("ks") or 0.0, stats.get("js") or 0.0, min(stats.get("psi") or 0.0, 1.0))
 
 
+def _plot_title(qualified: str, stats: dict[str, Any]) -> str:
+    figures = [
+        f"{name} {stats[key]:.3f}"
+        for key, name in (("ks", "KS"), ("psi", "PSI"), ("js", "JS"))
+        if stats.get(key) is not None
+    ]
+    if stats["kind"] == "text":
+        figures = [f"lengths, {f}" for f in figures]
+    return qualified + (f" ({', '.join(figures)})" if figures else "")
+
+
 def _make_plots(
-    con: DuckDBPyConnection, tables: dict[str, dict[str, Any]], pairs: list[ColumnPair], plots_dir: Path, labels: tuple[str, str]
+    con: DuckDBPyConnection,
+    tables: dict[str, dict[str, Any]],
+    pairs: list[ColumnPair],
+    plots_dir: Path,
+    labels: tuple[str, str],
 ) -> None:
-    """Plot the ``MAX_PLOTS`` most changed columns; record each file name under ``plot``."""
+    """Plot the ``MAX_PLOTS`` most changed columns; record each file name under ``plot``.
+
+    Columns whose only change is their type (same values) get no plot.
+    """
     from synthreg.registry.diff_report import plot_bars, plot_histogram
 
-    changed = [p for p in pairs if tables[p.table]["columns"][p.name]["changed"]]
-    changed = [p for p in changed if tables[p.table]["columns"][p.name]["kind"] is not None]
-    changed.sort(key=lambda p: -_plot_score(tables[p.table]["columns"][p.name]))
+    def stats_of(pair: ColumnPair) -> dict[str, Any]:
+        return tables[pair.table]["columns"][pair.name]
+
+    changed = [
+        p for p in pairs if stats_of(p)["kind"] and stats_of(p)["reasons"] not in ([], ["type changed"])
+    ]
+    changed.sort(key=lambda p: -_plot_score(stats_of(p)))
     plots_dir.mkdir(parents=True, exist_ok=True)
     for pair in changed[:MAX_PLOTS]:
-        stats = tables[pair.table]["columns"][pair.name]
+        stats = stats_of(pair)
         path = plots_dir / f"{pair.table}.{pair.name}.png"
+        title = _plot_title(f"{pair.table}.{pair.name}", stats)
         if stats["kind"] == "categorical":
-            plot_bars(stats, path, f"{pair.table}.{pair.name}", labels)
+            plot_bars(stats, path, title, labels)
         else:
             hist = histogram(con, pair, stats)
             if hist is None:
                 continue
-            plot_histogram(hist, path, f"{pair.table}.{pair.name}", labels, lengths=stats["kind"] == "text")
+            plot_histogram(hist, path, title, labels, lengths=stats["kind"] == "text")
         stats["plot"] = path.name
 
 
 # ---------------------------------------------------------------- summary
 
 
-def _summary(result_tables: dict[str, dict[str, Any]], generation: dict[str, Any], labels: tuple[str, str]) -> dict[str, Any]:
+def _summary(
+    result_tables: dict[str, dict[str, Any]], generation: dict[str, Any], labels: tuple[str, str]
+) -> dict[str, Any]:
     statuses = [t["status"] for t in result_tables.values()]
     schema = [t["schema"] for t in result_tables.values() if t["status"] == "both"]
     changed_columns = [
-        f"{name}.{col}" for name, t in result_tables.items() for col, s in t["columns"].items() if s["changed"]
+        f"{name}.{col}"
+        for name, t in result_tables.items()
+        for col, s in t["columns"].items()
+        if s["changed"]
     ]
     counts = {
         "tables": len(result_tables),
@@ -432,8 +491,7 @@ def _summary(result_tables: dict[str, dict[str, Any]], generation: dict[str, Any
 def _summary_text(counts: dict[str, Any], generation: dict[str, Any], labels: tuple[str, str]) -> str:
     head = f"{labels[0]} -> {labels[1]}: "
     seed = generation["seed"]
-    same_spec = generation["spec_sha256"]["a"] == generation["spec_sha256"]["b"] and not generation["spec_diff"]
-    if not counts["tables_changed"] and same_spec and seed["a"] == seed["b"]:
+    if not counts["tables_changed"] and not generation["spec_diff"] and seed["a"] == seed["b"]:
         return head + "no changes"
     parts = [f"{counts['tables_changed']} of {counts['tables']} tables changed"]
     if counts["tables_added"] or counts["tables_removed"]:
@@ -445,8 +503,8 @@ def _summary_text(counts: dict[str, Any], generation: dict[str, Any], labels: tu
     parts.append(f"rows {counts['rows']['a']:,} -> {counts['rows']['b']:,}")
     if seed["a"] != seed["b"]:
         parts.append(f"seed {seed['a']} -> {seed['b']}")
-    if not same_spec:
-        parts.append("spec changed")
+    if generation["spec_changed"]:
+        parts.append("spec changed (besides the seed)")
     return head + "; ".join(parts)
 
 

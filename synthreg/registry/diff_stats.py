@@ -144,9 +144,9 @@ def numeric_side(con: DuckDBPyConnection, view: str, expr: str) -> dict[str, Any
     probs = ", ".join(repr(p) for p in _PROBS)
     sql = (
         "SELECT count(x), count(*) - count(x), avg(x), stddev_samp(x), min(x), max(x), "
-        f"quantile_cont(x, [{probs}]) FROM (SELECT {expr} AS x FROM {view})"
+        f"quantile_cont(x, [{probs}]), approx_count_distinct(x) FROM (SELECT {expr} AS x FROM {view})"
     )
-    count, nulls, mean, std, lo, hi, qs = _query(con, sql)[0]
+    count, nulls, mean, std, lo, hi, qs, distinct = _query(con, sql)[0]
     by_prob = dict(zip(_PROBS, qs or [None] * len(_PROBS), strict=True))
     return {
         "count": count,
@@ -156,23 +156,32 @@ def numeric_side(con: DuckDBPyConnection, view: str, expr: str) -> dict[str, Any
         "min": _num(lo),
         "max": _num(hi),
         "quantiles": {k: _num(by_prob[p]) for k, p in REPORTED.items()},
+        "approx_distinct": distinct,
         "deciles": [_num(by_prob[p]) for p in DECILES],
     }
 
 
-def ks_statistic(con: DuckDBPyConnection, pair: ColumnPair, expr: str, n_a: int, n_b: int) -> float | None:
-    """Exact two-sample KS statistic of ``expr`` (see the module docstring)."""
+def ks_statistic(
+    con: DuckDBPyConnection, pair: ColumnPair, expr: str, counts: tuple[int, int], *, grouped: bool
+) -> float | None:
+    """Exact two-sample KS statistic of ``expr`` (see the module docstring).
+
+    ``grouped`` first sums the weights per distinct value (in parallel), which is much
+    faster when values repeat; the running sum over single rows is faster when they do not.
+    """
+    n_a, n_b = counts
     if not n_a or not n_b:
         return None
-    sql = f"""
-        WITH v AS (
-            SELECT x, CAST({n_b} AS BIGINT) AS w FROM (SELECT {expr} AS x FROM {pair.view("a")})
-            WHERE x IS NOT NULL
-            UNION ALL
-            SELECT x, CAST(-{n_a} AS BIGINT) FROM (SELECT {expr} AS x FROM {pair.view("b")})
-            WHERE x IS NOT NULL)
-        SELECT max(abs(f)) FROM (SELECT sum(w) OVER (ORDER BY x) AS f FROM v)"""
-    top = _query(con, sql)[0][0]
+    pooled = f"""
+        SELECT {expr} AS x, CAST({n_b} AS BIGINT) AS w FROM {pair.view("a")}
+        UNION ALL SELECT {expr} AS x, CAST(-{n_a} AS BIGINT) AS w FROM {pair.view("b")}"""
+    pooled = f"SELECT x, w FROM ({pooled}) WHERE x IS NOT NULL"
+    if grouped:
+        totals = f"SELECT x, sum(w) AS w FROM ({pooled}) GROUP BY x"
+        running = f"SELECT sum(w) OVER (ORDER BY x ROWS UNBOUNDED PRECEDING) AS f FROM ({totals})"
+    else:
+        running = f"SELECT sum(w) OVER (ORDER BY x) AS f FROM ({pooled})"  # RANGE frame: ties together
+    top = _query(con, f"SELECT max(abs(f)) FROM ({running})")[0][0]
     return int(top) / (n_a * n_b)
 
 
@@ -209,11 +218,13 @@ def numeric_stats(con: DuckDBPyConnection, pair: ColumnPair) -> dict[str, Any]:
     a, b = numeric_side(con, pair.view("a"), expr), numeric_side(con, pair.view("b"), expr)
     deciles = a.pop("deciles")
     b.pop("deciles")
+    counts = (a["count"], b["count"])
+    repeats = a["approx_distinct"] + b["approx_distinct"] < (counts[0] + counts[1]) / 2
     return {
         "kind": "numeric",
         "a": a,
         "b": b,
-        "ks": ks_statistic(con, pair, expr, a["count"], b["count"]),
+        "ks": ks_statistic(con, pair, expr, counts, grouped=repeats),
         "ks_threshold": ks_threshold(a["count"], b["count"]),
         "psi": psi(con, pair, expr, deciles),
     }
@@ -308,7 +319,7 @@ def text_stats(con: DuckDBPyConnection, pair: ColumnPair) -> dict[str, Any]:
         "kind": "text",
         "a": a,
         "b": b,
-        "ks": ks_statistic(con, pair, expr, a["count"], b["count"]),
+        "ks": ks_statistic(con, pair, expr, (a["count"], b["count"]), grouped=True),
         "ks_threshold": ks_threshold(a["count"], b["count"]),
     }
 
@@ -385,17 +396,25 @@ def change_reasons(stats: dict[str, Any]) -> list[str]:
 
 
 def _hist_range(integral: bool, sides: list[dict[str, Any]]) -> tuple[float, float, int, bool]:
-    """Range, bin count and whether it is the whole range: integers when few, else p01..p99."""
+    """Range, bin count and whether the range is whole (else p01..p99, tails left out).
+
+    Integral values get whole-number bins centred on the integers, so no bin holds
+    more integers than its neighbours.
+    """
     lo = min(s["min"] for s in sides if s["min"] is not None)
     hi = max(s["max"] for s in sides if s["max"] is not None)
-    if integral and hi - lo <= HIST_BINS * 1.5:
-        return lo - 0.5, hi + 0.5, int(hi - lo) + 1, True
+    whole = True
     qlo = [s["p01"] for s in sides if s["p01"] is not None]
     qhi = [s["p99"] for s in sides if s["p99"] is not None]
-    whole = True
-    if qlo and qhi and min(qlo) < max(qhi):
+    narrow = integral and hi - lo <= HIST_BINS * 1.5
+    if not narrow and qlo and qhi and min(qlo) < max(qhi):
         lo, hi, whole = min(qlo), max(qhi), False
-    return (lo, hi, HIST_BINS, whole) if hi > lo else (lo - 0.5, lo + 0.5, 1, True)
+    if integral:
+        lo, hi = math.floor(lo), math.ceil(hi)
+        width = max(1, math.ceil((hi - lo + 1) / HIST_BINS))
+        bins = math.ceil((hi - lo + 1) / width)
+        return lo - 0.5, lo - 0.5 + bins * width, bins, whole
+    return (lo, hi, HIST_BINS, whole) if hi > lo else (lo - 0.5, lo + 0.5, 1, whole)
 
 
 def _hist_input(pair: ColumnPair, stats: dict[str, Any]) -> tuple[str, bool, list[dict[str, Any]]]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests
+from synthreg.digest import TableHasher, combine_digests
 from synthreg.errors import ConflictError, NotFoundError, UsageError
 from synthreg.generators.spec import Spec
 from synthreg.registry.predicate import parse_where
@@ -39,6 +39,8 @@ from synthreg.registry.predicate import parse_where
 __all__ = ["DisableResult", "plan_removal", "table_parts", "write_without"]
 
 _SHOWN_IDS = 5
+#: Rows per scanned batch: is_in rebuilds its hash set per call, so fewer, larger calls win.
+_SCAN_ROWS = 1 << 20
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 
 #: rows of a batch -> which of them are selected
@@ -78,7 +80,7 @@ def _normalized(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
 
 def _batches(parts: list[Path], columns: list[str]) -> Iterator[pa.RecordBatch]:
     for path in parts:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=DIGEST_BLOCK_ROWS, columns=columns)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=_SCAN_ROWS, columns=columns)
 
 
 def _select(parts: list[Path], columns: list[str], key: str | None, selected: _Selector) -> pa.Array:
@@ -91,7 +93,8 @@ def _select(parts: list[Path], columns: list[str], key: str | None, selected: _S
             positions = np.flatnonzero(mask.to_numpy(zero_copy_only=False)) + offset
             found.append(pa.array(positions, pa.int64()))
         else:
-            found.append(_normalized(batch.column(key)).filter(mask))
+            # a NULL key names no row, and NULL foreign keys must not match it
+            found.append(pc.drop_null(_normalized(batch.column(key)).filter(mask)))
         offset += batch.num_rows
     if not found:
         return pa.array([], pa.int64())

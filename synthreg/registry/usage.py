@@ -121,8 +121,8 @@ def lineage(ws: Workspace, ref: str) -> dict[str, Any]:
         u.run_id: {"run_id": u.run_id, "context": u.context, "found_by": ["registry"]} for u in usages
     }
     for found in mlflow_int.find_runs_by_digest(uri, version.content_digest):
-        if found["run_id"] == version.mlflow_run_id:
-            continue  # the run that generated it
+        if found["made_by_synthreg"]:
+            continue  # the run that made this (or an identical) version, not a consumer
         entry = recorded.setdefault(found["run_id"], {"run_id": found["run_id"], "found_by": []})
         entry["found_by"].append("mlflow")
         entry.update(experiment_id=found["experiment_id"], run_name=found["run_name"])

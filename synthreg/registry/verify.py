@@ -18,7 +18,7 @@ from synthreg.registry.audit import first_broken_seq, head_hash
 from synthreg.registry.checkout import missing_files, read_manifest
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
-from synthreg.registry.store import AuditEvent, read_session
+from synthreg.registry.store import AuditEvent, Dataset, Version, read_session
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["VerifyResult", "content_digest_of", "verify_audit", "verify_version"]
@@ -95,14 +95,39 @@ def _rebuild(vdir: Path) -> str:
         shutil.rmtree(work, ignore_errors=True)
 
 
+_STATUS_OF = {"approve": "approved", "reject": "rejected"}
+
+
+def _status_problems(session: Any, events: list[AuditEvent]) -> list[str]:
+    """Each version's DB status must be the one its events say (create, then reviews)."""
+    expected: dict[tuple[str, int], str] = {}
+    for e in events:
+        if e.version is None:
+            continue
+        if e.action in ("create", "rollback", "disable"):
+            expected[(e.dataset, e.version)] = (e.details or {}).get("status", "")
+        elif e.action in _STATUS_OF:
+            expected[(e.dataset, e.version)] = _STATUS_OF[e.action]
+    problems = []
+    for dataset, version in session.exec(select(Dataset, Version).where(Dataset.id == Version.dataset_id)):
+        want = expected.get((dataset.name, version.number))
+        if want is not None and want != version.status:
+            problems.append(
+                f"{dataset.name}@v{version.number} is {version.status} in the DB, but the audit "
+                f"log says {want}: the status was changed outside synthreg"
+            )
+    return problems
+
+
 def verify_audit(ws: Workspace) -> VerifyResult:
     """The hash chain holds, and every chain head recorded in git is an event of it."""
     with read_session(ws.engine) as session:
         broken = first_broken_seq(session)
         head = head_hash(session)
-        hashes = {e.hash for e in session.exec(select(AuditEvent))}
+        events = list(session.exec(select(AuditEvent).order_by(AuditEvent.seq)))  # type: ignore[arg-type]
+        hashes = {e.hash for e in events}
         count = len(hashes)
-    problems = []
+        problems = _status_problems(session, events)
     if broken is not None:
         problems.append(
             f"audit event seq {broken} was edited, deleted or reordered (its hash or link does not check out)"

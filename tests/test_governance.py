@@ -1,0 +1,232 @@
+"""rollback, checkout, alias, review, use/lineage, audit, verify, doctor on real workspaces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+import synthreg
+from synthreg.cli.app import app
+
+runner = CliRunner()
+
+
+def cli(root: Path, *args: str) -> Any:
+    return runner.invoke(app, ["-C", str(root), *args])
+
+
+@pytest.fixture
+def two(tmp_path: Path, small_spec: Path, mlflow_uri: str) -> Path:
+    """A workspace with small@v1 (seed 3) and small@v2 (seed 4); current = v2."""
+    reg = synthreg.init(tmp_path / "ws")
+    reg.create("small", spec=small_spec)
+    reg.create("small", spec=small_spec, seed=4)
+    return reg.root
+
+
+def _db(root: Path) -> sqlite3.Connection:
+    return sqlite3.connect(root / ".registry" / "registry.db")
+
+
+def _objects(store: Path) -> int:
+    """Content objects (DVC's run cache under runs/ records stages, not data)."""
+    return sum(p.is_file() for p in (store / "files").rglob("*"))
+
+
+def test_rollback_appends_a_version_with_the_old_content(two: Path) -> None:
+    cache_before, remote_before = _objects(two / ".dvc/cache"), _objects(two / ".registry/dvc-remote")
+    result = cli(two, "rollback", "small", "--to", "v1", "--reason", "seed 4 drifted", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["version"], data["restored_from"], data["parent"]) == (3, 1, 2)
+    reg = synthreg.open(two)
+    v1, v3 = reg.show("small@v1"), reg.show("small")
+    assert v3["version"] == 3 and v3["content_digest"] == v1["content_digest"]
+    assert reg.load("small@v3", "users").equals(reg.load("small@v1", "users"))
+    assert v3["dvc_md5"] == v1["dvc_md5"]  # the same DVC object: nothing new in the cache or remote
+    assert _objects(two / ".dvc/cache") == cache_before
+    assert _objects(two / ".registry/dvc-remote") == remote_before
+    log = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=two, capture_output=True, text=True).stdout
+    assert log.startswith("rollback small@v3")
+    from synthreg.integrations import dvc
+
+    assert dvc.status(two) == {}
+    again = cli(two, "rollback", "small", "--to", "1")
+    assert again.exit_code == 0 and "already has the content of v1: nothing to do" in again.stdout
+    assert [v["version"] for v in reg.show("small")["versions"]] == [1, 2, 3]
+
+
+def test_rollback_to_a_rejected_version_needs_force_and_reason(two: Path) -> None:
+    assert cli(two, "review", "small@v1", "--reject", "--note", "bad").exit_code == 0
+    refused = cli(two, "rollback", "small", "--to", "v1")
+    assert (
+        refused.exit_code == 5 and "was rejected" in refused.stderr and "--force --reason" in refused.stderr
+    )
+    no_reason = cli(two, "rollback", "small", "--to", "v1", "--force")
+    assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.stderr
+    forced = cli(two, "rollback", "small", "--to", "v1", "--force", "--reason", "audit asked", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["status"] == "approved"
+    assert cli(two, "rollback", "small", "--to", "v9").exit_code == 4
+    assert cli(two, "rollback", "small", "--to", "x").exit_code == 2
+
+
+def test_review_and_aliases_move_current(two: Path) -> None:
+    reg = synthreg.open(two)
+    result = cli(two, "review", "small@v2", "--reject", "--note", "drifted", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["current"] == 1
+    assert reg.show("small")["version"] == 1
+    assert cli(two, "review", "small@v2", "--reject").exit_code == 5  # already rejected
+    assert cli(two, "review", "small@v2").exit_code == 2  # neither flag
+    assert cli(two, "review", "small@v2", "--approve", "--note", "ok after all").exit_code == 0
+    assert reg.show("small")["version"] == 2
+    assert cli(two, "alias", "set", "small@v1", "production").exit_code == 0
+    assert reg.show("small@production")["version"] == 1
+    assert "production" in reg.show("small@v1")["aliases"]
+    assert cli(two, "alias", "set", "small@v1", "Prod Uction").exit_code == 2
+    events = reg.audit(dataset="small")
+    assert [e["action"] for e in events] == ["create", "create", "reject", "approve", "alias"]
+    assert events[2]["details"]["note"] == "drifted" and events[2]["actor"]
+
+
+def test_actor_option_is_recorded(two: Path) -> None:
+    assert (
+        runner.invoke(
+            app, ["-C", str(two), "--actor", "alice", "alias", "set", "small@v2", "staging"]
+        ).exit_code
+        == 0
+    )
+    assert synthreg.open(two).audit()[-1]["actor"] == "alice"
+
+
+def test_checkout_from_cache_and_from_remote(two: Path, tmp_path: Path) -> None:
+    reg = synthreg.open(two)
+    tables = two / "data/small/v1/tables"
+    before = pq.read_table(tables / "users").to_pylist()
+    shutil.rmtree(tables)
+    result = cli(two, "checkout", "small@v1", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["source"] == "cache"
+    shutil.rmtree(tables)
+    shutil.rmtree(two / ".dvc" / "cache")
+    result = cli(two, "checkout", "small@v1", "--dest", str(tmp_path / "copy"), "--json")
+    assert json.loads(result.stdout)["source"] == "remote"
+    assert pq.read_table(tmp_path / "copy/tables/users").to_pylist() == before
+    reg.verify("small@v1")
+
+
+def test_verify_detects_an_edited_parquet_byte(two: Path) -> None:
+    assert cli(two, "verify", "small@v2", "--rebuild").exit_code == 0
+    part = two / "data/small/v2/tables/orders/part-00000.parquet"
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    result = cli(two, "verify", "small@v2")
+    assert result.exit_code == 1
+    assert "tables/orders/part-00000.parquet is missing or does not match its sha256" in result.stderr
+
+
+def test_audit_verify_detects_a_deleted_event(two: Path) -> None:
+    assert cli(two, "audit", "verify").exit_code == 0
+    with _db(two) as con:
+        con.execute("delete from auditevent where seq = 2")
+    result = cli(two, "audit", "verify")
+    assert result.exit_code == 1 and "seq 3" in result.stderr  # the first event whose link breaks
+
+
+def test_audit_verify_detects_a_deleted_newest_event(two: Path) -> None:
+    with _db(two) as con:
+        con.execute("delete from auditevent where seq = (select max(seq) from auditevent)")
+    result = cli(two, "audit", "verify")
+    assert result.exit_code == 1 and "not in the DB" in result.stderr
+
+
+def test_audit_verify_detects_a_status_changed_in_the_db(two: Path) -> None:
+    with _db(two) as con:
+        con.execute("update version set status = 'approved' where number = 1")  # already approved: no change
+        con.execute("update version set status = 'rejected' where number = 2")
+    result = cli(two, "audit", "verify")
+    assert (
+        result.exit_code == 1
+        and "small@v2 is rejected in the DB, but the audit log says approved" in result.stderr
+    )
+
+
+def test_audit_formats(two: Path, tmp_path: Path) -> None:
+    events = json.loads(cli(two, "audit", "--format", "json").stdout)
+    assert {"seq", "at", "actor", "action", "dataset", "version", "details", "prev_hash", "hash"} <= set(
+        events[0]
+    )
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
+    out = tmp_path / "audit.html"
+    assert cli(two, "audit", "--format", "html", "--output", str(out)).exit_code == 0
+    page = out.read_text()
+    assert "<table>" in page and "small" in page and "http://" not in page and "https://" not in page
+    md = cli(two, "audit", "--format", "md").stdout
+    assert "## small" in md and "verified intact" in md
+    assert cli(two, "audit", "--since", "yesterday").exit_code == 2
+    assert json.loads(cli(two, "audit", "--format", "json", "--since", "2999-01-01").stdout) == []
+
+
+def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, mlflow_uri: str) -> None:
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    reg = synthreg.open(two)
+    digest = reg.show("small@v1")["content_digest"]
+    mlflow.set_tracking_uri(mlflow_uri)
+    mlflow.set_experiment("someone-else")
+    with mlflow.start_run() as outside:  # logged without synthreg: found by digest
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source((two / "data/small/v1").as_uri())
+        mlflow.log_input(MetaDataset(source, name="small-v1", digest=digest[:32]), context="training")
+    with mlflow.start_run() as inside:
+        synthreg.log_input("small@v1", workspace=two)
+        mlflow.log_param("lr", 0.1)
+    with mlflow.start_run() as later:
+        pass
+    result = cli(two, "use", "small@v1", "--run-id", later.info.run_id, "--context", "evaluation", "--json")
+    assert result.exit_code == 0, result.output
+    assert cli(two, "use", "small@v1", "--run-id", "nope").exit_code == 4
+    data = json.loads(cli(two, "lineage", "small@v1", "--json").stdout)
+    found = {c["run_id"]: sorted(c["found_by"]) for c in data["consumers"]}
+    assert found[outside.info.run_id] == ["mlflow"]
+    assert found[inside.info.run_id] == ["mlflow", "registry"]
+    assert found[later.info.run_id] == ["mlflow", "registry"]
+    assert data["children"] == [{"version": 2, "relation": "parent", "status": "approved"}]
+    assert data["generation"]["seed"] == 3
+    with pytest.raises(synthreg.errors.UsageError, match="needs an active MLflow run"):
+        synthreg.log_input("small@v1", workspace=two)
+
+
+def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
+    reg = synthreg.open(two)
+    before = [
+        (v["version"], v["content_digest"], v["status"]) for v in (reg.show(f"small@v{n}") for n in (1, 2))
+    ]
+    (two / ".registry/staging/deadbeef").mkdir(parents=True)
+    result = cli(two, "doctor")
+    assert result.exit_code == 1 and "orphan-staging" in result.stdout
+    assert cli(two, "doctor", "--repair").exit_code == 0
+    assert not (two / ".registry/staging/deadbeef").exists()
+    for suffix in ("", "-wal", "-shm"):
+        (two / f".registry/registry.db{suffix}").unlink(missing_ok=True)
+    rebuilt = cli(two, "doctor", "--rebuild", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert sum(p["kind"] == "rebuilt" for p in json.loads(rebuilt.stdout)["problems"]) == 2
+    reg = synthreg.open(two)
+    assert [
+        (v["version"], v["content_digest"], v["status"]) for v in (reg.show(f"small@v{n}") for n in (1, 2))
+    ] == before
+    assert reg.show("small")["version"] == 2
+    assert reg.show("small@v1")["generation"]["seed"] == 3
