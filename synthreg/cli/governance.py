@@ -103,3 +103,29 @@ def use(
     """Log a version as a dataset input of an MLflow run and record the use."""
     data = open_registry(ctx).use(ref, run_id, context).to_dict()
     _say(data, as_json, f"{data['ref']} logged as a {context} input of run {run_id}")
+
+
+@handles_errors
+def disable(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@ALIAS]: the version to derive from.")],
+    reason: Annotated[str, typer.Option(help="Why these rows are disabled (required).")] = "",
+    ids: Annotated[Path | None, typer.Option(help="A file of primary-key ids, one per line.")] = None,
+    where: Annotated[
+        str | None, typer.Option(help="A predicate, e.g. \"age < 18 AND plan = 'free'\".")
+    ] = None,
+    table: Annotated[str | None, typer.Option(help="The table the ids or predicate apply to.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Append a derived version without some rows (and their children); the old one stays."""
+    from synthreg.registry.derive import read_ids
+
+    id_list = read_ids(ids) if ids is not None else None
+    result = open_registry(ctx).disable(ref, reason=reason, table=table, ids=id_list, where=where)
+    data = result.to_dict()
+    removed = ", ".join(f"{t}={n:,}" for t, n in data["details"]["removed"].items())
+    _say(
+        data,
+        as_json,
+        f"{data['ref']}: derived from v{data['derived_from']}, removed {removed}; status {data['status']}",
+    )

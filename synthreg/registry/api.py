@@ -112,6 +112,28 @@ class Registry:
 
         return rollback(self.workspace, name, to, reason=reason, force=force)
 
+    def disable(
+        self,
+        ref: str,
+        *,
+        reason: str,
+        table: str | None = None,
+        ids: builtins.list[Any] | None = None,
+        where: str | None = None,
+    ) -> Any:
+        """Append a version without some rows of ``table`` (by primary-key ids or a --where
+        predicate) and every child row that references them."""
+        from synthreg.registry.derive import disable
+
+        return disable(
+            self.workspace,
+            ref,
+            table=table,
+            ids=None if ids is None else [str(i) for i in ids],
+            where=where,
+            reason=reason,
+        )
+
     def checkout(self, ref: str, dest: str | Path | None = None) -> Any:
         """Make a version's files present (DVC cache, then remote); copy them to ``dest``."""
         from synthreg.registry.checkout import checkout

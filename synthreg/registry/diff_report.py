@@ -207,13 +207,17 @@ TABLE_HEADERS = [
 
 def _table_notes(table: dict[str, Any]) -> list[str]:
     d, schema = table["rows_diff"], table["schema"]
-    how = (
-        f"matched by primary key {d['key']}" if d["mode"] == "key" else "compared as a multiset of row hashes"
-    )
-    notes = [
-        f"Rows {how}: +{_num(d['added'])} added, −{_num(d['removed'])} removed, "
-        f"{_num(d['changed'])} changed, {_num(d['unchanged'])} unchanged."
-    ]
+    moved = f"+{_num(d['added'])} added, −{_num(d['removed'])} removed"
+    if d["mode"] == "key":
+        notes = [
+            f"Rows matched by primary key {d['key']}: {moved}, {_num(d['changed'])} changed, "
+            f"{_num(d['unchanged'])} unchanged."
+        ]
+    else:
+        notes = [
+            f"Rows compared as a multiset of row hashes (no primary key): {moved}, "
+            f"{_num(d['unchanged'])} unchanged; without a key a changed row counts as removed plus added."
+        ]
     for kind, keys in (d.get("examples") or {}).items():
         if keys:
             notes.append(f"Example {kind} keys: {', '.join(map(str, keys))}")

@@ -1,9 +1,10 @@
 """Rebuild a version's tables from what its directory records: the frozen spec, and for
-derived versions the rows removed (``removed/<table>.parquet``). The DVC stage command
+derived versions the disable steps (``derivation.json``). The DVC stage command
 (``registry materialize``) and ``registry verify --rebuild`` both use it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,22 +18,30 @@ __all__ = ["materialize_in_place", "materialize_into"]
 
 
 def materialize_into(vdir: Path, out_dir: Path) -> str:
-    """Rebuild ``vdir``'s tables under ``out_dir/tables``; return the content digest."""
+    """Rebuild ``vdir``'s tables under ``out_dir/tables``; return the content digest.
+
+    A derived version (``derivation.json``) is the regenerated base with every recorded
+    disable step replayed in order.
+    """
     spec = load_spec(vdir / "spec.yaml")
-    removed = vdir / "removed"
-    if not removed.is_dir():
+    steps_file = vdir / "derivation.json"
+    if not steps_file.is_file():
         return generate(spec, out_dir).content_digest
-    import pyarrow.parquet as pq
+    from synthreg.registry.disable import plan_removal, write_without
 
-    from synthreg.registry.disable import write_without
-
-    base = Path(tempfile.mkdtemp(prefix="synthreg-base-", dir=out_dir.parent))
+    steps = json.loads(steps_file.read_text())
+    work = Path(tempfile.mkdtemp(prefix="synthreg-derive-", dir=out_dir.parent))
     try:
-        generate(spec, base)
-        removal = {p.stem: pq.read_table(p).column(0) for p in sorted(removed.glob("*.parquet"))}
-        return write_without(base, out_dir, spec, removal).content_digest
+        current = work / "step-0"
+        digest = generate(spec, current).content_digest
+        for i, step in enumerate(steps, start=1):
+            removal = plan_removal(current, spec, step["table"], ids=step.get("ids"), where=step.get("where"))
+            target = out_dir if i == len(steps) else work / f"step-{i}"
+            digest = write_without(current, target, spec, removal).content_digest
+            current = target
+        return digest
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def materialize_in_place(vdir: Path) -> str:

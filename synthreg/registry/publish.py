@@ -295,8 +295,8 @@ def _track(ctx: Context) -> str:
 
     ctx.undo.push(restore)
     deps = [f"{ctx.rel_dir}/spec.yaml"]
-    if (root / ctx.rel_dir / "removed").is_dir():
-        deps.append(f"{ctx.rel_dir}/removed")
+    if (root / ctx.rel_dir / "derivation.json").is_file():
+        deps.append(f"{ctx.rel_dir}/derivation.json")
     md5 = dvc.track_stage(
         root,
         ctx.stage_name,
@@ -373,10 +373,16 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
 
     ctx.undo.push(restore_spec)
     previous = git.head(root)
-    small = ["spec.yaml", "manifest.json", "datacard.md", "datacard.json", "validation.json", ".gitignore"]
+    small = [
+        "spec.yaml",
+        "manifest.json",
+        "datacard.md",
+        "datacard.json",
+        "validation.json",
+        ".gitignore",
+        "derivation.json",
+    ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
-    if (root / ctx.rel_dir / "removed").is_dir():
-        paths.append(f"{ctx.rel_dir}/removed")
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])
     ctx.undo.push(lambda: git.reset_to(root, previous))
     title = f"{cand.action} {cand.name}@v{ctx.number} ({ctx.status})"

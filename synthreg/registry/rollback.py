@@ -107,10 +107,9 @@ def _candidate(
     manifest = read_manifest(src)
     staging.mkdir(parents=True)
     _link_tree(src / "tables", staging / "tables")
-    for extra in ("spec.yaml", "validation.json"):
-        shutil.copy2(src / extra, staging / extra)
-    if (src / "removed").is_dir():
-        shutil.copytree(src / "removed", staging / "removed")
+    for extra in ("spec.yaml", "validation.json", "derivation.json"):
+        if (src / extra).exists():
+            shutil.copy2(src / extra, staging / extra)
     validation = json.loads((src / "validation.json").read_text())
     return Candidate(
         name=name,

@@ -92,7 +92,8 @@ def no_fingerprint() -> Iterator[None]:
     """Stop GX md5-hashing every frame under 1 GB (``HASH_THRESHOLD``) just to label the batch.
 
     The label (``pandas_data_fingerprint``) is never used by us, and hashing cost more
-    than all the expectations together (~0.25 s per million rows and column set).
+    than all the expectations together (~0.25 s per million rows and column set). The
+    setting is process-wide while validation runs; left off, it would only skip labels.
     """
     from great_expectations.execution_engine import pandas_execution_engine as engine
 

@@ -17,8 +17,9 @@ from synthreg.errors import NotFoundError
 
 __all__ = ["BATCH_CELLS", "TableParts", "open_parts"]
 
-#: Cells (rows x columns) per batch handed to GX: ~1M rows of a 5-8 column table.
-BATCH_CELLS = 1 << 24
+#: Values (rows x columns) per batch handed to GX: ~1.6M rows of a 5-column table, so a
+#: part of the engine's usual size (~1.3M rows at 10M rows on 2 workers) is one batch.
+BATCH_CELLS = 1 << 23
 _MIN_BATCH_ROWS = 1 << 16
 _MAX_BATCH_ROWS = 1 << 22
 

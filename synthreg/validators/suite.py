@@ -7,13 +7,13 @@ schema and foreign-key integrity across tables. Every check comes back as one
 ``CheckResult`` per expectation per table, in one format, whatever the number of parts.
 
 A table is a directory of Parquet parts, possibly far larger than memory as one pandas
-frame, so nothing here materialises a whole table (see ``plan`` for the scopes):
+frame, so no whole table is ever turned into one frame (see ``plan`` for the scopes):
 
 - Per-row expectations (not null, between, in set, the user's column/pair/multicolumn
-  map expectations) run in GX on each batch (<= ~1M rows, part by part) with one suite
-  per table; their counts are summed, ``unexpected_percent`` recomputed on the totals,
-  the first 20 offending values kept, and ``mostly`` (the null-rate checks) judged on
-  the whole table, never part by part.
+  map expectations) run in GX on each batch (a whole part when it fits in ~8M values,
+  else slices of it) with one suite per table; their counts are summed,
+  ``unexpected_percent`` recomputed on the totals, the first 20 offending values kept,
+  and ``mostly`` (the null-rate checks) judged on the whole table, never part by part.
 - ``expect_table_row_count_to_equal`` is the sum of the parts' Parquet footers
   (source ``synthreg``).
 - ``expect_column_values_to_be_unique`` on the spec's keys reads that one column over
@@ -22,11 +22,16 @@ frame, so nothing here materialises a whole table (see ``plan`` for the scopes):
   parts' columns.
 - The user's whole-table expectations (mean, quantiles, distinct values, uniqueness,
   z-scores, monotonicity...) run once in GX on the whole table, reading only the
-  columns they name (a row-count one gets a column-less frame of the right length,
-  a column-set one an empty frame). Their results do not depend on how the table is
-  split into parts; their memory is that of those columns.
+  columns they name (all of them with a ``row_condition``; a row-count one gets a
+  column-less frame of the right length, a column-set one an empty frame). Their
+  results do not depend on how the table is split into parts; their memory is that of
+  those columns, the one place a large table's columns are held whole.
 - Foreign keys: the parent key column is read once, then checked against each child
   part in turn.
+
+Only single key columns (uniqueness, foreign keys) are held whole, as Arrow/NumPy
+arrays. Those checks run in a thread beside the GX batches. With a single part and a
+single batch, every GX result is what GX gives on the whole table.
 
 Great Expectations is imported inside functions: it costs seconds to import.
 """
@@ -151,7 +156,7 @@ def _run_whole(
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, p in enumerate(planned):
         if p.scope == WHOLE:
-            groups.setdefault(_frame_key(p), []).append(i)
+            groups.setdefault(_frame_key(p, parts.columns), []).append(i)
     found: dict[int, CheckResult] = {}
     for n, (key, indices) in enumerate(groups.items()):
         suite = run.gx.suite(f"{parts.name}.whole{n}", [planned[i] for i in indices])
@@ -160,8 +165,10 @@ def _run_whole(
     return found
 
 
-def _frame_key(planned: Planned) -> tuple[str, ...]:
+def _frame_key(planned: Planned, columns: list[str]) -> tuple[str, ...]:
     """The columns a whole-table expectation reads; table-level ones need rows or names only."""
+    if planned.kwargs.get("row_condition"):
+        return tuple(columns)  # the condition may name any column
     reads = planned.reads()
     if reads:
         return reads
