@@ -230,3 +230,28 @@ def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
     ] == before
     assert reg.show("small")["version"] == 2
     assert reg.show("small@v1")["generation"]["seed"] == 3
+
+
+def test_diff_through_the_cli_is_stored_and_listed(two: Path, tmp_path: Path) -> None:
+    report = tmp_path / "diff.html"
+    result = cli(two, "diff", "small@v1", "small@v2", "--report", str(report), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "seed 3 -> 4" in data["summary"]["text"]
+    users = data["tables"]["users"]
+    assert users["rows"] == {"a": 300, "b": 300}
+    rows = users["rows_diff"]
+    assert (rows["mode"], rows["added"], rows["removed"]) == ("key", 0, 0)
+    assert 250 < rows["changed"] <= 300  # same keys, other seed: nearly every row differs
+    page = report.read_text()
+    assert "data:image/png;base64" in page or "<table" in page
+    assert "http://" not in page and "https://" not in page
+    stored = two / data["stored_at"]
+    assert (stored / "diff.json").is_file() and (stored / "diff.md").is_file()
+    shown = synthreg.open(two).show("small@v2")
+    assert [d["a"] for d in shown["diffs"]] == ["small@v1"]
+    assert synthreg.open(two).audit()[-1]["action"] == "diff"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=two, capture_output=True, text=True)
+    assert status.stdout == ""
+    assert cli(two, "diff", "small@v1", "small@v2", "--report", str(tmp_path / "x.pdf")).exit_code == 2
+    assert cli(two, "diff", "small@v1", "small@v9").exit_code == 4

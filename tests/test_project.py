@@ -88,7 +88,7 @@ def test_error_tree_and_exit_codes() -> None:
         assert issubclass(cls, errors.SynthregError)
         assert cls.exit_code == code
         assert cls.__name__ in (errors.__doc__ or "")
-    assert synthreg.__all__ == ["__version__", "init", "open"]
+    assert synthreg.__all__ == ["__version__", "init", "log_input", "open"]
 
 
 def test_import_layer_contracts_hold() -> None:

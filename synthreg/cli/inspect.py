@@ -139,3 +139,29 @@ def doctor(
         typer.echo("healthy" if data["healthy"] else "problems left: run with --repair or --rebuild")
     if not data["healthy"]:
         raise typer.Exit(1)
+
+
+@handles_errors
+def diff(
+    ctx: typer.Context,
+    ref_a: Annotated[str, typer.Argument(help="The old version, e.g. fitness@v1.")],
+    ref_b: Annotated[str, typer.Argument(help="The new version, e.g. fitness@v2.")],
+    report: Annotated[Path | None, typer.Option(help="Also write a report: FILE.md or FILE.html.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
+) -> None:
+    """Compare two versions: generation, schema, rows by key, distributions (KS, PSI, JS), plots."""
+    data = open_registry(ctx).diff(ref_a, ref_b, report)
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(data["summary"]["text"])
+    for name, table in data["tables"].items():
+        rows = table.get("rows", {})
+        rd = table.get("rows_diff") or {}
+        changed = [c for c, s in (table.get("columns") or {}).items() if s.get("changed")]
+        typer.echo(
+            f"  {name}: rows {rows.get('a')} -> {rows.get('b')}; added {rd.get('added')}, "
+            f"removed {rd.get('removed')}, changed {rd.get('changed')}; "
+            f"columns changed: {', '.join(changed) or 'none'}"
+        )
+    typer.echo(f"  stored in {data['stored_at']}" + (f"; report {report}" if report else ""))

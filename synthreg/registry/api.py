@@ -76,6 +76,9 @@ class Registry:
         with read_session(self.workspace.engine) as session:
             dataset, version = resolve(session, parse_ref(ref))
             info = describe_version(session, dataset, version)
+            from synthreg.registry.compare import diffs_of
+
+            info["diffs"] = diffs_of(session, dataset.name, version.number)
         info["datacard"] = str(self.root / info["path"] / "datacard.md")
         info["mlflow_tracking_uri"] = self.workspace.settings.mlflow_tracking_uri
         return info
@@ -133,6 +136,12 @@ class Registry:
             where=where,
             reason=reason,
         )
+
+    def diff(self, ref_a: str, ref_b: str, report: str | Path | None = None) -> dict[str, Any]:
+        """Compare two versions (generation, schema, keyed rows, distributions, plots); stored."""
+        from synthreg.registry.compare import diff
+
+        return diff(self.workspace, ref_a, ref_b, Path(report) if report else None)
 
     def checkout(self, ref: str, dest: str | Path | None = None) -> Any:
         """Make a version's files present (DVC cache, then remote); copy them to ``dest``."""

@@ -40,39 +40,21 @@ import pyarrow.parquet as pq
 
 from synthreg.errors import NotFoundError, SynthregError
 from synthreg.generators.spec import Column, Spec, load_spec
-from synthreg.registry.diff_stats import ColumnPair, column_stats, histogram, quote, view_name
+from synthreg.registry.diff_stats import ColumnPair, column_stats, quote, view_name
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
 
-__all__ = ["DUCKDB_MEMORY_LIMIT", "DUCKDB_THREADS", "MAX_PLOTS", "DiffResult", "diff_versions"]
+__all__ = ["DUCKDB_MEMORY_LIMIT", "DUCKDB_THREADS", "DiffResult", "diff_versions"]
 
 DUCKDB_THREADS = 2
 DUCKDB_MEMORY_LIMIT = "1GB"
-#: changed columns that get a plot, the most changed first
-MAX_PLOTS = 12
 EXAMPLES = 5
 
-_FAMILY = {
-    "int": "number",
-    "float": "number",
-    "date": "time",
-    "datetime": "time",
-    "bool": "bool",
-    "category": "string",
-    "text": "string",
-    "uuid": "string",
-}
-_SQL_TYPE = {
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-    "date": "DATE",
-    "datetime": "TIMESTAMP",
-    "category": "VARCHAR",
-    "text": "VARCHAR",
-    "uuid": "VARCHAR",
-}
+_FAMILY = {"int": "number", "float": "number", "date": "time", "datetime": "time", "bool": "bool"}
+_FAMILY |= {"category": "string", "text": "string", "uuid": "string"}
+_SQL_TYPE = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "date": "DATE", "datetime": "TIMESTAMP"}
+_SQL_TYPE |= {"category": "VARCHAR", "text": "VARCHAR", "uuid": "VARCHAR"}
 _FAMILY_SQL_TYPE = {"number": "DOUBLE", "time": "TIMESTAMP", "string": "VARCHAR", "bool": "BOOLEAN"}
 
 
@@ -376,7 +358,7 @@ def _table_diff(
     return result, pairs
 
 
-# ---------------------------------------------------------------- DuckDB and plots
+# ---------------------------------------------------------------- DuckDB
 
 
 def _sql_string(text: str) -> str:
@@ -407,56 +389,6 @@ def _create_views(con: DuckDBPyConnection, side: str, version: _Version) -> None
     for table, parts in version.parts.items():
         files = ", ".join(_sql_string(str(p)) for p in parts)
         con.execute(f"CREATE VIEW {view_name(side, table)} AS SELECT * FROM read_parquet([{files}])")
-
-
-def _plot_score(stats: dict[str, Any]) -> float:
-    return max(stats.get("ks") or 0.0, stats.get("js") or 0.0, min(stats.get("psi") or 0.0, 1.0))
-
-
-def _plot_title(qualified: str, stats: dict[str, Any]) -> str:
-    figures = [
-        f"{name} {stats[key]:.3f}"
-        for key, name in (("ks", "KS"), ("psi", "PSI"), ("js", "JS"))
-        if stats.get(key) is not None
-    ]
-    if stats["kind"] == "text":
-        figures = [f"lengths, {f}" for f in figures]
-    return qualified + (f" ({', '.join(figures)})" if figures else "")
-
-
-def _make_plots(
-    con: DuckDBPyConnection,
-    tables: dict[str, dict[str, Any]],
-    pairs: list[ColumnPair],
-    plots_dir: Path,
-    labels: tuple[str, str],
-) -> None:
-    """Plot the ``MAX_PLOTS`` most changed columns; record each file name under ``plot``.
-
-    Columns whose only change is their type (same values) get no plot.
-    """
-    from synthreg.registry.diff_report import plot_bars, plot_histogram
-
-    def stats_of(pair: ColumnPair) -> dict[str, Any]:
-        return tables[pair.table]["columns"][pair.name]
-
-    changed = [
-        p for p in pairs if stats_of(p)["kind"] and stats_of(p)["reasons"] not in ([], ["type changed"])
-    ]
-    changed.sort(key=lambda p: -_plot_score(stats_of(p)))
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    for pair in changed[:MAX_PLOTS]:
-        stats = stats_of(pair)
-        path = plots_dir / f"{pair.table}.{pair.name}.png"
-        title = _plot_title(f"{pair.table}.{pair.name}", stats)
-        if stats["kind"] == "categorical":
-            plot_bars(stats, path, title, labels)
-        else:
-            hist = histogram(con, pair, stats)
-            if hist is None:
-                continue
-            plot_histogram(hist, path, title, labels, lengths=stats["kind"] == "text")
-        stats["plot"] = path.name
 
 
 # ---------------------------------------------------------------- summary
@@ -544,7 +476,9 @@ def diff_versions(
                 tables[name], table_pairs = _table_diff(con, a, b, name)
                 pairs.extend(table_pairs)
         if plots_dir is not None:
-            _make_plots(con, tables, pairs, Path(plots_dir), (label_a, label_b))
+            from synthreg.registry.diff_report import make_plots
+
+            make_plots(con, tables, pairs, Path(plots_dir), (label_a, label_b))
     generation = _generation_diff(a, b)
     summary = _summary(tables, generation, (label_a, label_b))
     return DiffResult(label_a, label_b, generation, tables, summary, time.perf_counter() - started)

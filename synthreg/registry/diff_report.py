@@ -17,13 +17,27 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthreg.registry.diff_stats import ColumnPair, histogram
+
 if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
     from matplotlib.figure import Figure
 
     from synthreg.registry.diff import DiffResult
 
-__all__ = ["MAX_BARS", "PLOT_DPI", "plot_bars", "plot_histogram", "render_html", "render_markdown"]
+__all__ = [
+    "MAX_BARS",
+    "MAX_PLOTS",
+    "PLOT_DPI",
+    "make_plots",
+    "plot_bars",
+    "plot_histogram",
+    "render_html",
+    "render_markdown",
+]
 
+#: changed columns that get a plot, the most changed first
+MAX_PLOTS = 12
 PLOT_DPI = 100
 MAX_BARS = 20
 _COLORS = {"a": "#1f77b4", "b": "#e6550d"}
@@ -110,6 +124,55 @@ def plot_bars(stats: dict[str, Any], path: Path, title: str, labels: tuple[str, 
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     _save(fig, path)
+
+
+def _plot_score(stats: dict[str, Any]) -> float:
+    return max(stats.get("ks") or 0.0, stats.get("js") or 0.0, min(stats.get("psi") or 0.0, 1.0))
+
+
+def _plot_title(qualified: str, stats: dict[str, Any]) -> str:
+    figures = [
+        f"{name} {stats[key]:.3f}"
+        for key, name in (("ks", "KS"), ("psi", "PSI"), ("js", "JS"))
+        if stats.get(key) is not None
+    ]
+    if stats["kind"] == "text":
+        figures = [f"lengths, {f}" for f in figures]
+    return qualified + (f" ({', '.join(figures)})" if figures else "")
+
+
+def make_plots(
+    con: DuckDBPyConnection,
+    tables: dict[str, dict[str, Any]],
+    pairs: list[ColumnPair],
+    plots_dir: Path,
+    labels: tuple[str, str],
+) -> None:
+    """Plot the ``MAX_PLOTS`` most changed columns; record each file name under ``plot``.
+
+    Columns whose only change is their type (same values) get no plot.
+    """
+
+    def stats_of(pair: ColumnPair) -> dict[str, Any]:
+        return tables[pair.table]["columns"][pair.name]
+
+    changed = [
+        p for p in pairs if stats_of(p)["kind"] and stats_of(p)["reasons"] not in ([], ["type changed"])
+    ]
+    changed.sort(key=lambda p: -_plot_score(stats_of(p)))
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for pair in changed[:MAX_PLOTS]:
+        stats = stats_of(pair)
+        path = plots_dir / f"{pair.table}.{pair.name}.png"
+        title = _plot_title(f"{pair.table}.{pair.name}", stats)
+        if stats["kind"] == "categorical":
+            plot_bars(stats, path, title, labels)
+        else:
+            hist = histogram(con, pair, stats)
+            if hist is None:
+                continue
+            plot_histogram(hist, path, title, labels, lengths=stats["kind"] == "text")
+        stats["plot"] = path.name
 
 
 # ---------------------------------------------------------------- cells

@@ -436,14 +436,15 @@ def _hist_input(pair: ColumnPair, stats: dict[str, Any]) -> tuple[str, bool, lis
 def histogram(con: DuckDBPyConnection, pair: ColumnPair, stats: dict[str, Any]) -> dict[str, Any] | None:
     """Shares of values per common bin for both sides (numeric columns, or text lengths).
 
-    Shares are of each side's non-null values (of its values in range, for text), so
-    sides with different row counts compare; ``whole`` is False when the range is
-    p01..p99 and the tails are left out.
+    Shares are of each side's non-null values, so sides with different row counts
+    compare; ``whole`` is False when the range is p01..p99 and the tails are left out
+    (always, for text lengths, whose min and max are not computed).
     """
     expr, integral, sides = _hist_input(pair, stats)
     if all(s["min"] is None for s in sides):
         return None
     lo, hi, bins, whole = _hist_range(integral, sides)
+    whole = whole and stats["kind"] != "text"
     width = (hi - lo) / bins
     shares = {}
     for side in ("a", "b"):
@@ -454,7 +455,7 @@ def histogram(con: DuckDBPyConnection, pair: ColumnPair, stats: dict[str, Any]) 
         counts = [0] * bins
         for i, n in _query(con, sql, [lo, width, hi]):
             counts[min(int(i), bins - 1)] += n
-        total = stats[side]["count"] if stats["kind"] == "numeric" else sum(counts)
+        total = stats[side]["count"]
         shares[side] = [c / total if total else 0.0 for c in counts]
     time_axis = stats["kind"] == "numeric" and bool({pair.type_a, pair.type_b} & {"date", "datetime"})
     edges = [lo + i * width for i in range(bins + 1)]

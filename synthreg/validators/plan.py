@@ -229,7 +229,11 @@ def _column_plan(name: str, col: Column, table: Table) -> list[Planned]:
     if col.type in ("int", "float") and (col.min is not None or col.max is not None):
         decimals = 0 if col.type == "int" else col.decimals
         low, high = _rounded_bounds(col.min, col.max, decimals)
-        planned.append(_planned("ExpectColumnValuesToBeBetween", name, min_value=low, max_value=high))
+        low, high, extra = _declared_deviations(name, table, low, high)
+        if low is not None or high is not None:
+            planned.append(
+                _planned("ExpectColumnValuesToBeBetween", name, min_value=low, max_value=high, **extra)
+            )
     elif col.type in ("datetime", "date") and col.start is not None and col.end is not None:
         low_dt, high_dt = _as_datetime(col.start), _as_datetime(col.end)
         if col.type == "date":  # the generator draws whole days: midnight to midnight
@@ -242,6 +246,30 @@ def _column_plan(name: str, col: Column, table: Table) -> list[Planned]:
     if col.unique or name == table.primary_key:
         planned.append(_planned("ExpectColumnValuesToBeUnique", name, scope=UNIQUE))
     return planned
+
+
+def _declared_deviations(
+    name: str, table: Table, low: float | None, high: float | None
+) -> tuple[float | None, float | None, dict[str, Any]]:
+    """Range bounds widened by what the spec itself asks for: drift moves values by up to
+    ``change``, outliers put ``rate`` of them outside on purpose, and capped or
+    redistributed sums rescale values below the minimum (or above the maximum)."""
+    extra: dict[str, Any] = {}
+    for noise in table.noise:
+        if noise.column != name:
+            continue
+        if noise.kind == "drift":
+            factor = 1.0 + noise.change
+            high = None if high is None else max(high, high * factor)
+            low = None if low is None else min(low, low * factor)
+        elif noise.kind == "outliers":
+            tolerance = max(0.01, 4 * math.sqrt(noise.rate * (1 - noise.rate) / max(table.rows, 1)))
+            extra["mostly"] = round(max(0.0, 1 - noise.rate - tolerance), 6)
+    for rule in table.constraints:
+        if rule.kind == "sum_limit" and rule.column == name and rule.action in ("cap", "redistribute"):
+            low = None if low is None else min(low, 0.0)
+            high = None if rule.action == "redistribute" else high
+    return low, high, extra
 
 
 def _not_null(name: str, col: Column, rows: int) -> Planned:
