@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sqlite3
@@ -163,7 +164,7 @@ def test_audit_formats(two: Path, tmp_path: Path) -> None:
     assert {"seq", "at", "actor", "action", "dataset", "version", "details", "prev_hash", "hash"} <= set(
         events[0]
     )
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(events))
     out = tmp_path / "audit.html"
     assert cli(two, "audit", "--format", "html", "--output", str(out)).exit_code == 0
     page = out.read_text()
@@ -176,8 +177,8 @@ def test_audit_formats(two: Path, tmp_path: Path) -> None:
 
 def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, mlflow_uri: str) -> None:
     import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
 
     reg = synthreg.open(two)
     digest = reg.show("small@v1")["content_digest"]
