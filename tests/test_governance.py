@@ -85,6 +85,7 @@ def test_review_and_aliases_move_current(two: Path) -> None:
     assert result.exit_code == 0 and json.loads(result.stdout)["current"] == 1
     assert reg.show("small")["version"] == 1
     assert cli(two, "review", "small@v2", "--reject").exit_code == 5  # already rejected
+    assert json.loads((two / "data/small/v2/datacard.json").read_text())["identity"]["status"] == "rejected"
     assert cli(two, "review", "small@v2").exit_code == 2  # neither flag
     assert cli(two, "review", "small@v2", "--approve", "--note", "ok after all").exit_code == 0
     assert reg.show("small")["version"] == 2
@@ -92,6 +93,13 @@ def test_review_and_aliases_move_current(two: Path) -> None:
     assert reg.show("small@production")["version"] == 1
     assert "production" in reg.show("small@v1")["aliases"]
     assert cli(two, "alias", "set", "small@v1", "Prod Uction").exit_code == 2
+    card = json.loads((two / "data/small/v1/datacard.json").read_text())
+    assert card["uses"]["aliases"] == ["production"] and card["identity"]["status"] == "approved"
+    card2 = json.loads((two / "data/small/v2/datacard.json").read_text())
+    assert card2["identity"]["status"] == "approved" and card2["uses"]["aliases"] == ["current"]
+    assert "status: **approved**" in (two / "data/small/v2/datacard.md").read_text()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=two, capture_output=True, text=True)
+    assert status.stdout == ""  # the regenerated cards were committed with the change
     events = reg.audit(dataset="small")
     assert [e["action"] for e in events] == ["create", "create", "reject", "approve", "alias"]
     assert events[2]["details"]["note"] == "drifted" and events[2]["actor"]

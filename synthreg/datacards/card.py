@@ -40,6 +40,14 @@ class CardFacts:
     parent: int | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     synthreg_version: str = ""
+    aliases: list[str] = field(default_factory=list)
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+    quality: dict[str, Any] | None = None
+    audit_head: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)  # restored_from / derived_from / derivation
+    changes: dict[str, Any] | None = None  # a diff against the parent, when one was made
+    plots: list[str] = field(default_factory=list)  # relative paths of PNGs in the version dir
+    pii: dict[str, Any] | None = None
 
 
 def size_category(rows: int) -> str:
@@ -166,14 +174,26 @@ def build_card(facts: CardFacts) -> dict[str, Any]:
                 for t in spec.table_order()
             ],
         },
-        "validation": facts.validation,
+        "validation": {**facts.validation, "review_status": facts.status, "quality": facts.quality},
+        "changes": {"origin": facts.origin, "diff": facts.changes},
+        "uses": {
+            "aliases": facts.aliases,
+            "consumers": facts.consumers,
+            "intended": "testing, development and evaluation of data pipelines and models",
+            "out_of_scope": "estimating real-world statistics; decisions about real people",
+        },
         "files": facts.files,
-        "risks": _risks(spec),
-        "maintenance": {"status": facts.status, "contact": facts.created_by},
+        "plots": facts.plots,
+        "risks": _risks(spec, facts.pii),
+        "maintenance": {
+            "status": facts.status,
+            "contact": facts.created_by,
+            "audit_chain_head": facts.audit_head,
+        },
     }
 
 
-def _risks(spec: Spec) -> dict[str, Any]:
+def _risks(spec: Spec, pii: dict[str, Any] | None = None) -> dict[str, Any]:
     email_cols = [
         f"{t}.{c}"
         for t, tab in spec.tables.items()
@@ -214,6 +234,42 @@ def _table_md(card: dict[str, Any]) -> list[str]:
         lines += [f"| `{f['name']}` | {f['arrow_type']} | {f['description']} |" for f in t["fields"]]
         lines.append("")
     return lines
+
+
+def _quality_md(quality: dict[str, Any] | None) -> list[str]:
+    if not quality:
+        return []
+    return [f"- quality score: {quality.get('quality_score', 0):.3f} ({quality.get('formula', '')})"]
+
+
+def _uses_md(card: dict[str, Any]) -> list[str]:
+    uses, changes = card.get("uses", {}), card.get("changes", {})
+    origin = changes.get("origin") or {}
+    lines = ["## Changes vs the parent version", ""]
+    if origin.get("restored_from"):
+        lines.append(f"Restored from v{origin['restored_from']} (rollback): same content.")
+    elif origin.get("derived_from"):
+        lines.append(f"Derived from v{origin['derived_from']} by disabling rows: {origin.get('reason', '')}.")
+    else:
+        lines.append("Generated from the spec.")
+    if changes.get("diff"):
+        lines.append(f"Diff: {changes['diff'].get('summary', '')}")
+    lines += [
+        "",
+        "## Uses and consumers",
+        "",
+        f"Intended: {uses.get('intended', '')}.",
+        f"Out of scope: {uses.get('out_of_scope', '')}.",
+        f"Aliases: {', '.join(uses.get('aliases') or []) or 'none'}.",
+    ]
+    consumers = uses.get("consumers") or []
+    lines += [f"- MLflow run `{c['run_id']}` ({c.get('context', '')})" for c in consumers] or [
+        "No recorded consumers yet."
+    ]
+    plots = card.get("plots") or []
+    if plots:
+        lines += ["", "## Distributions", ""] + [f"![{p}]({p})" for p in plots]
+    return [*lines, ""]
 
 
 def render_markdown(card: dict[str, Any]) -> str:

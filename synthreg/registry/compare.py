@@ -14,6 +14,7 @@ from sqlmodel import select
 from synthreg import env
 from synthreg.errors import UsageError
 from synthreg.integrations import git
+from synthreg.registry.cards import refresh_card
 from synthreg.registry.checkout import ensure_local
 from synthreg.registry.diff import DiffResult, diff_versions
 from synthreg.registry.diff_report import render_html, render_markdown
@@ -61,6 +62,9 @@ def diff(ws: Workspace, ref_a: str, ref_b: str, report: Path | None = None) -> d
             )
         )
         git.add(ws.root, [rel.as_posix()])
+        session.flush()
+        if da.name == db.name and vb.parent == va.number:
+            refresh_card(ws, session, db, vb)
         record(
             ws,
             session,

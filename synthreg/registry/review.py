@@ -13,6 +13,7 @@ from typing import Any
 
 from synthreg import env
 from synthreg.errors import ConflictError, InvalidNameError, UsageError
+from synthreg.registry.cards import refresh_card
 from synthreg.registry.events import record
 from synthreg.registry.query import resolve
 from synthreg.registry.records import move_current, set_alias
@@ -65,6 +66,7 @@ def review(ws: Workspace, ref: str, *, approve: bool, note: str = "") -> ReviewR
         session.flush()
         assert dataset.id is not None
         current = move_current(session, dataset.id)
+        refresh_card(ws, session, dataset, version)
         record(
             ws,
             session,
@@ -95,6 +97,8 @@ def set_version_alias(ws: Workspace, ref: str, alias: str) -> ReviewResult:
 
         before = aliases_of(session, dataset).get(alias)
         set_alias(session, dataset.id, alias, version.number)
+        session.flush()
+        refresh_card(ws, session, dataset, version)
         record(
             ws,
             session,

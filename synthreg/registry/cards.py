@@ -1,0 +1,94 @@
+"""DataCards regenerated from what the registry holds: status, aliases, consumers, diffs.
+
+A card is written at publish time and rewritten whenever the facts it shows change
+(review, alias, use, a diff against the parent), inside the same write as that change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+import synthreg
+from synthreg.datacards.card import CardFacts, build_card, write_card
+from synthreg.generators.spec import load_spec
+from synthreg.integrations import git
+from synthreg.registry.audit import head_hash
+from synthreg.registry.checkout import read_manifest
+from synthreg.registry.query import aliases_of
+from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
+from synthreg.registry.workspace import Workspace
+
+__all__ = ["card_for", "refresh_card"]
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _facts(ws: Workspace, session: Session, dataset: Dataset, version: Version) -> CardFacts:
+    import pyarrow.parquet as pq
+
+    vdir = ws.root / version.path
+    m = read_manifest(vdir)
+    spec = load_spec(vdir / "spec.yaml")
+    schemas = {
+        t: pq.read_schema(sorted((vdir / "tables" / t).glob("part-*.parquet"))[0]) for t in m["tables"]
+    }
+    usages = session.exec(select(Usage).where(Usage.version_id == version.id)).all()
+    diff = session.exec(
+        select(DiffRecord)
+        .where(
+            DiffRecord.dataset_b == dataset.name,
+            DiffRecord.version_b == version.number,
+            DiffRecord.version_a == (version.parent or -1),
+        )
+        .order_by(DiffRecord.id.desc())  # type: ignore[union-attr]
+    ).first()
+    origin = {k: m.get(k) for k in ("restored_from", "derived_from") if m.get(k)}
+    if m.get("derivation"):
+        origin["reason"] = m["derivation"].get("last", {}).get("reason", "")
+    validation = {k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")}
+    return CardFacts(
+        name=dataset.name,
+        version=version.number,
+        status=version.status,
+        created_at=m["created_at"],
+        created_by=m["created_by"],
+        spec=spec,
+        spec_sha256=m["spec_sha256"],
+        content_digest=m["content_digest"],
+        model=m["model"],
+        rows={t: v["rows"] for t, v in m["tables"].items()},
+        schemas=schemas,
+        validation=validation,
+        params=m.get("params") or {},
+        parent=m.get("parent"),
+        files=m["files"],
+        synthreg_version=synthreg.__version__,
+        aliases=sorted(a for a, n in aliases_of(session, dataset).items() if n == version.number),
+        consumers=[{"run_id": u.run_id, "context": u.context, "at": u.at.isoformat()} for u in usages],
+        quality=_json(vdir / "quality.json"),
+        audit_head=head_hash(session),
+        origin=origin,
+        changes=None if diff is None else {"summary": diff.summary, "path": diff.path},
+        plots=sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
+        pii=_json(vdir / "pii.json"),
+    )
+
+
+def card_for(ws: Workspace, session: Session, dataset: Dataset, version: Version) -> dict[str, Any]:
+    """The current card of a version, as a dict (what ``datacard.json`` would hold now)."""
+    return build_card(_facts(ws, session, dataset, version))
+
+
+def refresh_card(ws: Workspace, session: Session, dataset: Dataset, version: Version) -> None:
+    """Rewrite the version's datacard.md/.json and stage them for the write's git commit."""
+    vdir = ws.root / version.path
+    if not (vdir / "manifest.json").is_file():
+        return
+    write_card(vdir, _facts(ws, session, dataset, version))
+    git.add(ws.root, [f"{version.path}/datacard.md", f"{version.path}/datacard.json"])
