@@ -143,6 +143,22 @@ class Registry:
 
         return diff(self.workspace, ref_a, ref_b, Path(report) if report else None)
 
+    def card(self, ref: str, fmt: str = "md") -> Any:
+        """The version's DataCard as Markdown (str), JSON (dict) or Croissant JSON-LD (dict)."""
+        from synthreg.datacards.card import render_markdown
+        from synthreg.registry.cards import card_for
+
+        with read_session(self.workspace.engine) as session:
+            dataset, version = resolve(session, parse_ref(ref))
+            data = card_for(self.workspace, session, dataset, version)
+        if fmt == "json":
+            return data
+        if fmt == "croissant":
+            from synthreg.datacards.croissant import to_croissant
+
+            return to_croissant(data, self.root / version.path)
+        return render_markdown(data)
+
     def checkout(self, ref: str, dest: str | Path | None = None) -> Any:
         """Make a version's files present (DVC cache, then remote); copy them to ``dest``."""
         from synthreg.registry.checkout import checkout

@@ -142,6 +142,7 @@ class Candidate:
     derived_from: int | None = None
     derivation: dict[str, Any] | None = None
     generation: dict[str, Any] | None = None  # facts of a generation run (create only)
+    quality: dict[str, Any] | None = None  # quality metrics (quality.json), when measured
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -183,12 +184,22 @@ def publish(ws: Workspace, cand: Candidate, clock: Clock) -> VersionResult:
                 dataset = _dataset(session, cand)
                 number, parent = _next_number(session, dataset.id)
                 passed = bool(cand.validation.get("success"))
-                status = cand.status or review_status(ws.settings, passed)
+                status = cand.status or review_status(ws.settings, passed, _policy_facts(cand))
                 ctx = Context(ws, cand, number, parent, status, env.actor(), clock, undo)
                 return _steps(ctx, session, dataset)
         except BaseException:
             undo.run()
             raise
+
+
+def _policy_facts(cand: Candidate) -> dict[str, Any]:
+    """The facts a review rule may use (registry.toml [review] auto_approve)."""
+    return {
+        "success_ratio": cand.validation.get("success_ratio"),
+        "failed_checks": cand.validation.get("failed"),
+        "rows": sum(cand.rows.values()),
+        "quality_score": (cand.quality or {}).get("quality_score"),
+    }
 
 
 def _dataset(session: Session, cand: Candidate) -> Dataset:
@@ -278,6 +289,14 @@ def card_facts(ctx: Context, created_at: str) -> CardFacts:
         parent=ctx.parent,
         files=cand.files,
         synthreg_version=synthreg.__version__,
+        quality=cand.quality,
+        origin={
+            k: v for k, v in (("restored_from", cand.restored_from), ("derived_from", cand.derived_from)) if v
+        },
+        plots=sorted(p.relative_to(cand.staging).as_posix() for p in (cand.staging / "plots").glob("*.png")),
+        pii=json.loads((cand.staging / "pii.json").read_text())
+        if (cand.staging / "pii.json").exists()
+        else None,
     )
 
 
