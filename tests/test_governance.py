@@ -102,6 +102,8 @@ def test_review_and_aliases_move_current(two: Path) -> None:
     assert status.stdout == ""  # the regenerated cards were committed with the change
     events = reg.audit(dataset="small")
     assert [e["action"] for e in events] == ["create", "create", "reject", "approve", "alias"]
+    reg.verify("small@v1")
+    assert reg.audit(dataset="small")[-1]["action"] == "verify"
     assert events[2]["details"]["note"] == "drifted" and events[2]["actor"]
 
 
@@ -204,6 +206,9 @@ def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, m
         mlflow.log_param("lr", 0.1)
     with mlflow.start_run() as later:
         pass
+    model = mlflow.MlflowClient(mlflow_uri).create_logged_model(
+        experiment_id=later.info.experiment_id, name="churn-model", source_run_id=inside.info.run_id
+    )
     result = cli(two, "use", "small@v1", "--run-id", later.info.run_id, "--context", "evaluation", "--json")
     assert result.exit_code == 0, result.output
     assert cli(two, "use", "small@v1", "--run-id", "nope").exit_code == 4
@@ -213,6 +218,7 @@ def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, m
     assert found[inside.info.run_id] == ["mlflow", "registry"]
     assert found[later.info.run_id] == ["mlflow", "registry"]
     assert data["children"] == [{"version": 2, "relation": "parent", "status": "approved"}]
+    assert [m["model_id"] for m in data["models"]] == [model.model_id]
     assert data["generation"]["seed"] == 3
     with pytest.raises(synthreg.errors.UsageError, match="needs an active MLflow run"):
         synthreg.log_input("small@v1", workspace=two)

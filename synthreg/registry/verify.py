@@ -80,9 +80,28 @@ def verify_version(ws: Workspace, ref: str, *, rebuild: bool = False) -> VerifyR
                 f"{version.content_digest[:16]}"
             )
     result = VerifyResult(label, not problems, checked, problems)
+    _record(
+        ws,
+        "verify",
+        dataset.name,
+        version.number,
+        {"ok": not problems, "rebuild": rebuild, "problems": problems[:5]},
+    )
     if problems:
         raise VerificationError(f"{label}: " + "; ".join(problems), result=result)
     return result
+
+
+def _record(ws: Workspace, action: str, dataset: str, version: int, details: dict[str, Any]) -> None:
+    """Verification is a write too: who checked what, when, with which outcome."""
+    from synthreg import env
+    from synthreg.registry.events import record
+    from synthreg.registry.store import write_session
+
+    with ws.lock(), write_session(ws.engine) as session:
+        record(
+            ws, session, actor=env.actor(), action=action, dataset=dataset, version=version, details=details
+        )
 
 
 def _rebuild(vdir: Path) -> str:

@@ -1,0 +1,202 @@
+"""Per-table PNG plots for a DataCard: label balance, numeric histograms, category shares.
+
+Plots read only the columns they draw, from a deterministic sample of at most
+``SAMPLE_ROWS`` rows, so they cost the same on 10K and 10M rows, and the same files
+give byte-identical PNGs. Matplotlib (Agg) is imported inside the drawing functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthreg.datacards.pii import sample_rows
+from synthreg.generators.spec import Column, Spec
+
+__all__ = ["SAMPLE_ROWS", "PlannedPlot", "plan_plots", "table_plots"]
+
+#: At most this many rows are read per table.
+SAMPLE_ROWS = 200_000
+#: Categories drawn one by one; the rest are summed into "(other)".
+MAX_CATEGORIES = 15
+FIGSIZE = (6.0, 3.5)
+DPI = 100
+_COLOR = "#4C72B0"
+_LABEL_COLOR = "#DD8452"
+
+
+@dataclass(frozen=True)
+class PlannedPlot:
+    """One plot: which column, what kind (``label``, ``histogram``, ``time``, ``shares``)."""
+
+    table: str
+    column: str
+    kind: str
+
+    @property
+    def filename(self) -> str:
+        """``<table>.<column>.png``."""
+        return f"{self.table}.{self.column}.png"
+
+
+def _is_key(spec: Spec, table: str, name: str, col: Column) -> bool:
+    sequence = col.distribution is not None and col.distribution.kind == "sequence"
+    return name == spec.tables[table].primary_key or bool(col.foreign_key) or col.unique or sequence
+
+
+def _kind(col: Column) -> str | None:
+    if col.type in ("int", "float"):
+        return "histogram"
+    if col.type in ("datetime", "date"):
+        return "time"
+    if col.type in ("category", "bool"):
+        return "shares"
+    return None  # text and uuid: too many distinct values to draw
+
+
+def plan_plots(spec: Spec, table: str, max_per_table: int = 8) -> list[PlannedPlot]:
+    """The plots :func:`table_plots` draws for ``table``: label columns first, keys skipped."""
+    columns = spec.tables[table].columns
+    labels = [PlannedPlot(table, n, "label") for n, c in columns.items() if c.label and _kind(c)]
+    others = [
+        PlannedPlot(table, n, kind)
+        for n, c in columns.items()
+        if not c.label and not _is_key(spec, table, n, c) and (kind := _kind(c))
+    ]
+    return (labels + others)[:max_per_table]
+
+
+# ---------------------------------------------------------------- data
+
+
+def _shares(values: pa.ChunkedArray, order: list[str]) -> tuple[list[str], np.ndarray]:
+    """Category labels and their shares of non-null values, declared order first."""
+    if isinstance(values.type, pa.DictionaryType):
+        values = values.cast(values.type.value_type)
+    counts = {str(v["values"]): int(v["counts"]) for v in pc.value_counts(values.drop_null()).to_pylist()}
+    known = [c for c in order if c in counts]
+    rest = sorted((c for c in counts if c not in known), key=lambda c: (-counts[c], c))
+    names = known + rest
+    if len(names) > MAX_CATEGORIES:
+        shown = sorted(names, key=lambda c: (-counts[c], names.index(c)))[: MAX_CATEGORIES - 1]
+        names = [c for c in names if c in shown]
+        counts["(other)"] = sum(v for c, v in counts.items() if c not in shown)
+        names.append("(other)")
+    total = sum(counts[c] for c in names) or 1
+    return names, np.array([counts[c] / total for c in names])
+
+
+def _null_note(values: pa.ChunkedArray) -> str:
+    share = values.null_count / len(values) if len(values) else 0.0
+    return f" ({share:.1%} null)" if share else ""
+
+
+def _order(col: Column) -> list[str]:
+    return ["False", "True"] if col.type == "bool" else col.categories
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    return fig, ax
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    # No "Software" entry: the bytes then depend only on the data and the drawing.
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _draw_histogram(ax: Any, values: pa.ChunkedArray, plot: PlannedPlot) -> None:
+    data = values.drop_null().to_numpy().astype(float)
+    bins = min(50, max(5, len(np.unique(data)))) if len(data) else 5
+    ax.hist(data, bins=bins, color=_COLOR, edgecolor="white", linewidth=0.4)
+    ax.set_xlabel(plot.column)
+    ax.set_ylabel("rows")
+
+
+def _draw_time(ax: Any, values: pa.ChunkedArray, plot: PlannedPlot) -> None:
+    import matplotlib.dates as mdates
+
+    data = values.drop_null().cast(pa.timestamp("ms")).to_numpy()
+    ax.hist(mdates.date2num(data), bins=40, color=_COLOR, edgecolor="white", linewidth=0.4)
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel(plot.column)
+    ax.set_ylabel("rows")
+
+
+def _is_horizontal(names: list[str]) -> bool:
+    return len(names) > 6 or max((len(n) for n in names), default=0) > 12
+
+
+def _draw_shares(ax: Any, names: list[str], shares: np.ndarray, plot: PlannedPlot) -> None:
+    color = _LABEL_COLOR if plot.kind == "label" else _COLOR
+    top = float(shares.max(initial=0))
+    if _is_horizontal(names):  # long or many names: horizontal bars keep every label readable
+        labels = [n if len(n) <= 28 else n[:27] + "…" for n in names]
+        bars = ax.barh(labels[::-1], shares[::-1], color=color)
+        ax.set_xlabel("share of rows")
+        ax.set_xlim(0, min(1.0, top * 1.25 + 0.02))
+        ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares[::-1]], fontsize=8, padding=2)
+        return
+    bars = ax.bar(names, shares, color=color)
+    ax.set_xlabel(plot.column)
+    ax.set_ylabel("share of rows")
+    ax.set_ylim(0, min(1.0, top * 1.18 + 0.02))
+    ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares], fontsize=8, padding=2)
+
+
+def _title(plot: PlannedPlot, values: pa.ChunkedArray) -> str:
+    what = "label balance" if plot.kind == "label" else "distribution"
+    return f"{plot.table}.{plot.column}: {what}{_null_note(values)}, n={len(values):,}"
+
+
+def _draw(plot: PlannedPlot, col: Column, values: pa.ChunkedArray, path: Path) -> Path:
+    fig, ax = _figure()
+    kind = _kind(col) if plot.kind == "label" else plot.kind
+    if kind == "histogram":
+        _draw_histogram(ax, values, plot)
+    elif kind == "time":
+        _draw_time(ax, values, plot)
+    else:
+        names, shares = _shares(values, _order(col))
+        _draw_shares(ax, names, shares, plot)
+    ax.set_title(_title(plot, values), fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, path)
+
+
+def table_plots(version_dir: Path, spec: Spec, out_dir: Path, max_per_table: int = 8) -> list[Path]:
+    """Draw the planned plots (:func:`plan_plots`) of every table as PNGs in ``out_dir``.
+
+    Returns the paths, one per planned column, named ``<table>.<column>.png``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for table in spec.table_order():
+        planned = plan_plots(spec, table, max_per_table)
+        if not planned:
+            continue
+        data = sample_rows(version_dir, table, [p.column for p in planned], SAMPLE_ROWS)
+        columns = spec.tables[table].columns
+        for plot in planned:
+            paths.append(_draw(plot, columns[plot.column], data.column(plot.column), out_dir / plot.filename))
+    return paths
