@@ -123,12 +123,43 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _bins(data: np.ndarray, integer: bool) -> Any:
+    """Up to 50 bins; integer columns get integer-aligned edges (no empty or doubled bins)."""
+    if not len(data):
+        return 5
+    low, high = float(data.min()), float(data.max())
+    if not integer:
+        return min(50, max(5, len(np.unique(data))))
+    width = max(1, int(np.ceil((high - low + 1) / 50)))
+    return np.arange(low - 0.5, high + width + 0.5, width)
+
+
+def _count_axis(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylabel("rows")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _heavy_tailed(data: np.ndarray) -> bool:
+    """Positive values whose tail dwarfs the middle: a linear axis would show one bar."""
+    if not len(data) or data.min() <= 0:
+        return False
+    median = float(np.median(data))
+    return float(data.max()) > 50 * median
+
+
 def _draw_histogram(ax: Any, values: pa.ChunkedArray, plot: PlannedPlot) -> None:
     data = values.drop_null().to_numpy().astype(float)
-    bins = min(50, max(5, len(np.unique(data)))) if len(data) else 5
+    if _heavy_tailed(data):
+        bins: Any = np.geomspace(data.min(), data.max(), 41)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{plot.column} (log scale)")
+    else:
+        bins = _bins(data, pa.types.is_integer(values.type))
+        ax.set_xlabel(plot.column)
     ax.hist(data, bins=bins, color=_COLOR, edgecolor="white", linewidth=0.4)
-    ax.set_xlabel(plot.column)
-    ax.set_ylabel("rows")
+    _count_axis(ax)
 
 
 def _draw_time(ax: Any, values: pa.ChunkedArray, plot: PlannedPlot) -> None:
@@ -140,7 +171,7 @@ def _draw_time(ax: Any, values: pa.ChunkedArray, plot: PlannedPlot) -> None:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_xlabel(plot.column)
-    ax.set_ylabel("rows")
+    _count_axis(ax)
 
 
 def _is_horizontal(names: list[str]) -> bool:
@@ -148,19 +179,24 @@ def _is_horizontal(names: list[str]) -> bool:
 
 
 def _draw_shares(ax: Any, names: list[str], shares: np.ndarray, plot: PlannedPlot) -> None:
+    from matplotlib.ticker import PercentFormatter
+
     color = _LABEL_COLOR if plot.kind == "label" else _COLOR
-    top = float(shares.max(initial=0))
+    # Head room for the value labels above (or right of) the longest bar.
+    limit = float(shares.max(initial=0)) * 1.2 + 0.01
     if _is_horizontal(names):  # long or many names: horizontal bars keep every label readable
         labels = [n if len(n) <= 28 else n[:27] + "…" for n in names]
         bars = ax.barh(labels[::-1], shares[::-1], color=color)
         ax.set_xlabel("share of rows")
-        ax.set_xlim(0, min(1.0, top * 1.25 + 0.02))
+        ax.set_xlim(0, limit)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares[::-1]], fontsize=8, padding=2)
         return
     bars = ax.bar(names, shares, color=color)
     ax.set_xlabel(plot.column)
     ax.set_ylabel("share of rows")
-    ax.set_ylim(0, min(1.0, top * 1.18 + 0.02))
+    ax.set_ylim(0, limit)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares], fontsize=8, padding=2)
 
 

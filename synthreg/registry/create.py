@@ -18,6 +18,7 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, generate
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
+from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
 from synthreg.registry.store import utcnow
@@ -40,6 +41,7 @@ def create_version(
 ) -> VersionResult:
     """Generate ``spec`` and register it as the next version of ``name``."""
     check_name(name)
+    check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:

@@ -46,6 +46,7 @@ metrics are still reported.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,7 +196,9 @@ def _table_metrics(con: duckdb.DuckDBPyConnection, table: Table, parts: TablePar
     }
 
 
-def _scan(con: duckdb.DuckDBPyConnection, names: list[str], key: str | None) -> tuple[int, int, dict[str, int]]:
+def _scan(
+    con: duckdb.DuckDBPyConnection, names: list[str], key: str | None
+) -> tuple[int, int, dict[str, int]]:
     """Rows, distinct rows (by a hash of the non-key columns) and non-null counts, in one pass."""
     others = [_ident(c) for c in names if c != key]
     distinct = f"count(DISTINCT hash({', '.join(others)}))" if others else "count(*)"
@@ -332,7 +335,7 @@ def _diversity(texts: list[str]) -> dict[str, Any]:
     for text in texts:
         words = text.split()
         unigrams.update(words)
-        bigrams.update(zip(words, words[1:], strict=False))
+        bigrams.update(itertools.pairwise(words))
         n1 += len(words)
         n2 += max(0, len(words) - 1)
     return {
@@ -376,7 +379,9 @@ def _shingles(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     lstart = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     codes[np.repeat(pstart - lstart, lengths) + np.arange(points.size)] = points
     windows = padded - SHINGLE + 1
-    first = np.repeat(pstart, windows) + (np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows))
+    first = np.repeat(pstart, windows) + (
+        np.arange(int(windows.sum())) - np.repeat(np.cumsum(windows) - windows, windows)
+    )
     h = codes[first]
     for j in range(1, SHINGLE):
         h = h * _U64(0x100000001B3) + codes[first + j]
