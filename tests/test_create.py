@@ -107,6 +107,12 @@ def test_list_and_show_json(created: dict[str, Any]) -> None:
         "tables/orders/part-00000.parquet",
         "tables/users/part-00000.parquet",
     ]
+    assert 0.9 <= first["quality"]["quality_score"] <= 1.0
+    page = (root / "data/small/v1/validation.html").read_text()
+    assert "expect_column_values_to_not_be_null" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: no CDN, no remote image
+    quality = json.loads((root / "data/small/v1/quality.json").read_text())
+    assert quality["formula"] and set(quality["components"]) >= {"validation", "duplicate_rows"}
     human = cli(root, "show", "small@1")
     assert human.exit_code == 0 and "small@v1" in human.stdout and "approved" in human.stdout
 

@@ -47,6 +47,10 @@ def _render(info: dict[str, Any]) -> None:
         ("message", info["message"] or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in info["tags"].items()) or "-"),
         ("validation", f"{val['evaluated'] - val['failed']}/{val['evaluated']} passed ({val['engine']})"),
+        (
+            "quality",
+            f"{(info.get('quality') or {}).get('quality_score', 0):.3f}" if info.get("quality") else "-",
+        ),
         ("model", gen.get("model", "-")),
         ("generation", f"{gen.get('seconds', 0):.2f}s total"),
         ("path", info["path"]),

@@ -189,10 +189,11 @@ def _pii_text(pii: dict[str, Any]) -> str:
         kinds = sorted({f"{f['table']}.{f['column']} ({f['kind']})" for f in pii["findings"]})
         return "A scan found values that look like real personal data in: " + ", ".join(kinds) + "."
     if "findings" in pii:
+        scanned = len(pii.get("columns_scanned", []))
         return (
-            f"A scan of {len(pii.get('columns_scanned', []))} text columns found no e-mail outside "
-            "reserved example domains, no phone number outside fictional ranges, no valid payment card, "
-            "IBAN or national id. Every record is synthetic."
+            f"A scan of {scanned} text and category columns found no e-mail outside reserved example "
+            "domains, no phone number outside fictional ranges, no valid payment card, IBAN or "
+            "national id. Every record is synthetic."
         )
     return f"{pii.get('finding', 'not scanned')}. Every record is synthetic."
 

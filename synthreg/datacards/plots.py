@@ -2,7 +2,8 @@
 
 Plots read only the columns they draw, from a deterministic sample of at most
 ``SAMPLE_ROWS`` rows, so they cost the same on 10K and 10M rows, and the same files
-give byte-identical PNGs. Matplotlib (Agg) is imported inside the drawing functions.
+give byte-identical PNGs. Matplotlib is imported inside the drawing functions
+and used without pyplot (no global figure state).
 """
 
 from __future__ import annotations
@@ -104,22 +105,17 @@ def _order(col: Column) -> list[str]:
 
 
 def _figure() -> tuple[Any, Any]:
-    import matplotlib
+    # A bare Figure (no pyplot): no global state, no backend switch in the caller's process.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    return fig, ax
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    return fig, fig.subplots()
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     # No "Software" entry: the bytes then depend only on the data and the drawing.
     fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-    plt.close(fig)
     return path
 
 
@@ -178,9 +174,14 @@ def _is_horizontal(names: list[str]) -> bool:
     return len(names) > 6 or max((len(n) for n in names), default=0) > 12
 
 
-def _draw_shares(ax: Any, names: list[str], shares: np.ndarray, plot: PlannedPlot) -> None:
-    from matplotlib.ticker import PercentFormatter
+def _share_axis(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+    axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    axis.set_major_formatter(PercentFormatter(1.0))
+
+
+def _draw_shares(ax: Any, names: list[str], shares: np.ndarray, plot: PlannedPlot) -> None:
     color = _LABEL_COLOR if plot.kind == "label" else _COLOR
     # Head room for the value labels above (or right of) the longest bar.
     limit = float(shares.max(initial=0)) * 1.2 + 0.01
@@ -189,14 +190,14 @@ def _draw_shares(ax: Any, names: list[str], shares: np.ndarray, plot: PlannedPlo
         bars = ax.barh(labels[::-1], shares[::-1], color=color)
         ax.set_xlabel("share of rows")
         ax.set_xlim(0, limit)
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        _share_axis(ax.xaxis)
         ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares[::-1]], fontsize=8, padding=2)
         return
     bars = ax.bar(names, shares, color=color)
     ax.set_xlabel(plot.column)
     ax.set_ylabel("share of rows")
     ax.set_ylim(0, limit)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    _share_axis(ax.yaxis)
     ax.bar_label(bars, labels=[f"{s:.1%}" for s in shares], fontsize=8, padding=2)
 
 

@@ -23,6 +23,8 @@ from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
 from synthreg.registry.store import utcnow
 from synthreg.registry.workspace import Workspace
+from synthreg.validators.quality import quality_metrics
+from synthreg.validators.report import render_validation_report
 from synthreg.validators.suite import validate_tables
 
 __all__ = ["CreateResult", "create_version", "raise_if_rejected"]
@@ -75,6 +77,11 @@ def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | Non
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
     validation = clock("validate", lambda: validate_tables(spec, staging / "tables")).to_dict()
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
+    quality = clock("quality", lambda: quality_metrics(spec, staging / "tables", validation))
+    (staging / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    (staging / "validation.html").write_text(
+        render_validation_report(f"{name}: validation", validation, quality), encoding="utf-8"
+    )
     total = sum(gen.rows.values())
     model = f"{ENGINE_MODEL}/{synthreg.__version__}"
     generation = {
@@ -99,4 +106,5 @@ def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | Non
         model=model,
         params={"rows": gen.rows, **gen.params},
         generation=generation,
+        quality=quality,
     )

@@ -352,6 +352,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
             "rows_per_s": float(gen.get("rows_per_s", 0.0)),
             "validation_success_ratio": float(cand.validation.get("success_ratio", 0.0)),
             "validation_failed": float(cand.validation.get("failed") or 0),
+            **({"quality_score": float(cand.quality["quality_score"])} if cand.quality else {}),
         },
         tags={
             "synthreg.dataset": cand.name,
@@ -364,7 +365,14 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
         },
         artifacts=[
             final / f
-            for f in ("spec.yaml", "datacard.md", "datacard.json", "validation.json")
+            for f in (
+                "spec.yaml",
+                "datacard.md",
+                "datacard.json",
+                "validation.json",
+                "quality.json",
+                "validation.html",
+            )
             if (final / f).exists()
         ],
         dataset_name=f"{cand.name}@v{ctx.number}",
@@ -400,6 +408,10 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
         "validation.json",
         ".gitignore",
         "derivation.json",
+        "quality.json",
+        "validation.html",
+        "pii.json",
+        "plots",
     ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])

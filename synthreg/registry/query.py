@@ -109,6 +109,7 @@ def describe_version(session: Session, dataset: Dataset, version: Version) -> di
         "git_commit": version.git_commit,
         "dvc_md5": version.dvc_md5,
         "mlflow_run_id": version.mlflow_run_id,
+        "quality": version.quality,
         "validation": {
             k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")
         },

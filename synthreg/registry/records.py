@@ -39,6 +39,12 @@ def insert_rows(ctx: Context, session: Session, dataset: Dataset, manifest: dict
         git_commit=sha,
         mlflow_run_id=manifest["mlflow"]["run_id"],
         validation=cand.validation,
+        quality=None
+        if cand.quality is None
+        else {
+            "quality_score": cand.quality.get("quality_score"),
+            "components": cand.quality.get("components"),
+        },
     )
     session.add(version)
     session.flush()

@@ -74,6 +74,7 @@ class Version(SQLModel, table=True):
     git_commit: str = ""
     mlflow_run_id: str = ""
     validation: dict[str, Any] | None = _json()
+    quality: dict[str, Any] | None = _json()
 
 
 class GenerationRun(SQLModel, table=True):

@@ -242,12 +242,12 @@ def _proportions(con: duckdb.DuckDBPyConnection, name: str, col: Column) -> dict
         return {"classes_over": MAX_CLASSES}
     total = sum(n for _, n in groups)
     observed = {str(v): n / total for v, n in groups} if total else {}
-    out: dict[str, Any] = {"proportions": observed}
     expected = _expected(col)
-    if expected is not None:
+    out: dict[str, Any] = {"proportions": observed, "expected": expected}
+    if expected is not None and total:
         keys = list(expected) + sorted(set(observed) - set(expected))
         diffs = [abs(observed.get(k, 0.0) - expected.get(k, 0.0)) for k in keys]
-        out |= {"expected": expected, "max_abs_deviation": max(diffs), "tvd": 0.5 * sum(diffs)}
+        out |= {"max_abs_deviation": max(diffs), "tvd": 0.5 * sum(diffs)}
     if col.label:
         missing = [k for k in expected or {} if k not in observed]
         shares = list(observed.values())
@@ -268,7 +268,10 @@ def _text_metrics(
 ) -> dict[str, Any]:
     q = _ident(name)
     norm = _NORMALIZE.format(q)
-    row = con.execute(f"SELECT count({q}), count(DISTINCT hash({q})), count(DISTINCT hash({norm})) FROM t")
+    row = con.execute(
+        f"SELECT count(*), count(DISTINCT hash({q})), count(DISTINCT hash({norm})) "
+        f"FROM t WHERE {q} IS NOT NULL"
+    )
     values, distinct, norm_distinct = (int(v) for v in row.fetchone() or (0, 0, 0))
     hist = con.execute(
         f"SELECT length({q}) AS n, count(*) FROM t WHERE {q} IS NOT NULL GROUP BY n ORDER BY n"

@@ -1,0 +1,401 @@
+"""DataCards against their consumers: JSON Schema, huggingface_hub, datasets, mlcroissant; plots; PII scan.
+
+One real version (git + DVC + MLflow sqlite + GX) is created per module; tests that change
+files work on a copy of its directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import synthreg
+from synthreg.datacards.croissant import DATA_TYPES, card_schema, to_croissant, write_croissant
+from synthreg.datacards.pii import is_reserved_domain, luhn_valid, sample_rows, scan
+from synthreg.datacards.plots import plan_plots, table_plots
+from synthreg.generators.spec import Spec, parse_spec
+
+CARD_SPEC = r"""
+description: Customers of a subscription box, with a churn label.
+seed: 11
+license: cc-by-4.0
+tags: [retail, tabular]
+task_categories: [tabular-classification]
+tables:
+  customers:
+    rows: 1500
+    description: One row per customer.
+    primary_key: customer_id
+    columns:
+      customer_id: {type: int}
+      first_name: {type: text, vocab: first_name}
+      last_name: {type: text, vocab: last_name}
+      email: {type: text, vocab: email, from: [first_name, last_name]}
+      phone: {type: text, vocab: phone}
+      city: {type: text, vocab: city}
+      website: {type: text, vocab: url}
+      street: {type: text, vocab: street_address}
+      age: {type: int, distribution: {kind: normal, mean: 41, std: 12}, min: 18, max: 95}
+      birthday: {type: date, start: 1940-01-01, end: 2006-12-31}
+      acquisition_channel:
+        type: category
+        values: {paid_social_campaign: 0.3, organic_search_results: 0.5, referral_from_friend: 0.2}
+      churned: {type: bool, p: 0.18, label: true}
+  orders:
+    rows: 4000
+    description: Orders placed by customers.
+    primary_key: order_id
+    columns:
+      order_id: {type: int}
+      customer_id: {type: int, foreign_key: customers.customer_id, skew: 0.6}
+      amount:
+        type: float
+        distribution: {kind: lognormal, mean: 3, sigma: 0.6}
+        min: 1
+        max: 900
+        decimals: 2
+      ordered_at: {type: datetime, start: 2024-01-01, end: 2025-06-30}
+      box: {type: category, values: [small, medium, large]}
+"""
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    """CARD_SPEC parsed."""
+    return parse_spec(yaml.safe_load(CARD_SPEC), "card.yaml")
+
+
+@pytest.fixture(scope="module")
+def vdir(tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str) -> Path:
+    """The directory of a real, registered version ``boxes@v1``."""
+    base = tmp_path_factory.mktemp("datacards")
+    (base / "card.yaml").write_text(CARD_SPEC)
+    reg = synthreg.init(base / "ws")
+    result = reg.create("boxes", spec=base / "card.yaml")
+    return base / "ws" / result.path
+
+
+@pytest.fixture(scope="module")
+def card(vdir: Path) -> dict[str, Any]:
+    """The version's ``datacard.json``."""
+    data: dict[str, Any] = json.loads((vdir / "datacard.json").read_text())
+    return data
+
+
+@pytest.fixture
+def vcopy(vdir: Path, tmp_path: Path) -> Path:
+    """A writable copy of the version directory."""
+    target = tmp_path / "v1"
+    shutil.copytree(vdir, target)
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+
+def test_card_schema_is_a_valid_draft_2020_12_schema() -> None:
+    schema = card_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_real_card_validates_against_the_schema(card: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(card_schema()).validate(card)
+    assert card["identity"]["name"] == "boxes" and card["composition"]["total_rows"] == 5500
+
+
+def _without(card: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in card.items() if k != key}
+
+
+def _with(card: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    broken = json.loads(json.dumps(card))
+    *parents, last = path.split(".")
+    node = broken
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda c: _without(c, "risks"), "'risks' is a required property"),
+        (lambda c: _without(c, "huggingface"), "'huggingface' is a required property"),
+        (lambda c: _with(c, "identity.content_digest", "ABC123"), "does not match"),
+        (lambda c: _with(c, "identity.content_digest", "f" * 63), "does not match"),
+        (lambda c: _with(c, "identity.status", "approvedish"), "is not one of"),
+        (lambda c: _with(c, "identity.version", "1"), "is not of type 'integer'"),
+        (lambda c: _with(c, "huggingface.configs", []), "should be non-empty"),
+        (lambda c: _with(c, "composition.tables.0.fields.0", {"name": "x"}), "is a required property"),
+        (lambda c: _with(c, "composition.tables.0.fields.0.type", "string"), "is not one of"),
+    ],
+    ids=[
+        "no-risks",
+        "no-huggingface",
+        "digest-not-hex",
+        "digest-short",
+        "bad-status",
+        "version-string",
+        "no-configs",
+        "field-incomplete",
+        "field-type",
+    ],
+)
+def test_broken_cards_fail_the_schema(card: dict[str, Any], breakage: Any, message: str) -> None:
+    with pytest.raises(jsonschema.ValidationError, match=message):
+        jsonschema.Draft202012Validator(card_schema()).validate(breakage(card))
+
+
+# ---------------------------------------------------------------- Hugging Face
+
+
+def test_datacard_md_loads_as_a_hugging_face_dataset_card(vdir: Path) -> None:
+    """``DatasetCard.validate()`` posts to huggingface.co, so the header is checked offline instead."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    hf = DatasetCard.load(vdir / "datacard.md")
+    data = hf.data.to_dict()
+    assert data["license"] == "cc-by-4.0"
+    assert data["tags"] == ["retail", "synthetic", "synthreg", "tabular"]
+    assert data["annotations_creators"] == ["machine-generated"]
+    assert [c["config_name"] for c in data["configs"]] == ["customers", "orders"]
+    assert data["configs"][0]["data_files"] == [{"split": "train", "path": "tables/customers/*.parquet"}]
+    # Every key is a named DatasetCardData parameter, except the two Hub keys it keeps in **kwargs.
+    params = set(inspect.signature(DatasetCardData.__init__).parameters) - {"self", "kwargs"}
+    assert set(data) - params == {"configs", "tags"}
+    assert DatasetCardData(**data).to_dict() == data
+    configs = MetadataConfigs.from_dataset_card_data(hf.data)  # datasets' own data_files check
+    assert configs.get_default_config_name() == "customers"
+
+
+def test_hugging_face_header_uses_known_vocabularies(card: dict[str, Any]) -> None:
+    from importlib import resources
+
+    known = resources.files("datasets.utils.resources")
+    header = card["huggingface"]
+    assert set(header["size_categories"]) <= set(json.loads((known / "size_categories.json").read_text()))
+    assert set(header["multilinguality"]) <= set(json.loads((known / "multilingualities.json").read_text()))
+    assert set(header["language"]) <= set(json.loads((known / "languages.json").read_text()))
+    creators = json.loads((known / "creators.json").read_text())
+    assert set(header["annotations_creators"]) <= set(creators["annotations"])
+    assert set(header["language_creators"]) <= set(creators["language"])
+
+
+def test_datasets_loads_a_table_offline(vdir: Path, tmp_path: Path) -> None:
+    import datasets
+
+    files = {"train": str(vdir / "tables" / "customers" / "*.parquet")}
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].num_rows == 1500
+    assert loaded["train"].column_names[:2] == ["customer_id", "first_name"]
+
+
+def test_datasets_resolves_the_card_configs_offline(vcopy: Path, tmp_path: Path) -> None:
+    """``load_dataset(dir, config)`` reads the YAML ``configs`` of ``README.md`` (not ``datacard.md``)."""
+    import datasets
+
+    if not (vcopy / "README.md").exists():
+        shutil.copy(vcopy / "datacard.md", vcopy / "README.md")
+    loaded = datasets.load_dataset(str(vcopy), "orders", cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"].num_rows == 4000
+    default = datasets.load_dataset(str(vcopy), cache_dir=str(tmp_path / "cache"))
+    assert default["train"].num_rows == 1500
+
+
+# ---------------------------------------------------------------- Croissant
+
+
+def test_croissant_passes_mlcroissant_without_errors_or_warnings(card: dict[str, Any], vcopy: Path) -> None:
+    import mlcroissant as mlc
+
+    path = write_croissant(card, vcopy, pii=scan(vcopy, _spec_of(vcopy)))
+    dataset = mlc.Dataset(jsonld=path)  # raises ValidationError on any error
+    issues = dataset.metadata.ctx.issues
+    assert not issues.errors and not issues.warnings, issues.report()
+    assert dataset.metadata.data_collection_type == ["Synthetic"]
+    assert "no e-mail outside reserved example" in str(dataset.metadata.personal_sensitive_information)
+    # The file sets resolve against the directory of croissant.json: every row comes back.
+    assert sum(1 for _ in dataset.records("orders")) == 4000
+    first = next(iter(dataset.records("customers")))
+    assert first["customers/customer_id"] == 1 and isinstance(first["customers/churned"], bool)
+
+
+def _spec_of(version_dir: Path) -> Spec:
+    return parse_spec(yaml.safe_load((version_dir / "spec.yaml").read_text()), "spec.yaml")
+
+
+def test_croissant_has_rai_provenance_and_file_checksums(card: dict[str, Any], vdir: Path) -> None:
+    doc = to_croissant(card, vdir)
+    assert doc["@type"] == "sc:Dataset" and doc["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert doc["rai:dataCollectionType"] == "Synthetic"
+    assert doc["rai:dataLimitations"] == card["risks"]["limitations"]
+    generated = doc["prov:wasGeneratedBy"]
+    props = {p["name"]: p["value"] for p in generated["additionalProperty"]}
+    assert props == {
+        "seed": 11,
+        "spec_sha256": card["generation"]["spec_sha256"],
+        "model": card["generation"]["model"],
+    }
+    assert generated["prov:wasAssociatedWith"]["name"] == card["generation"]["model"]
+    file_sets = [d for d in doc["distribution"] if d["@type"] == "cr:FileSet"]
+    assert [fs["includes"] for fs in file_sets] == ["tables/customers/*.parquet", "tables/orders/*.parquet"]
+    for fs in file_sets:
+        assert list(vdir.glob(fs["includes"])), fs
+    for obj in (d for d in doc["distribution"] if d["@type"] == "cr:FileObject"):
+        assert hashlib.sha256((vdir / obj["contentUrl"]).read_bytes()).hexdigest() == obj["sha256"]
+
+
+def test_croissant_fields_map_types_and_keys(card: dict[str, Any], vdir: Path) -> None:
+    doc = to_croissant(card, vdir)
+    customers, orders = doc["recordSet"]
+    types = {f["name"]: f["dataType"] for f in customers["field"]}
+    assert types["customer_id"] == "sc:Integer" and types["birthday"] == "sc:Date"
+    assert types["churned"] == "sc:Boolean" and types["email"] == "sc:Text"
+    assert customers["key"] == {"@id": "customers/customer_id"}
+    fk = next(f for f in orders["field"] if f["name"] == "customer_id")
+    assert fk["references"] == {"field": {"@id": "customers/customer_id"}}
+    assert fk["source"] == {"fileSet": {"@id": "orders-parquet"}, "extract": {"column": "customer_id"}}
+    assert set(DATA_TYPES) == {"int", "float", "bool", "category", "text", "uuid", "date", "datetime"}
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_plots_one_png_per_planned_column(vdir: Path, spec: Spec, tmp_path: Path) -> None:
+    paths = table_plots(vdir, spec, tmp_path / "a")
+    planned = [p for t in spec.table_order() for p in plan_plots(spec, t)]
+    assert [p.name for p in paths] == [p.filename for p in planned]
+    assert planned[0].column == "churned" and planned[0].kind == "label"
+    assert {p.column for p in planned} == {
+        "churned",
+        "age",
+        "birthday",
+        "acquisition_channel",
+        "amount",
+        "ordered_at",
+        "box",
+    }  # keys and high-cardinality text are not drawn
+    for path in paths:
+        head = path.read_bytes()[:8]
+        assert head == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_plots_are_deterministic_and_capped(vdir: Path, spec: Spec, tmp_path: Path) -> None:
+    first = table_plots(vdir, spec, tmp_path / "a", max_per_table=2)
+    again = table_plots(vdir, spec, tmp_path / "b", max_per_table=2)
+    assert len(first) == 4
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+
+
+# ---------------------------------------------------------------- PII scan
+
+
+def test_scan_is_clean_on_generated_data(vdir: Path, spec: Spec) -> None:
+    result = scan(vdir, spec)
+    assert result == {
+        "looks_like_real_personal_data": False,
+        "findings": [],
+        "columns_scanned": [
+            "customers.first_name",
+            "customers.last_name",
+            "customers.email",
+            "customers.phone",
+            "customers.city",
+            "customers.website",
+            "customers.street",
+            "customers.acquisition_channel",
+            "orders.box",
+        ],
+        "sample": 10000,
+    }
+
+
+def _rewrite(part: Path, column: str, values: dict[int, str]) -> None:
+    table = pq.read_table(part)
+    new = table.column(column).to_pylist()
+    for row, value in values.items():
+        new[row] = value
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, column, pa.array(new, pa.string())), part)
+
+
+def test_scan_flags_real_looking_emails_and_card_numbers(vcopy: Path, spec: Spec) -> None:
+    part = sorted((vcopy / "tables" / "customers").glob("*.parquet"))[0]
+    _rewrite(part, "email", {i: f"john.doe{i}@gmail.com" for i in range(0, 300, 2)})
+    _rewrite(part, "street", {7: "paid with 4539 1488 0343 6467", 9: "card 4111 1111 1111 1111"})
+    result = scan(vcopy, spec)
+    assert result["looks_like_real_personal_data"] is True
+    found = {(f["column"], f["kind"]): f for f in result["findings"]}
+    assert set(found) == {("email", "email"), ("street", "payment_card")}
+    assert found[("email", "email")]["share"] == pytest.approx(150 / 1500)
+    assert found[("email", "email")]["examples"][0].endswith("@gmail.com")
+    assert found[("street", "payment_card")]["examples"] == ["**** **** **** 6467"]
+    assert found[("street", "payment_card")]["share"] == pytest.approx(1 / 1500)
+
+
+def test_scan_samples_deterministically(vdir: Path, spec: Spec) -> None:
+    small = scan(vdir, spec, sample=100)
+    assert small == scan(vdir, spec, sample=100) and small["sample"] == 100
+    rows = sample_rows(vdir, "orders", ["order_id"], 50)
+    assert rows.num_rows == 50 and rows.column_names == ["order_id"]
+    ids = rows.column("order_id").to_pylist()
+    assert ids == sorted(ids) and ids == sample_rows(vdir, "orders", ["order_id"], 50).column(0).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        ("ada.lovelace@example.com", set()),
+        ("x@mail.example", set()),
+        ("x@inbox.test", set()),
+        ("x@sub.example.org", set()),
+        ("x@host.invalid", set()),
+        ("ada@gmail.com", {"email"}),
+        ("ada@example.com.evil.io", {"email"}),
+        ("+1-212-555-0142", set()),
+        ("(212) 555-0199", set()),
+        ("+44 7700 900123", set()),
+        ("+1-212-555-0242", {"phone"}),
+        ("+49 30 12345678", {"phone"}),
+        ("call 415 867 5309", {"phone"}),
+        ("4539 1488 0343 6467", {"payment_card"}),
+        ("4539148803436468", set()),  # Luhn fails
+        ("4111111111111111", set()),  # a published test number
+        ("DE89 3704 0044 0532 0130 00", {"iban"}),
+        ("DE89 3704 0044 0532 0130 01", set()),  # checksum fails
+        ("SSN 123-45-6789", {"national_id"}),
+        ("000-12-3456", set()),
+        ("666-12-3456", set()),
+        ("912-34-5678", set()),
+        ("ORD-004211", set()),
+        ("2024-05-01", set()),
+    ],
+)
+def test_detectors(text: str, kinds: set[str], tmp_path: Path) -> None:
+    from synthreg.datacards.pii import _DETECTORS
+
+    assert {kind for kind, detect in _DETECTORS.items() if next(detect(text), None)} == kinds
+
+
+def test_reserved_domains_and_luhn() -> None:
+    assert is_reserved_domain("EXAMPLE.NET") and is_reserved_domain("a.b.localhost")
+    assert not is_reserved_domain("example.co") and not is_reserved_domain("notexample.com")
+    assert luhn_valid("79927398713") and not luhn_valid("79927398710")
