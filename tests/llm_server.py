@@ -180,7 +180,9 @@ class LLMServer:
         with self._lock:
             return len(self.requests)
 
-    def fail(self, kind: str, times: int = 1, model: str | None = None, retry_after: str | None = "0") -> None:
+    def fail(
+        self, kind: str, times: int = 1, model: str | None = None, retry_after: str | None = "0"
+    ) -> None:
         """Script ``times`` faults of ``kind`` (one of FAULTS), optionally only for ``model``."""
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}: use one of {FAULTS}")
@@ -203,7 +205,9 @@ class LLMServer:
         httpd = _Server((HOST, 0), _Handler)
         httpd.owner = self
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="llm-server", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="llm-server", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -176,6 +176,10 @@ def test_manifest_card_and_db_rows_agree(created: dict[str, Any]) -> None:
     md = (vdir / "datacard.md").read_text()
     assert md.startswith("---\n") and "annotations_creators:\n- machine-generated" in md
     assert "path: tables/users/*.parquet" in md
+    assert (vdir / "README.md").read_text() == md  # datasets reads configs from README.md
+    assert "nothing looks like real personal data" in md
+    assert json.loads((vdir / "croissant.json").read_text())["rai:dataCollectionType"] == "Synthetic"
+    assert sorted(p.name for p in (vdir / "plots").glob("*.png"))  # distribution plots on the card
     reg = synthreg.open(root)
     with read_session(reg.workspace.engine) as s:
         run = s.exec(select(GenerationRun).order_by(GenerationRun.id)).first()

@@ -15,7 +15,7 @@ import yaml
 
 from synthreg.generators.spec import Spec
 
-__all__ = ["CardFacts", "build_card", "render_markdown", "size_category", "write_card"]
+__all__ = ["CARD_FILES", "CardFacts", "build_card", "render_markdown", "size_category", "write_card"]
 
 CARD_SCHEMA_VERSION = 1
 
@@ -236,6 +236,21 @@ def _table_md(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pii_md(scan: dict[str, Any] | None) -> list[str]:
+    if scan is None:
+        return []
+    columns = len(scan.get("columns_scanned", []))
+    if not scan.get("looks_like_real_personal_data"):
+        return [
+            f"PII scan of {columns} text columns (sample {scan.get('sample')}): nothing looks like real "
+            "personal data (emails on real domains, assignable phone numbers, card numbers, IBANs, SSNs)."
+        ]
+    return ["PII scan found values that look like real personal data:"] + [
+        f"- {f['table']}.{f['column']}: {f['kind']} in {f['share']:.1%} of sampled values"
+        for f in scan["findings"]
+    ]
+
+
 def _quality_md(quality: dict[str, Any] | None) -> list[str]:
     if not quality:
         return []
@@ -316,7 +331,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         card["risks"]["synthetic"],
         "",
-        f"PII scan: {card['risks']['pii_scan']['finding']}.",
+        f"PII: {card['risks']['pii_scan']['finding']}.",
+        *_pii_md(card["risks"].get("pii_scan_result")),
         "",
         card["risks"]["limitations"],
         "",
@@ -328,10 +344,23 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: what ``write_card`` writes into a version directory
+CARD_FILES = ("datacard.md", "datacard.json", "README.md", "croissant.json")
+
+
 def write_card(version_dir: Path, facts: CardFacts) -> tuple[Path, Path]:
-    """Write ``datacard.md`` and ``datacard.json`` into ``version_dir``."""
+    """Write ``datacard.md``, ``datacard.json``, ``croissant.json`` and ``README.md``.
+
+    ``README.md`` is the same card under the name Hugging Face ``datasets`` reads its
+    ``configs`` from, so ``load_dataset(<version dir>, "<table>")`` works.
+    """
+    from synthreg.datacards.croissant import write_croissant
+
     card = build_card(facts)
     md_path, json_path = version_dir / "datacard.md", version_dir / "datacard.json"
-    md_path.write_text(render_markdown(card), encoding="utf-8")
+    markdown = render_markdown(card)
+    md_path.write_text(markdown, encoding="utf-8")
+    (version_dir / "README.md").write_text(markdown, encoding="utf-8")
     json_path.write_text(json.dumps(card, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    write_croissant(card, version_dir, facts.pii)
     return md_path, json_path

@@ -105,7 +105,9 @@ def _fictional_phone(digits: str, international: bool) -> bool:
         return digits[-7:-2] == "55501"  # NANP: 555-0100..555-0199 are reserved for fiction
     if international and digits.startswith("44"):
         return digits[2:].startswith(_UK_DRAMA)
-    return False
+    if international and digits.startswith("4930") and digits[4:5] == "0":
+        return True  # Berlin subscriber numbers never start with 0 (it is the trunk prefix): unassignable
+    return international and digits.startswith("33199")  # ARCEP reserves 01 99 xx xx xx for fiction
 
 
 def _emails(text: str) -> Iterator[str]:

@@ -31,7 +31,7 @@ STRING_VOCABS = ("email", "username", "street_address", "phone", "url")
 _DAY_MS = 86_400_000
 _PHONE = {
     "en_US": r"+1-\d{3}-555-01\d{2}",
-    "de_DE": r"+49 30 555\d{4}",
+    "de_DE": r"+49 30 0\d{6}",  # subscriber numbers never start with 0: unassignable
     "fr_FR": r"+33 1 99 \d{2} \d{2} \d{2}",
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 import synthreg
-from synthreg.datacards.card import CardFacts, build_card, write_card
+from synthreg.datacards.card import CARD_FILES, CardFacts, build_card, write_card
 from synthreg.generators.spec import load_spec
 from synthreg.integrations import git
 from synthreg.registry.audit import head_hash
@@ -91,4 +91,4 @@ def refresh_card(ws: Workspace, session: Session, dataset: Dataset, version: Ver
     if not (vdir / "manifest.json").is_file():
         return
     write_card(vdir, _facts(ws, session, dataset, version))
-    git.add(ws.root, [f"{version.path}/datacard.md", f"{version.path}/datacard.json"])
+    git.add(ws.root, [f"{version.path}/{name}" for name in CARD_FILES])

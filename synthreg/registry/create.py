@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 import synthreg
@@ -67,6 +68,15 @@ def raise_if_rejected(result: VersionResult) -> None:
         )
 
 
+def _card_inputs(staging: Path, spec: Spec) -> None:
+    """What the DataCard shows besides recorded facts: distribution plots and a PII scan."""
+    from synthreg.datacards.pii import scan
+    from synthreg.datacards.plots import table_plots
+
+    table_plots(staging, spec, staging / "plots", max_per_table=4)
+    (staging / "pii.json").write_text(json.dumps(scan(staging, spec), indent=2) + "\n")
+
+
 def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | None) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
@@ -82,6 +92,7 @@ def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | Non
     (staging / "validation.html").write_text(
         render_validation_report(f"{name}: validation", validation, quality), encoding="utf-8"
     )
+    clock("card", lambda: _card_inputs(staging, spec))
     total = sum(gen.rows.values())
     model = f"{ENGINE_MODEL}/{synthreg.__version__}"
     generation = {

@@ -412,6 +412,8 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
         "validation.html",
         "pii.json",
         "plots",
+        "README.md",
+        "croissant.json",
     ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])

@@ -217,7 +217,9 @@ def _example(schema: dict[str, Any], seed: str, path: str) -> Any:
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {n: _example(props.get(n, {}), seed, f"{path}.{n}") for n in schema.get("required", list(props))}
+        return {
+            n: _example(props.get(n, {}), seed, f"{path}.{n}") for n in schema.get("required", list(props))
+        }
     if kind == "array":
         return [_example(schema.get("items", {}), seed, f"{path}[0]")]
     simple = {"integer": 1, "number": 1, "boolean": True, "null": None}

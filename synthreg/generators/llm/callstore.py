@@ -137,7 +137,8 @@ class CallRequest:
     def __post_init__(self) -> None:
         if "/" not in self.model or self.model.startswith("/"):
             raise CallRequestError(
-                f"model {self.model!r} is not provider-qualified: write it as provider/model (openai/gpt-4o-mini)"
+                f"model {self.model!r} is not provider-qualified: "
+                "write it as provider/model (openai/gpt-4o-mini)"
             )
         if not self.messages:
             raise CallRequestError(
@@ -333,11 +334,17 @@ class CallStore:
         self.read_only = read_only
 
     @classmethod
-    def open(cls, path: str | Path) -> CallStore:
-        """Open (or create) a store file; a ``.jsonl`` export opens read-only, in memory."""
+    def open(cls, path: str | Path, read_only: bool = False) -> CallStore:
+        """Open (or create) a store file; a ``.jsonl`` export always opens read-only, in memory.
+
+        ``read_only`` opens a SQLite file without touching it (no WAL switch, no side
+        files): use it for a version's shipped call slice, whose bytes are tracked.
+        """
         path = Path(path)
         if path.suffix == ".jsonl":
             return cls._from_jsonl(path)
+        if read_only:
+            return cls._read_only(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=5000")
@@ -351,6 +358,14 @@ class CallStore:
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         conn.executescript(_SCHEMA)
         return cls(conn, None)
+
+    @classmethod
+    def _read_only(cls, path: Path) -> CallStore:
+        if not path.is_file():
+            raise CallNotRecordedError(f"call store {path} does not exist: check the path or export it again")
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        return cls(conn, path, read_only=True)
 
     @classmethod
     def _from_jsonl(cls, path: Path) -> CallStore:
@@ -376,7 +391,7 @@ class CallStore:
         """Record an answer (scrubbed). False when the key was already there: the first answer wins."""
         if self.read_only:
             raise ReadOnlyStoreError(
-                f"{self.path} is a JSONL export: record into a SQLite call store instead"
+                f"{self.path} is opened read-only (an export): record into a writable SQLite store instead"
             )
         with self._lock:
             cursor = self._conn.execute(_INSERT, _row(record))
