@@ -221,6 +221,7 @@ def _risks(spec: Spec, pii: dict[str, Any] | None = None) -> dict[str, Any]:
         },
         "limitations": "Not suitable for estimating real-world statistics; distributions are "
         "the spec author's assumptions.",
+        **({"pii_scan_result": pii} if pii is not None else {}),
     }
 
 
