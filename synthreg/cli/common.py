@@ -88,3 +88,11 @@ def open_registry(ctx: typer.Context) -> Any:
     import synthreg
 
     return synthreg.open(workspace_path(ctx))
+
+
+def say(data: Any, as_json: bool, text: str) -> None:
+    """``--json``: the data on stdout; else one human line."""
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(text)

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from synthreg.cli.common import emit_json, handles_errors, open_registry
+from synthreg.cli.common import handles_errors, open_registry, say
 from synthreg.errors import UsageError
 
 alias_app = typer.Typer(help="Named pointers to versions (production, staging, ...).", no_args_is_help=True)
-
-
-def _say(data: dict[str, Any], as_json: bool, text: str) -> None:
-    if as_json:
-        emit_json(data)
-    else:
-        typer.echo(text)
 
 
 @handles_errors
@@ -36,9 +29,9 @@ def rollback(
     result = open_registry(ctx).rollback(name, int(number), reason=reason, force=force)
     data = result.to_dict()
     if data.get("noop"):
-        _say(data, as_json, data["message"])
+        say(data, as_json, data["message"])
         return
-    _say(
+    say(
         data,
         as_json,
         f"{data['ref']}: restored from v{data['restored_from']} "
@@ -55,7 +48,7 @@ def checkout(
 ) -> None:
     """Materialize a version's files (from the DVC cache, or dvc pull from the remote)."""
     data = open_registry(ctx).checkout(ref, dest).to_dict()
-    _say(data, as_json, f"{data['ref']}: {data['files']} files at {data['path']} (from {data['source']})")
+    say(data, as_json, f"{data['ref']}: {data['files']} files at {data['path']} (from {data['source']})")
 
 
 @alias_app.command("set")
@@ -68,7 +61,7 @@ def alias_set(
 ) -> None:
     """Point ALIAS at a version."""
     data = open_registry(ctx).alias(ref, alias).to_dict()
-    _say(data, as_json, f"{data['dataset']}@{alias} -> v{data['version']} (was {data['before']})")
+    say(data, as_json, f"{data['dataset']}@{alias} -> v{data['version']} (was {data['before']})")
 
 
 @handles_errors
@@ -85,7 +78,7 @@ def review(
         raise UsageError("review needs exactly one of --approve or --reject")
     data = open_registry(ctx).review(ref, approve=approve, note=note).to_dict()
     current = f"v{data['current']}" if data["current"] else "none"
-    _say(
+    say(
         data,
         as_json,
         f"{data['dataset']}@v{data['version']}: {data['before']} -> {data['after']}; current is {current}",
@@ -102,7 +95,7 @@ def use(
 ) -> None:
     """Log a version as a dataset input of an MLflow run and record the use."""
     data = open_registry(ctx).use(ref, run_id, context).to_dict()
-    _say(data, as_json, f"{data['ref']} logged as a {context} input of run {run_id}")
+    say(data, as_json, f"{data['ref']} logged as a {context} input of run {run_id}")
 
 
 @handles_errors
@@ -124,7 +117,7 @@ def disable(
     result = open_registry(ctx).disable(ref, reason=reason, table=table, ids=id_list, where=where)
     data = result.to_dict()
     removed = ", ".join(f"{t}={n:,}" for t, n in data["details"]["removed"].items())
-    _say(
+    say(
         data,
         as_json,
         f"{data['ref']}: derived from v{data['derived_from']}, removed {removed}; status {data['status']}",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from synthreg.cli.common import emit_json, handles_errors, open_registry
+from synthreg.cli.common import emit_json, handles_errors, open_registry, say
 from synthreg.errors import UsageError
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", invoke_without_command=True)
@@ -88,19 +88,12 @@ def audit_verify(
 ) -> None:
     """Check the hash chain and its anchors in git commits (exit 1 naming the first bad seq)."""
     data = open_registry(ctx).verify_audit().to_dict()
-    _out(
+    say(
         data,
         as_json,
         f"audit chain intact: {data['checked']['events']} events, head "
         f"{data['checked']['head'][:16]}, {data['checked']['git_anchors']} git anchors",
     )
-
-
-def _out(data: dict[str, Any], as_json: bool, text: str) -> None:
-    if as_json:
-        emit_json(data)
-    else:
-        typer.echo(text)
 
 
 @handles_errors
@@ -112,7 +105,7 @@ def verify(
 ) -> None:
     """Recompute file hashes and the content digest; exit 1 naming what does not match."""
     data = open_registry(ctx).verify(ref, rebuild=rebuild).to_dict()
-    _out(
+    say(
         data,
         as_json,
         f"{data['ref']}: ok ({data['checked']['files']} files, digest "

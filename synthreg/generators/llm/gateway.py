@@ -83,7 +83,14 @@ class Route:
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of one call request (``error`` set when no model answered)."""
+    """The outcome of one call request (``error`` set when no model answered).
+
+    ``key`` is the request's call key; ``answered_key`` the key of the record that answered
+    (a fallback's key when ``fallback_used``): that is the key a version's manifest lists.
+    For a cache hit, tokens, cost, latency and attempts are those recorded with the answer
+    (``RunResult.spent_usd`` counts only this run's calls). ``parse_error`` reports content
+    that is not JSON when a schema was given; it is never raised.
+    """
 
     key: str
     row_id: str
