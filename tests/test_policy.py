@@ -51,7 +51,7 @@ def test_rules(rule: str, facts: dict[str, object], expected: bool) -> None:
 
 @pytest.mark.parametrize("rule", ["__import__('os')", "quality >= 1", "rows >", "(rows > 1", "rows >> 1"])
 def test_bad_rules_are_refused(rule: str) -> None:
-    with pytest.raises(WorkspaceError, match="registry.toml \\[review\\] auto_approve"):
+    with pytest.raises(WorkspaceError, match=r"registry\.toml \[review\] auto_approve"):
         evaluate_rule(rule, {"rows": 1})
 
 
