@@ -213,6 +213,22 @@ def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
     return _arrow(values, typ)
 
 
+_FK_CACHE: dict[tuple[int, str, str, int, int], np.ndarray] = {}
+
+
+def _fk_index_cached(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
+    """fk_index for a block's own contiguous rows, computed once per block (the FK column
+    and every ``after:`` that follows it ask for the same thing)."""
+    if len(idx) < 2 or idx[-1] - idx[0] != len(idx) - 1:
+        return fk_index(spec, table, column, idx)
+    key = (id(spec), table, column, int(idx[0]), len(idx))
+    if key not in _FK_CACHE:
+        if len(_FK_CACHE) > 16:
+            _FK_CACHE.clear()
+        _FK_CACHE[key] = fk_index(spec, table, column, idx)
+    return _FK_CACHE[key]
+
+
 def fk_index(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
     """0-based parent row of each child row ``idx`` (counter-based: any index, any order)."""
     col = spec.tables[table].columns[column]
@@ -255,7 +271,7 @@ def _foreign_key(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) ->
     pk = ctx.spec.tables[ptable].columns[pcol]
     start = pk.distribution.num("start", 1) if pk.distribution else 1
     step = pk.distribution.num("step", 1) if pk.distribution else 1
-    keys = start + step * fk_index(ctx.spec, ctx.table, name, ctx.index())
+    keys = start + step * _fk_index_cached(ctx.spec, ctx.table, name, ctx.index())
     return _arrow(keys, typ)
 
 
@@ -388,7 +404,7 @@ def time_ms(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
     lows: np.ndarray | int = low
     if col.after:
         ptable, pcol = col.after.split(".", 1)
-        parent_rows = fk_index(spec, table, via_column(spec, table, column), idx)
+        parent_rows = _fk_index_cached(spec, table, via_column(spec, table, column), idx)
         lows = np.maximum(time_ms(spec, ptable, pcol, parent_rows), low)
     if col.type == "date":  # whole days: the first day on or after the lower bound, to the end day
         first, last = -(-np.asarray(lows) // _DAY_MS), high // _DAY_MS

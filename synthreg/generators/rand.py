@@ -61,6 +61,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def counter_uniform(key: int, index: np.ndarray) -> np.ndarray:
     """Uniform floats in [0, 1) for each row index: a pure function of (key, index)."""
     with np.errstate(over="ignore"):
+        # SplitMix64's output function on a keyed counter: one round mixes well enough
+        # for sampling, and this is the hottest loop of keys and timestamps.
         mixed = _splitmix64(index.astype(np.uint64) ^ np.uint64(key))
-        mixed = _splitmix64(mixed + np.uint64(key))
     return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
