@@ -69,9 +69,10 @@ SPEC: dict[str, Any] = {
     },
 }
 # customers: row count, column set, 7 not-null, unique id, tier set, age range, joined_at
-# range, score range, active set, arrow schema = 16. orders: row count, column set,
-# 4 not-null, unique id, amount range, placed_on range, the user's range, schema, FK = 12.
-EXPECTED_CHECKS = 28
+# range, score range, active set, arrow schema, tier proportions = 17. orders: row count,
+# column set, 4 not-null, unique id, amount range, placed_on range, the user's range, schema,
+# FK = 12.
+EXPECTED_CHECKS = 29
 
 
 def _spec(**table_expectations: list[dict[str, Any]]) -> Spec:
@@ -333,9 +334,10 @@ MULTI: dict[str, Any] = {
         },
     },
 }
-# customers: row count, column set, 2 not-null, unique id, tier set, schema = 7. orders: row
-# count, column set, 5 not-null, unique id, 3 ranges, schema, FK = 13: one each, not per part.
-MULTI_CHECKS = 20
+# customers: row count, column set, 2 not-null, unique id, tier set, schema, tier proportions
+# = 8. orders: row count, column set, 5 not-null, unique id, 3 ranges, schema, FK = 13: one
+# each, not per part.
+MULTI_CHECKS = 21
 
 
 def _multi_spec(**table_expectations: list[dict[str, Any]]) -> Spec:

@@ -23,7 +23,14 @@ from synthreg.errors import ConstraintError
 from synthreg.generators.rand import block_rng
 from synthreg.generators.spec import Constraint, Noise, Spec
 
-__all__ = ["GROUP_KINDS", "apply_row_rules", "constraint_problems", "enforce_group_rules", "widened"]
+__all__ = [
+    "GROUP_KINDS",
+    "apply_row_rules",
+    "constraint_problems",
+    "enforce_group_rules",
+    "group_ids",
+    "widened",
+]
 
 GROUP_KINDS = ("sum_limit", "max_rows_per_group", "unique_combination")
 _NUMERIC = ("int", "float")
@@ -356,7 +363,7 @@ def _key(column: pa.ChunkedArray) -> np.ndarray:
     return values.view(np.int64) if values.dtype == np.float64 else values.astype(np.int64)
 
 
-def _group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
+def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
     """Dense group numbers for the rows of ``data`` grouped by ``columns``."""
     stacked = np.stack([_key(data.column(c)) for c in columns], axis=1)
     return np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
@@ -366,7 +373,7 @@ def _sum_limit(
     rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
 ) -> int:
     assert rule.column and rule.limit is not None
-    groups = _group_ids(data, rule.group_by)
+    groups = group_ids(data, rule.group_by)
     values = replaced.get(rule.column)
     if values is None:
         values = np.asarray(
@@ -422,7 +429,7 @@ def _redistribute(groups: np.ndarray, capped: np.ndarray, totals: np.ndarray, li
 def _max_rows(
     rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
 ) -> int:
-    groups = _group_ids(data, rule.group_by)
+    groups = group_ids(data, rule.group_by)
     ones = keep.astype(np.float64)
     if rule.action == "error":
         counts = np.bincount(groups, weights=ones)
@@ -437,7 +444,7 @@ def _max_rows(
 def _unique_combination(
     rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
 ) -> int:
-    groups = _group_ids(data, rule.columns)
+    groups = group_ids(data, rule.columns)
     if rule.action == "error":
         counts = np.bincount(groups, weights=keep.astype(np.float64))
         if (counts > 1).any():

@@ -15,7 +15,15 @@ import string
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Pattern", "decode_number", "parse_pattern", "render_indices", "space_size", "uuid_strings"]
+__all__ = [
+    "Pattern",
+    "decode_number",
+    "parse_pattern",
+    "pattern_regex",
+    "render_indices",
+    "space_size",
+    "uuid_strings",
+]
 
 _ESCAPES = {
     "d": string.digits,
@@ -137,3 +145,23 @@ def uuid_strings(high: np.ndarray, low: np.ndarray) -> pa.Array:
         nibbles[:, 20:32],
     ]
     return _fixed_width(np.concatenate(parts, axis=1))
+
+
+def pattern_regex(text: str) -> str:
+    """An anchored regular expression matching exactly what the pattern can make."""
+    positions = parse_pattern(text)
+    parts: list[str] = []
+    i = 0
+    while i < len(positions):
+        j = i
+        while j + 1 < len(positions) and positions[j + 1] == positions[i]:
+            j += 1
+        charset = positions[i]
+        atom = (
+            re.escape(charset)
+            if len(charset) == 1
+            else "[" + "".join("\\" + c if c in "\\]^-[" else c for c in charset) + "]"
+        )
+        parts.append(atom if j == i else f"{atom}{{{j - i + 1}}}")
+        i = j + 1
+    return "^" + "".join(parts) + "$"

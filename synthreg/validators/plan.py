@@ -239,6 +239,14 @@ def _column_plan(name: str, col: Column, table: Table) -> list[Planned]:
         if col.type == "date":  # the generator draws whole days: midnight to midnight
             low_dt, high_dt = _midnight(low_dt), _midnight(high_dt)
         planned.append(_planned("ExpectColumnValuesToBeBetween", name, min_value=low_dt, max_value=high_dt))
+    elif col.type == "text" and col.pattern:
+        from synthreg.generators.pattern import pattern_regex
+
+        typos = [n for n in table.noise if n.column == name and n.kind == "typos"]
+        extra = {"mostly": round(max(0.0, 1 - 2 * typos[0].rate - 0.01), 6)} if typos else {}
+        planned.append(
+            _planned("ExpectColumnValuesToMatchRegex", name, regex=pattern_regex(col.pattern), **extra)
+        )
     elif col.type == "category":
         planned.append(_planned("ExpectColumnValuesToBeInSet", name, value_set=col.categories))
     elif col.type == "bool":

@@ -51,6 +51,7 @@ from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, no_fingerpr
 from synthreg.validators.parts import TableParts, open_parts
 from synthreg.validators.plan import BATCH, ROW_COUNT, UNIQUE, WHOLE, Planned, spec_plan, user_expectations
 from synthreg.validators.results import CheckResult, ValidationResult
+from synthreg.validators.rules import constraint_checks, proportion_checks, time_order_checks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,6 +69,7 @@ class _Run:
 
     gx: GxRunner
     tables_dir: Path
+    distributions: bool = True
     keys: dict[tuple[str, str], KeySet] = field(default_factory=dict)
 
     def key_set(self, parent: str, key: str) -> KeySet:
@@ -76,18 +78,21 @@ class _Run:
         return self.keys[(parent, key)]
 
 
-def validate_tables(spec: Spec, tables_dir: Path, *, source: str = "<spec>") -> ValidationResult:
+def validate_tables(
+    spec: Spec, tables_dir: Path, *, source: str = "<spec>", distributions: bool = True
+) -> ValidationResult:
     """Validate ``tables_dir/<table>/*.parquet`` against ``spec``.
 
     User expectations are checked (names and arguments) before any data is read;
     a bad one raises ``SpecError`` naming ``tables.<t>.expectations.<i>`` in ``source``.
-    A table without Parquet files raises ``NotFoundError``.
+    A table without Parquet files raises ``NotFoundError``. ``distributions=False``
+    skips the checks of declared proportions (for versions derived by disabling rows).
     """
     import great_expectations as gx
 
     started = time.perf_counter()
     user = user_expectations(spec, source)
-    run = _Run(GxRunner(), Path(tables_dir))
+    run = _Run(GxRunner(), Path(tables_dir), distributions)
     checks: list[CheckResult] = []
     with no_fingerprint():
         for name in spec.table_order():
@@ -130,6 +135,10 @@ def _our_checks(
     checks = [schema_check(spec, parts)]
     for column, (parent, key) in spec.tables[parts.name].foreign_keys().items():
         checks.append(fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key)))
+    checks += time_order_checks(spec, parts, lambda table: open_parts(run.tables_dir, table))
+    checks += constraint_checks(spec, parts)
+    if run.distributions:
+        checks += proportion_checks(spec, parts)
     return found, checks
 
 

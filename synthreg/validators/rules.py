@@ -1,0 +1,198 @@
+"""Checks of what the spec declares across rows and tables, in the suite's result format.
+
+- ``category_proportions``: each category's share against the spec's probability,
+  within 4 standard errors of a binomial proportion plus 3/n (at least 0.01);
+- ``time_order``: every row of a column with ``after: parent.column`` lies at or after
+  its parent row's time (joined on the foreign key, whatever rows were disabled);
+- ``sum_limit``, ``max_rows_per_group``, ``unique_combination``, ``inequality``: the
+  table's declared constraints, judged over the whole table.
+
+Distribution checks are skipped for derived versions (disabling rows shifts them on
+purpose); the structural ones always run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthreg.generators.constraints import group_ids
+from synthreg.generators.spec import Constraint, Spec
+from synthreg.validators.parts import TableParts
+from synthreg.validators.results import OUR_SOURCE, CheckResult, jsonable
+
+__all__ = ["constraint_checks", "proportion_checks", "time_order_checks"]
+
+_DAY_MS = 86_400_000
+
+
+def _result(
+    table: str, check: str, column: str | None, kwargs: dict[str, Any], ok: bool, observed: dict[str, Any]
+) -> CheckResult:
+    return CheckResult(table, check, column, jsonable(kwargs), bool(ok), jsonable(observed), OUR_SOURCE)
+
+
+def _tolerance(p: float, n: int) -> float:
+    """4 standard errors of a binomial share, plus 3/n where the normal approximation is poor."""
+    return max(0.01, 4 * math.sqrt(p * (1 - p) / n) + 3 / n)
+
+
+def proportion_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
+    """One check per category column with declared (or equal) probabilities."""
+    table = spec.tables[parts.name]
+    out = []
+    for name, col in table.columns.items():
+        if col.type != "category" or any(n.column == name for n in table.noise):
+            continue
+        values = parts.column(name)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        counts = {d["values"]: d["counts"] for d in pc.value_counts(values.drop_null()).to_pylist()}
+        total = sum(counts.values())
+        probs = col.probabilities or [1 / len(col.categories)] * len(col.categories)
+        expected = dict(zip(col.categories, probs, strict=True))
+        shares = {c: counts.get(c, 0) / total if total else 0.0 for c in col.categories}
+        outside = {
+            c: round(shares[c] - p, 4)
+            for c, p in expected.items()
+            if total and abs(shares[c] - p) > _tolerance(p, total)
+        }
+        out.append(
+            _result(
+                parts.name,
+                "category_proportions",
+                name,
+                {"expected": expected, "tolerance": "max(0.01, 4 standard errors + 3/n)"},
+                not outside,
+                {"observed": shares, "outside": outside, "n": total},
+            )
+        )
+    return out
+
+
+def _ms(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Epoch milliseconds (dates as their midnight), nulls as the int64 minimum."""
+    typ = values.type
+    if pa.types.is_date32(typ):
+        days = np.asarray(pc.fill_null(values.cast(pa.int32()), np.iinfo(np.int32).min), dtype=np.int64)
+        return np.where(days == np.iinfo(np.int32).min, np.iinfo(np.int64).min, days * _DAY_MS)
+    ms = values.cast(pa.timestamp("ms")).cast(pa.int64())
+    return np.asarray(pc.fill_null(ms, np.iinfo(np.int64).min), dtype=np.int64)
+
+
+def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[CheckResult]:
+    """Each ``after:`` column against its parent row's time, joined on the foreign key."""
+    from synthreg.generators.columns import via_column
+
+    out = []
+    for name, col in spec.tables[parts.name].columns.items():
+        if not col.after:
+            continue
+        ptable, pcol = col.after.split(".", 1)
+        via = via_column(spec, parts.name, name)
+        pkey = spec.tables[ptable].primary_key or ""
+        parent = open_table(ptable).read([pkey, pcol])
+        order = np.argsort(np.asarray(parent.column(pkey)), kind="stable")
+        keys = np.asarray(parent.column(pkey))[order]
+        times = _ms(parent.column(pcol))[order]
+        bad, checked = 0, 0
+        examples: list[int] = []
+        for fk, child in zip(parts.column_parts(via), parts.column_parts(name), strict=True):
+            fk_values = np.asarray(pc.fill_null(fk, -1).cast(pa.int64()))
+            child_ms = _ms(child)
+            pos = np.clip(np.searchsorted(keys, fk_values), 0, max(len(keys) - 1, 0))
+            known = (fk_values >= 0) & (keys[pos] == fk_values) & (child_ms != np.iinfo(np.int64).min)
+            late = known & (child_ms < times[pos])
+            bad, checked = bad + int(late.sum()), checked + int(known.sum())
+            examples += fk_values[late][: 5 - len(examples)].tolist()
+        out.append(
+            _result(
+                parts.name,
+                "time_order",
+                name,
+                {"after": col.after, "via": via},
+                bad == 0,
+                {"checked": checked, "unexpected_count": bad, "parent_keys": examples},
+            )
+        )
+    return out
+
+
+def constraint_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
+    """The table's declared constraints, each over the whole table."""
+    return [_CHECKS[rule.kind](parts, rule, i) for i, rule in enumerate(spec.tables[parts.name].constraints)]
+
+
+def _sum_limit(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
+    assert rule.column and rule.limit is not None
+    data = parts.read([*rule.group_by, rule.column])
+    values = np.asarray(pc.fill_null(data.column(rule.column), 0), dtype=np.float64)
+    totals = np.bincount(group_ids(data, rule.group_by), weights=values)
+    over = totals > rule.limit + 1e-6
+    return _result(
+        parts.name,
+        "sum_limit",
+        rule.column,
+        {"group_by": rule.group_by, "limit": rule.limit},
+        not over.any(),
+        {
+            "groups": len(totals),
+            "groups_over": int(over.sum()),
+            "max_sum": float(totals.max()) if len(totals) else 0.0,
+        },
+    )
+
+
+def _max_rows(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
+    counts = np.bincount(group_ids(parts.read(rule.group_by), rule.group_by))
+    over = counts > (rule.limit or 0)
+    return _result(
+        parts.name,
+        "max_rows_per_group",
+        None,
+        {"group_by": rule.group_by, "limit": rule.limit},
+        not over.any(),
+        {"groups_over": int(over.sum()), "max_rows": int(counts.max(initial=0))},
+    )
+
+
+def _unique_combination(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
+    counts = np.bincount(group_ids(parts.read(rule.columns), rule.columns))
+    repeated = counts > 1
+    return _result(
+        parts.name,
+        "unique_combination",
+        None,
+        {"columns": rule.columns},
+        not repeated.any(),
+        {"repeated_combinations": int(repeated.sum())},
+    )
+
+
+def _inequality(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
+    assert rule.left and rule.right and rule.op
+    compare = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal}[rule.op]
+    bad = 0
+    for left, right in zip(parts.column_parts(rule.left), parts.column_parts(rule.right), strict=True):
+        held = compare(left, right)
+        bad += int(pc.sum(pc.invert(pc.fill_null(held, True))).as_py() or 0)
+    return _result(
+        parts.name,
+        "inequality",
+        rule.left,
+        {"left": rule.left, "op": rule.op, "right": rule.right},
+        bad == 0,
+        {"unexpected_count": bad},
+    )
+
+
+_CHECKS: dict[str, Any] = {
+    "sum_limit": _sum_limit,
+    "max_rows_per_group": _max_rows,
+    "unique_combination": _unique_combination,
+    "inequality": _inequality,
+}
