@@ -36,6 +36,9 @@ url = "{remote_url}"
 # "never" to leave every version pending.
 auto_approve = "validation_passed"
 require_human = false
+# Flag a new version whose distributions moved away from the current version's by
+# more than this (quantile shift / parent p10-p90 spread; category TVD). Unset: no check.
+# max_drift = 0.25
 """
 
 
@@ -58,6 +61,7 @@ class Settings:
     dvc_url: str
     auto_approve: str = "validation_passed"
     require_human: bool = False
+    max_drift: float | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -88,6 +92,7 @@ class Settings:
             dvc_url=dvc.get("url", f"{STATE_DIR}/dvc-remote"),
             auto_approve=str(review.get("auto_approve", "validation_passed")),
             require_human=bool(review.get("require_human", False)),
+            max_drift=float(review["max_drift"]) if "max_drift" in review else None,
         )
 
 

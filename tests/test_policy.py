@@ -77,3 +77,25 @@ def test_policy_decides_status_through_create(workspace: Path, small_spec: Path)
     bad = runner.invoke(app, ["-C", str(workspace), "create", "p", "--spec", str(small_spec)])
     assert bad.exit_code == 2 and "auto_approve" in bad.stderr
     assert [v["version"] for v in reg.show("p@v1")["versions"]] == [1]  # nothing registered
+
+
+def test_drift_against_the_current_version_is_flagged(
+    workspace: Path, small_spec_text: str, tmp_path: Path
+) -> None:
+    path = workspace / "registry.toml"
+    path.write_text(path.read_text().replace("# max_drift = 0.25", "max_drift = 0.25"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(small_spec_text)
+    reg = synthreg.open(workspace)
+    reg.create("d", spec=spec)
+    same = reg.create("d", spec=spec, seed=9)  # another seed: same distributions
+    checks = __import__("json").loads((workspace / same.path / "validation.json").read_text())["checks"]
+    drift = [c for c in checks if c["check"] == "parent_drift"]
+    assert drift and all(c["success"] for c in drift)
+    shifted = tmp_path / "shifted.yaml"
+    shifted.write_text(small_spec_text.replace("mean: 35, std: 9", "mean: 60, std: 9"))
+    result = runner.invoke(app, ["-C", str(workspace), "create", "d", "--spec", str(shifted), "--json"])
+    assert result.exit_code == 3, result.output
+    checks = __import__("json").loads((workspace / "data/d/v3/validation.json").read_text())["checks"]
+    failed = [c for c in checks if not c["success"]]
+    assert [(c["check"], c["column"]) for c in failed] == [("parent_drift", "age")]

@@ -7,6 +7,7 @@ manifest, DVC, MLflow, git, DB) or leaves no trace of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -48,7 +49,8 @@ def create_version(
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:
-        cand = _stage(staging, name, spec, clock, workers)
+        parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
+        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift)
         cand.tags, cand.message = dict(tags or {}), message
         result = publish(ws, cand, clock)
     finally:
@@ -77,7 +79,50 @@ def _card_inputs(staging: Path, spec: Spec) -> None:
     (staging / "pii.json").write_text(json.dumps(scan(staging, spec), indent=2) + "\n")
 
 
-def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | None) -> Candidate:
+def _with_drift(
+    validation: dict[str, Any], spec: Spec, staging: Path, parent: Path, tol: float
+) -> dict[str, Any]:
+    """Add drift-against-parent checks to the validation results (they count like any check)."""
+    from synthreg.validators.rules import drift_checks
+
+    extra = [dataclasses.asdict(c) for c in drift_checks(spec, staging / "tables", parent / "tables", tol)]
+    checks = [*validation["checks"], *extra]
+    failed = sum(not c["success"] for c in checks)
+    return {
+        **validation,
+        "checks": checks,
+        "evaluated": len(checks),
+        "failed": failed,
+        "success": failed == 0,
+        "success_ratio": (len(checks) - failed) / len(checks) if checks else 1.0,
+    }
+
+
+def _parent_dir(ws: Workspace, name: str) -> Path | None:
+    """The current version's directory: what a new version's drift is measured against."""
+    from synthreg.errors import NotFoundError
+    from synthreg.registry.query import resolve
+    from synthreg.registry.refs import Ref
+    from synthreg.registry.store import read_session
+
+    try:
+        with read_session(ws.engine) as session:
+            _, version = resolve(session, Ref(name, alias="current"))
+    except NotFoundError:
+        return None
+    path = ws.root / version.path
+    return path if (path / "tables").is_dir() else None
+
+
+def _stage(
+    staging: Any,
+    name: str,
+    spec: Spec,
+    clock: Clock,
+    workers: int | None,
+    parent_dir: Path | None = None,
+    max_drift: float | None = None,
+) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
@@ -86,6 +131,8 @@ def _stage(staging: Any, name: str, spec: Spec, clock: Clock, workers: int | Non
     rows_by_file = {p: t.rows for t in gen.tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
     validation = clock("validate", lambda: validate_tables(spec, staging / "tables")).to_dict()
+    if parent_dir is not None and max_drift is not None:
+        validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
     quality = clock("quality", lambda: quality_metrics(spec, staging / "tables", validation))
     (staging / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")

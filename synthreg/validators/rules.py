@@ -25,7 +25,7 @@ from synthreg.generators.spec import Constraint, Spec
 from synthreg.validators.parts import TableParts
 from synthreg.validators.results import OUR_SOURCE, CheckResult, jsonable
 
-__all__ = ["constraint_checks", "proportion_checks", "time_order_checks"]
+__all__ = ["constraint_checks", "drift_checks", "proportion_checks", "time_order_checks"]
 
 _DAY_MS = 86_400_000
 
@@ -196,3 +196,65 @@ _CHECKS: dict[str, Any] = {
     "unique_combination": _unique_combination,
     "inequality": _inequality,
 }
+
+
+# ---------------------------------------------------------------- drift against the parent version
+
+
+def _quantiles(values: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        values = pa.chunked_array([_ms(c) for c in values.chunks]) if values.num_chunks else values
+    q = pc.quantile(values, q=[0.1, 0.5, 0.9], skip_nulls=True)
+    return np.asarray(q.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _shares(values: pa.ChunkedArray) -> dict[Any, float]:
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    counts = {d["values"]: d["counts"] for d in pc.value_counts(values.drop_null()).to_pylist()}
+    total = sum(counts.values()) or 1
+    return {k: v / total for k, v in counts.items()}
+
+
+def _drift(column: str, typ: str, new: TableParts, old: TableParts) -> tuple[float, dict[str, Any]]:
+    if typ in ("category", "bool"):
+        a, b = _shares(old.column(column)), _shares(new.column(column))
+        tvd = 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+        return tvd, {"metric": "total variation distance", "parent": a, "new": b}
+    qa, qb = _quantiles(old.column(column)), _quantiles(new.column(column))
+    spread = max(float(qa[2] - qa[0]), 1e-12)
+    shift = float(np.max(np.abs(qb - qa)) / spread)
+    return shift, {
+        "metric": "max |quantile shift| / parent p10-p90 spread",
+        "parent_q10_50_90": qa,
+        "new_q10_50_90": qb,
+    }
+
+
+def drift_checks(spec: Spec, new_dir: Any, parent_dir: Any, tolerance: float) -> list[CheckResult]:
+    """One check per numeric, date and category column shared with the parent version."""
+    from synthreg.validators.parts import open_parts
+
+    out = []
+    for tname in spec.table_order():
+        if not (parent_dir / tname).is_dir():
+            continue
+        new, old = open_parts(new_dir, tname), open_parts(parent_dir, tname)
+        for name, col in spec.tables[tname].columns.items():
+            kinds = ("int", "float", "date", "datetime", "category", "bool")
+            if col.type not in kinds or name == spec.tables[tname].primary_key or col.foreign_key:
+                continue
+            if name not in old.columns:
+                continue
+            value, observed = _drift(name, col.type, new, old)
+            out.append(
+                _result(
+                    tname,
+                    "parent_drift",
+                    name,
+                    {"tolerance": tolerance},
+                    value <= tolerance,
+                    {"drift": value, **observed},
+                )
+            )
+    return out
