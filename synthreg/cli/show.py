@@ -52,7 +52,7 @@ def _render(info: dict[str, Any]) -> None:
             f"{(info.get('quality') or {}).get('quality_score', 0):.3f}" if info.get("quality") else "-",
         ),
         ("model", gen.get("model", "-")),
-        ("generation", f"{gen.get('seconds', 0):.2f}s total"),
+        ("engine time", f"{gen.get('seconds', 0):.2f}s ({gen.get('rows_per_s', 0):,.0f} rows/s)"),
         ("path", info["path"]),
         ("datacard", info["datacard"]),
         ("git commit", info["git_commit"]),
