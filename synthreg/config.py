@@ -10,7 +10,7 @@ from pathlib import Path
 from synthreg import env
 from synthreg.errors import WorkspaceError
 
-__all__ = ["CONFIG_FILE", "STATE_DIR", "Settings", "default_toml", "find_root"]
+__all__ = ["CONFIG_FILE", "STATE_DIR", "LlmSettings", "Settings", "default_toml", "find_root"]
 
 CONFIG_FILE = "registry.toml"
 STATE_DIR = ".registry"
@@ -39,6 +39,17 @@ require_human = false
 # Flag a new version whose distributions moved away from the current version's by
 # more than this (quantile shift / parent p10-p90 spread; category TVD). Unset: no check.
 # max_drift = 0.25
+
+[llm]
+# The model for `registry create --story` and LLM text columns (litellm names, e.g.
+# "openai/gpt-4o-mini", "groq/llama-3.3-70b-versatile", "ollama_chat/llama3.1", or
+# "openai/<name>" with api_base for an OpenAI-compatible server). Keys come only from the
+# environment: name the variable with api_key_env (never the key itself).
+# model = "openai/gpt-4o-mini"
+# api_base = "http://127.0.0.1:8000/v1"
+# api_key_env = "OPENAI_API_KEY"
+# fallbacks = ["groq/llama-3.3-70b-versatile"]
+# max_usd = 1.0
 """
 
 
@@ -47,6 +58,36 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return prefix + str((root / url[len(prefix) :]).resolve())
     return url
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """``[llm]`` of registry.toml. Keys never live here: only the name of the env variable."""
+
+    model: str = ""
+    api_base: str | None = None
+    api_key_env: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    temperature: float = 0.2
+    max_tokens: int = 2048
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_usd: float | None = None
+    max_calls: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LlmSettings:
+        """Parse the ``[llm]`` table (unknown keys are an error naming the known ones)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise WorkspaceError(
+                f"registry.toml [llm]: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = dict(data)
+        if "fallbacks" in values:
+            values["fallbacks"] = tuple(values["fallbacks"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -62,6 +103,7 @@ class Settings:
     auto_approve: str = "validation_passed"
     require_human: bool = False
     max_drift: float | None = None
+    llm: LlmSettings = LlmSettings()
 
     @property
     def state_dir(self) -> Path:
@@ -93,6 +135,7 @@ class Settings:
             auto_approve=str(review.get("auto_approve", "validation_passed")),
             require_human=bool(review.get("require_human", False)),
             max_drift=float(review["max_drift"]) if "max_drift" in review else None,
+            llm=LlmSettings.from_dict(data.get("llm", {})),
         )
 
 

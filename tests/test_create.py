@@ -282,3 +282,24 @@ def test_outside_a_workspace(tmp_path: Path, small_spec: Path) -> None:
     assert result.exit_code == 2
     assert "not inside a registry workspace: run 'registry init'" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
+
+def test_workers_option_reaches_the_engine(created: dict[str, Any], tmp_path: Path) -> None:
+    root = synthreg.init(tmp_path / "w").root
+    result = cli(root, "create", "one", "--spec", str(created["spec"]), "--workers", "1", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((root / "data/one/v1/manifest.json").read_text())
+    assert manifest["params"]["workers"] == 1
+    assert json.loads(result.stdout)["content_digest"] == created["v1"]["content_digest"]
+
+
+def test_story_without_a_configured_model_says_what_to_set(created: dict[str, Any]) -> None:
+    root = created["root"]
+    before = snapshot(root)
+    result = cli(root, "create", "fromstory", "--story", "a fitness app with 50k users and workouts")
+    assert result.exit_code == 2
+    assert "no LLM model is configured: set [llm] model" in result.stderr
+    draft = cli(root, "spec", "draft", "--story", "a shop with 10k customers")
+    assert draft.exit_code == 2 and "[llm] model" in draft.stderr
+    assert cli(root, "create", "x", "--spec", str(created["spec"]), "--story", "y").exit_code == 2
+    assert snapshot(root) == before

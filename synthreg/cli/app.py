@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from synthreg.cli import card, create, governance, init, inspect, listing, materialize, show
+from synthreg.cli import card, create, governance, init, inspect, listing, materialize, show, spec
 
 app = typer.Typer(
     name="registry",
@@ -60,6 +60,7 @@ app.command("lineage")(inspect.lineage)
 app.add_typer(inspect.audit_app, name="audit")
 app.command("verify")(inspect.verify)
 app.command("card")(card.card)
+app.add_typer(spec.spec_app, name="spec")
 app.command("doctor")(inspect.doctor)
 app.command("materialize", hidden=True)(materialize.materialize)
 

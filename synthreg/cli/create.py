@@ -16,6 +16,8 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name: ^[a-z][a-z0-9_-]{0,63}$.")],
     spec: Annotated[Path | None, typer.Option("--spec", help="YAML or JSON spec file.")] = None,
+    story: Annotated[str | None, typer.Option(help="The dataset in plain language (uses [llm]).")] = None,
+    story_file: Annotated[Path | None, typer.Option(help="A file holding the story.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     rows: Annotated[
         list[str] | None, typer.Option("--rows", help="Override a table's rows: TABLE=N (repeatable).")
@@ -29,8 +31,10 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a dataset version from a spec and register it (validated, tracked, logged)."""
-    if spec is None:
-        raise UsageError("create needs --spec FILE (see examples/fitness.yaml)")
+    if spec is None and story is None and story_file is None:
+        raise UsageError("create needs --spec FILE (see examples/fitness.yaml) or --story TEXT")
+    if spec is not None and (story is not None or story_file is not None):
+        raise UsageError("give either --spec or --story/--story-file, not both")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: use a positive number")
     row_overrides = parse_pairs(rows, "--rows", as_int=True)
@@ -38,7 +42,15 @@ def create(
     import synthreg
 
     reg = synthreg.open(workspace_path(ctx))
-    result = reg.create(name, spec, seed=seed, rows=row_overrides, scale=scale, tags=tags, message=message)
+    source: Any = spec
+    if spec is None:
+        from synthreg.cli.spec import read_story
+        from synthreg.registry.story import draft
+
+        source = draft(reg.workspace, read_story(story, story_file), seed=seed or 0).spec
+    result = reg.create(
+        name, source, seed=seed, rows=row_overrides, scale=scale, tags=tags, message=message, workers=workers
+    )
     if as_json:
         emit_json(result.to_dict())
     else:
