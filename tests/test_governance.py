@@ -226,6 +226,8 @@ def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, m
 
 def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
     reg = synthreg.open(two)
+    assert cli(two, "review", "small@v1", "--reject", "--note", "bad seed").exit_code == 0
+    assert cli(two, "alias", "set", "small@v2", "production").exit_code == 0
     before = [
         (v["version"], v["content_digest"], v["status"]) for v in (reg.show(f"small@v{n}") for n in (1, 2))
     ]
@@ -245,6 +247,8 @@ def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
     ] == before
     assert reg.show("small")["version"] == 2
     assert reg.show("small@v1")["generation"]["seed"] == 3
+    assert reg.show("small@v1")["status"] == "rejected"  # the review survives, through the card
+    assert reg.show("small@production")["version"] == 2
 
 
 def test_diff_through_the_cli_is_stored_and_listed(two: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from synthreg.errors import SynthregError
 from synthreg.integrations import dvc
 from synthreg.registry.audit import append_event, first_broken_seq
 from synthreg.registry.checkout import ensure_local, missing_files, read_manifest
-from synthreg.registry.records import move_current
+from synthreg.registry.records import move_current, set_alias
 from synthreg.registry.store import Dataset, GenerationRun, Version, read_session, write_session
 from synthreg.registry.workspace import Workspace
 
@@ -163,6 +163,23 @@ def _rebuild(
         for dataset in session.exec(select(Dataset)):
             assert dataset.id is not None
             move_current(session, dataset.id)
+        _aliases_from_cards(ws, session, missing)
+
+
+def _card(vdir: Path) -> dict[str, Any]:
+    """The version's DataCard: rewritten (and committed) on every review and alias change,
+    so it holds the latest status and aliases even when the DB is gone."""
+    path = vdir / "datacard.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _aliases_from_cards(ws: Workspace, session: Session, rebuilt: dict[str, dict[str, Any]]) -> None:
+    for path, manifest in rebuilt.items():
+        dataset = session.exec(select(Dataset).where(Dataset.name == manifest["dataset"])).first()
+        assert dataset is not None and dataset.id is not None
+        for alias in _card(ws.root / path).get("uses", {}).get("aliases", []):
+            if alias != "current":  # current follows the newest approved version
+                set_alias(session, dataset.id, alias, manifest["version"])
 
 
 def _dataset(session: Session, manifest: dict[str, Any]) -> Dataset:
@@ -191,7 +208,7 @@ def _version_row(dataset: Dataset, path: str, m: dict[str, Any], vdir: Path) -> 
     return Version(
         dataset_id=dataset.id,
         number=m["version"],
-        status=m["status"],
+        status=_card(vdir).get("identity", {}).get("status", m["status"]),
         content_digest=m["content_digest"],
         spec_sha256=m["spec_sha256"],
         seed=m["seed"],
