@@ -12,7 +12,8 @@ arrays with one item); without one, a short text derived from the same hash.
 Scripted faults (``fail``) are consumed one per request, in the order they were added,
 optionally only for one model: ``429`` (with ``Retry-After``), ``500``, ``401`` (whose
 body echoes the Authorization header, like a careless provider), ``empty`` content and
-``malformed`` JSON content. ``delay_ms`` delays every answer.
+``malformed`` JSON content. ``delay_ms`` delays every answer. ``answer`` (a callable
+taking the request body) scripts the content of chosen answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ("429", "500", "401"):
             self._send_fault(fault)
             return
-        content = _content_for(body, fault.kind if fault else None)
+        scripted = owner.answer(body) if owner.answer is not None and fault is None else None
+        content = scripted if scripted is not None else _content_for(body, fault.kind if fault else None)
         self._send(200, _completion(body, content))
 
     def _send_fault(self, fault: _Fault) -> None:
@@ -155,6 +158,9 @@ class LLMServer:
 
     def __init__(self) -> None:
         self.delay_ms = 0
+        #: Scripted content: called with each request body (when no fault is taken); a string it
+        #: returns is sent as the answer's content, None keeps the derived answer.
+        self.answer: Callable[[dict[str, Any]], str | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._faults: list[_Fault] = []
