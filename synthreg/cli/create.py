@@ -43,13 +43,23 @@ def create(
 
     reg = synthreg.open(workspace_path(ctx))
     source: Any = spec
+    drafted: Any = None
     if spec is None:
         from synthreg.cli.spec import read_story
         from synthreg.registry.story import draft
 
-        source = draft(reg.workspace, read_story(story, story_file), seed=seed or 0).spec
+        drafted = draft(reg.workspace, read_story(story, story_file), seed=seed or 0)
+        source = drafted.spec
     result = reg.create(
-        name, source, seed=seed, rows=row_overrides, scale=scale, tags=tags, message=message, workers=workers
+        name,
+        source,
+        seed=seed,
+        rows=row_overrides,
+        scale=scale,
+        tags=tags,
+        message=message,
+        workers=workers,
+        story=drafted,
     )
     if as_json:
         emit_json(result.to_dict())

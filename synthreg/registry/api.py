@@ -53,18 +53,21 @@ class Registry:
         tags: dict[str, str] | None = None,
         message: str = "",
         workers: int | None = None,
+        story: Any = None,
     ) -> CreateResult:
         """Generate and register the next version of ``name``.
 
         Raises ValidationFailedError (with ``.result``) when the version was recorded
-        as rejected.
+        as rejected. ``story`` is the draft the spec came from (``create --story``).
         """
         check_name(name)
         source = str(spec) if isinstance(spec, (str, Path)) else "<spec>"
         resolved = _as_spec(spec)
         if seed is not None or rows or scale is not None:
             resolved = apply_overrides(resolved, seed=seed, rows=rows, scale=scale, source=source)
-        return create_version(self.workspace, name, resolved, tags=tags, message=message, workers=workers)
+        return create_version(
+            self.workspace, name, resolved, tags=tags, message=message, workers=workers, story=story
+        )
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:
         """One summary per dataset."""

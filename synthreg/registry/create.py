@@ -42,8 +42,14 @@ def create_version(
     tags: dict[str, str] | None = None,
     message: str = "",
     workers: int | None = None,
+    story: Any = None,
 ) -> VersionResult:
-    """Generate ``spec`` and register it as the next version of ``name``."""
+    """Generate ``spec`` and register it as the next version of ``name``.
+
+    ``story`` is the StoryResult the spec was drafted from (``create --story``): its
+    prompt, answering model and call keys are recorded, and its calls are exported to the
+    version (``llm_calls.jsonl``) so the draft can be replayed.
+    """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
     clock = Clock()
@@ -51,6 +57,8 @@ def create_version(
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
         cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift)
+        if story is not None:
+            _record_story(ws, cand, story)
         cand.tags, cand.message = dict(tags or {}), message
         result = publish(ws, cand, clock)
     finally:
@@ -96,6 +104,20 @@ def _with_drift(
         "success": failed == 0,
         "success_ratio": (len(checks) - failed) / len(checks) if checks else 1.0,
     }
+
+
+def _record_story(ws: Workspace, cand: Candidate, story: Any) -> None:
+    """Prompt = the story and rendered prompts; model = the model that answered; the calls' slice."""
+    from synthreg.registry.story import export_calls
+
+    export_calls(ws, list(story.call_keys), cand.staging / "llm_calls.jsonl")
+    assert cand.generation is not None
+    cand.generation.update(
+        prompt=story.prompt,
+        llm_model=story.model_answered,
+        llm_call_keys=list(story.call_keys),
+        llm_steps=story.to_dict().get("steps"),
+    )
 
 
 def _parent_dir(ws: Workspace, name: str) -> Path | None:

@@ -414,6 +414,7 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
         "plots",
         "README.md",
         "croissant.json",
+        "llm_calls.jsonl",
     ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])

@@ -60,8 +60,8 @@ def _insert_run(session: Session, version: Version, prompt: str, manifest: dict[
     session.add(
         GenerationRun(
             version_id=version.id,
-            prompt=prompt,
-            model=manifest["model"],
+            prompt=g.get("prompt") or prompt,
+            model=g.get("llm_model") or manifest["model"],
             seed=version.seed,
             params=manifest["params"],
             spec_sha256=version.spec_sha256,
