@@ -17,13 +17,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import synthreg  # noqa: E402,F401
 from llm_server import LLMServer  # noqa: E402
+from test_story import FITNESS, KEY_ENV, MODEL, Script  # noqa: E402
+
+import synthreg  # noqa: E402,F401
 from synthreg.generators.engine import generate  # noqa: E402
 from synthreg.generators.llm import CallStore, Gateway, LiteLLMBackend  # noqa: E402
 from synthreg.generators.llm.story import draft_spec  # noqa: E402
 from synthreg.generators.spec import apply_overrides  # noqa: E402
-from test_story import FITNESS, KEY_ENV, MODEL, Script  # noqa: E402
 
 
 def main() -> None:
