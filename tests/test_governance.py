@@ -274,3 +274,14 @@ def test_diff_through_the_cli_is_stored_and_listed(two: Path, tmp_path: Path) ->
     assert status.stdout == ""
     assert cli(two, "diff", "small@v1", "small@v2", "--report", str(tmp_path / "x.pdf")).exit_code == 2
     assert cli(two, "diff", "small@v1", "small@v9").exit_code == 4
+
+
+def test_init_with_a_remote_url_pushes_there(tmp_path: Path, small_spec: Path, mlflow_uri: str) -> None:
+    remote = tmp_path / "elsewhere"
+    result = runner.invoke(app, ["init", str(tmp_path / "ws"), "--remote", str(remote), "--json"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "ws"
+    assert str(remote) in (root / ".dvc" / "config").read_text()
+    synthreg.open(root).create("r", spec=small_spec)
+    assert sum(p.is_file() for p in remote.rglob("*")) >= 3  # two parts and the .dir listing
+    assert not (root / ".registry" / "dvc-remote").exists()
