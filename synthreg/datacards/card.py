@@ -95,6 +95,8 @@ def _hf_header(facts: CardFacts) -> dict[str, Any]:
 def _fields(facts: CardFacts, table: str) -> list[dict[str, Any]]:
     columns = facts.spec.tables[table].columns
     schema = facts.schemas[table]
+    if facts.spec.tables[table].llm is not None:
+        return _llm_fields(schema)
     out = []
     for f in schema:
         col = columns[f.name]
@@ -109,6 +111,23 @@ def _fields(facts: CardFacts, table: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+_LLM_TYPES = {"int64": "int", "double": "float", "bool": "bool", "string": "text"}
+
+
+def _llm_fields(schema: pa.Schema) -> list[dict[str, Any]]:
+    """A table made by an LLM: labeled text with provenance and curation columns (docs LLM.md)."""
+    return [
+        {
+            "name": f.name,
+            "type": _LLM_TYPES.get(str(f.type), "text"),
+            "arrow_type": str(f.type),
+            "description": "labeled text sample: text, provenance or curation flag",
+            "nullable": f.nullable,
+        }
+        for f in schema
+    ]
 
 
 def _describe(col: Any) -> str:

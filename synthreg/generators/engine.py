@@ -69,7 +69,11 @@ class GenerationResult:
 
 
 def table_schema(spec: Spec, table: str) -> pa.Schema:
-    """The Arrow schema a table is written with."""
+    """The Arrow schema a table is written with (an LLM table's is the labeled rows' schema)."""
+    if spec.tables[table].llm is not None:
+        from synthreg.generators.llm.labeled import ROWS_SCHEMA
+
+        return ROWS_SCHEMA
     cols = spec.tables[table].columns
     fields = [pa.field(name, arrow_type(spec, table, name), nullable=True) for name in cols]
     return pa.schema(fields)
@@ -153,7 +157,7 @@ class _Options:
 
 def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
     out = []
-    for table in spec.table_order():
+    for table in spec.engine_order():
         total = spec.tables[table].rows
         bounds = list(range(0, total, segment_rows)) or [0]
         for i, start in enumerate(bounds):
@@ -210,7 +214,7 @@ def _run(
 
 def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) -> dict[str, TableResult]:
     tables = {}
-    for name in spec.table_order():
+    for name in spec.engine_order():
         parts = sorted((r for r in done if r[0].table == name), key=lambda r: r[0].index)
         schema = table_schema(spec, name)
         blocks = [b for r in parts for b in r[3]]
@@ -251,6 +255,8 @@ def generate(
 ) -> GenerationResult:
     """Generate every table of ``spec`` as Parquet under ``out_dir/tables/<table>/``.
 
+    Tables made by an LLM (``llm``) are skipped: the registry's create stage makes them.
+
     The content digest is the same for any ``chunk_rows``, ``compression`` and
     ``workers``; ``logical_block_rows`` is part of the engine's identity.
     """
@@ -259,9 +265,10 @@ def generate(
     workers = default_workers() if workers is None else max(1, workers)
     started = time.perf_counter()
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
-    segments = _segments(spec, _segment_rows(chunk_rows, spec.total_rows, workers))
+    engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
+    segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
     tables = _collect(spec, _run(spec, segments, opts, workers))
-    notes = {name: _enforce(spec, name, tables) for name in spec.table_order()}
+    notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
         "chunk_rows": chunk_rows,

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthreg.errors import NotFoundError, SpecError
+from synthreg.generators.llm.labeled_prompts import LabeledExample, LabeledTextSpec
 
 __all__ = [
     "COLUMN_TYPES",
@@ -406,15 +407,30 @@ class Noise(_Strict):
 
 
 class Table(_Strict):
-    """A table: its row count, columns, primary key, constraints, noise and user expectations."""
+    """A table: its row count, columns, primary key, constraints, noise and user expectations.
+
+    A table with ``llm`` (a labeled-text spec, docs LLM.md) is made by the LLM stage at
+    ``registry create``, not by the engine: it has no ``columns`` (its columns are the
+    labeled rows' text, provenance and curation columns) and ``rows`` is ``llm.samples``.
+    """
 
     rows: int = Field(ge=0, le=10**10)
     description: str = ""
     primary_key: str | None = None
-    columns: dict[str, Column] = Field(min_length=1)
+    columns: dict[str, Column] = Field(default_factory=dict)
     constraints: list[Constraint] = Field(default_factory=list)
     noise: list[Noise] = Field(default_factory=list)
     expectations: list[UserExpectation] = Field(default_factory=list)
+    llm: LabeledTextSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rows_from_samples(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rows" not in data and isinstance(data.get("llm"), dict):
+            samples = data["llm"].get("samples")
+            if isinstance(samples, int):
+                return {**data, "rows": samples}
+        return data
 
     def foreign_keys(self) -> dict[str, tuple[str, str]]:
         """column -> (parent table, parent column)."""
@@ -471,6 +487,14 @@ class Spec(_Strict):
         """Rows over all tables."""
         return sum(t.rows for t in self.tables.values())
 
+    def llm_tables(self) -> list[str]:
+        """Tables made by the LLM stage (``llm``), in spec order."""
+        return [name for name, table in self.tables.items() if table.llm is not None]
+
+    def engine_order(self) -> list[str]:
+        """``table_order()`` without the LLM tables: what the engine generates."""
+        return [name for name in self.table_order() if self.tables[name].llm is None]
+
 
 # ---------------------------------------------------------------- loading
 
@@ -502,6 +526,8 @@ def _model_at(loc: str) -> type[BaseModel] | None:
     depth_models: list[type[BaseModel]] = [Spec, Spec, Table, Table, Column, Distribution]
     if len(parts) >= 5 and parts[4] == "distribution":
         return Distribution
+    if len(parts) >= 3 and parts[2] == "llm":
+        return LabeledExample if len(parts) >= 5 and parts[3] == "examples" else LabeledTextSpec
     if len(parts) >= 3 and parts[2] in ("expectations", "constraints", "noise"):
         block: dict[str, type[BaseModel]] = {
             "expectations": UserExpectation,
@@ -564,7 +590,8 @@ def apply_overrides(
         if not scale > 0:
             raise SpecError(source, [("", f"--scale must be > 0, got {scale}")])
         for table in data["tables"].values():
-            table["rows"] = max(1, round(table["rows"] * scale)) if table["rows"] else 0
+            if table.get("llm") is None:  # LLM tables keep their samples: scaling them would buy calls
+                table["rows"] = max(1, round(table["rows"] * scale)) if table["rows"] else 0
     if seed is not None:
         if seed < 0:
             raise SpecError(source, [("seed", f"--seed must be >= 0, got {seed}")])
@@ -584,4 +611,6 @@ def apply_overrides(
         if count < 0:
             raise SpecError(source, [(f"tables.{table}.rows", f"--rows {table}={count}: rows must be >= 0")])
         data["tables"][table]["rows"] = count
+        if data["tables"][table].get("llm") is not None:
+            data["tables"][table]["llm"]["samples"] = count
     return parse_spec(data, source)

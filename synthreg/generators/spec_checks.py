@@ -18,6 +18,11 @@ def reference_problems(spec: Spec) -> list[tuple[str, str]]:
         base = f"tables.{tname}"
         if not NAME_RE.match(tname):
             problems.append((base, "table names must be identifiers ([A-Za-z_][A-Za-z0-9_]*)"))
+        if table.llm is not None:
+            problems += _llm_problems(tname, table)
+            continue
+        if not table.columns:
+            problems.append((f"{base}.columns", "a table needs at least one column: add one under 'columns'"))
         problems += _column_problems(spec, tname, table)
         from synthreg.generators.constraints import constraint_problems
 
@@ -42,6 +47,33 @@ def reference_problems(spec: Spec) -> list[tuple[str, str]]:
             elif pk.null_rate:
                 problems.append((f"{base}.columns.{table.primary_key}", "a primary key cannot be null"))
     problems += _cycle_problems(spec)
+    return problems
+
+
+def _llm_problems(tname: str, table: Table) -> list[tuple[str, str]]:
+    """A table made by the LLM stage declares only ``llm`` (and ``rows`` = its samples)."""
+    assert table.llm is not None
+    loc = f"tables.{tname}.llm"
+    problems = []
+    extra = [k for k in ("columns", "constraints", "noise", "expectations") if getattr(table, k)]
+    if extra:
+        problems.append(
+            (
+                loc,
+                f"a table made by an LLM ('llm') cannot have {', '.join(extra)}: remove them "
+                "(its columns are the labeled text, provenance and curation columns)",
+            )
+        )
+    if table.primary_key is not None:
+        problems.append((loc, "a table made by an LLM ('llm') has no primary key: remove primary_key"))
+    if table.rows != table.llm.samples:
+        problems.append(
+            (
+                f"{loc}.samples",
+                f"rows ({table.rows}) differs from llm.samples ({table.llm.samples}): "
+                "omit rows (it defaults to samples) or make them equal",
+            )
+        )
     return problems
 
 
@@ -167,6 +199,14 @@ def _fk_problems(spec: Spec, loc: str, fk: str) -> list[tuple[str, str]]:
             )
         ]
     parent = spec.tables[ptable]
+    if parent.llm is not None:
+        return [
+            (
+                f"{loc}.foreign_key",
+                f"table '{ptable}' is made by an LLM ('llm') and has no primary key: "
+                "foreign keys cannot point into it; remove foreign_key",
+            )
+        ]
     if parent.primary_key != pcol:
         return [
             (

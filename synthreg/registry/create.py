@@ -11,19 +11,23 @@ import dataclasses
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import synthreg
 from synthreg import env
+from synthreg.digest import combine_digests
 from synthreg.errors import ValidationFailedError
-from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, generate
+from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, generate
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
+from synthreg.registry.llm_tables import LlmTables, make_llm_tables
 from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
 from synthreg.registry.store import utcnow
+from synthreg.registry.story import export_calls, gateway_for
 from synthreg.registry.workspace import Workspace
 from synthreg.validators.quality import quality_metrics
 from synthreg.validators.report import render_validation_report
@@ -48,20 +52,26 @@ def create_version(
 
     ``story`` is the StoryResult the spec was drafted from (``create --story``): its
     prompt, answering model and call keys are recorded, and its calls are exported to the
-    version (``llm_calls.jsonl``) so the draft can be replayed.
+    version (``llm_calls.jsonl``) so the draft can be replayed. Tables with ``llm`` are made
+    through the configured LLM after the engine's; their calls join that slice.
     """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
+    gateway = gateway_for(ws) if spec.llm_tables() else None  # a missing [llm] model fails here
+    make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base)
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
-        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift)
+        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm)
         if story is not None:
-            _record_story(ws, cand, story)
+            _record_story(cand, story)
+        _export_calls(ws, cand)
         cand.tags, cand.message = dict(tags or {}), message
         result = publish(ws, cand, clock)
     finally:
+        if gateway is not None:
+            gateway.store.close()
         shutil.rmtree(staging, ignore_errors=True)
     raise_if_rejected(result)
     return result
@@ -106,18 +116,29 @@ def _with_drift(
     }
 
 
-def _record_story(ws: Workspace, cand: Candidate, story: Any) -> None:
-    """Prompt = the story and rendered prompts; model = the model that answered; the calls' slice."""
-    from synthreg.registry.story import export_calls
+def _llm_maker(gateway: Any, api_base: str | None) -> Callable[[Spec, Path], LlmTables]:
+    """Makes a spec's ``llm`` tables through the workspace gateway (``[llm]`` settings)."""
+    return lambda spec, out_dir: make_llm_tables(spec, gateway, api_base, out_dir)
 
-    export_calls(ws, list(story.call_keys), cand.staging / "llm_calls.jsonl")
+
+def _record_story(cand: Candidate, story: Any) -> None:
+    """Prompt = the story and rendered prompts; model = the model that answered; the story's calls
+    come first in the version's slice (``_export_calls``)."""
     assert cand.generation is not None
+    tables_keys = cand.generation.get("llm_call_keys", [])
     cand.generation.update(
         prompt=story.prompt,
         llm_model=story.model_answered,
-        llm_call_keys=list(story.call_keys),
+        llm_call_keys=list(dict.fromkeys([*story.call_keys, *tables_keys])),
         llm_steps=story.to_dict().get("steps"),
     )
+
+
+def _export_calls(ws: Workspace, cand: Candidate) -> None:
+    """The version's slice of the call store (``llm_calls.jsonl``): every recorded call it used, once."""
+    keys = (cand.generation or {}).get("llm_call_keys")
+    if keys:
+        export_calls(ws, list(keys), cand.staging / "llm_calls.jsonl")
 
 
 def _parent_dir(ws: Workspace, name: str) -> Path | None:
@@ -144,13 +165,18 @@ def _stage(
     workers: int | None,
     parent_dir: Path | None = None,
     max_drift: float | None = None,
+    make_llm: Callable[[Spec, Path], LlmTables] | None = None,
 ) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
     gen: GenerationResult = clock("generate", lambda: generate(spec, staging, workers=workers))
-    rows_by_file = {p: t.rows for t in gen.tables.values() for p in t.files}
+    llm = clock("llm", lambda: make_llm(spec, staging)) if make_llm else LlmTables({}, [])
+    made: dict[str, TableResult] = {**gen.tables, **llm.tables}
+    tables = {n: made[n] for n in spec.table_order()}
+    rows = {n: t.rows for n, t in tables.items()}
+    rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
     validation = clock("validate", lambda: validate_tables(spec, staging / "tables")).to_dict()
     if parent_dir is not None and max_drift is not None:
@@ -164,7 +190,7 @@ def _stage(
     clock("card", lambda: _card_inputs(staging, spec))
     total = sum(gen.rows.values())
     model = f"{ENGINE_MODEL}/{synthreg.__version__}"
-    generation = {
+    generation: dict[str, Any] = {
         "model": model,
         "prompt_sha256": spec.sha256(),
         "started_at": started_at.isoformat(),
@@ -172,19 +198,21 @@ def _stage(
         "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
         "user": env.actor(),
     }
+    if llm.tables:  # a rebuild replays the calls, and their keys hold the endpoint
+        generation.update(llm_call_keys=llm.call_keys, llm_api_base=llm.api_base)
     return Candidate(
         name=name,
         action="create",
         staging=staging,
         spec=spec,
         spec_text=spec_text,
-        content_digest=gen.content_digest,
-        rows=gen.rows,
-        table_digests={n: t.digest for n, t in gen.tables.items()},
+        content_digest=combine_digests({n: t.digest for n, t in tables.items()}),
+        rows=rows,
+        table_digests={n: t.digest for n, t in tables.items()},
         files=files,
         validation=validation,
         model=model,
-        params={"rows": gen.rows, **gen.params},
+        params={"rows": rows, **gen.params},
         generation=generation,
         quality=quality,
     )

@@ -1,6 +1,7 @@
 """Rebuild a version's tables from what its directory records: the frozen spec, and for
-derived versions the disable steps (``derivation.json``). The DVC stage command
-(``registry materialize``) and ``registry verify --rebuild`` both use it."""
+derived versions the disable steps (``derivation.json``); tables made by an LLM are replayed
+strictly from the version's ``llm_calls.jsonl``. The DVC stage command (``registry
+materialize``) and ``registry verify --rebuild`` both use it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from synthreg.digest import combine_digests
 from synthreg.errors import ConflictError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import load_spec
+from synthreg.generators.spec import Spec, load_spec
 from synthreg.registry.checkout import read_manifest
 
 __all__ = ["materialize_in_place", "materialize_into"]
@@ -26,14 +28,14 @@ def materialize_into(vdir: Path, out_dir: Path) -> str:
     spec = load_spec(vdir / "spec.yaml")
     steps_file = vdir / "derivation.json"
     if not steps_file.is_file():
-        return generate(spec, out_dir).content_digest
+        return _generate(vdir, spec, out_dir)
     from synthreg.registry.disable import plan_removal, write_without
 
     steps = json.loads(steps_file.read_text())
     work = Path(tempfile.mkdtemp(prefix="synthreg-derive-", dir=out_dir.parent))
     try:
         current = work / "step-0"
-        digest = generate(spec, current).content_digest
+        digest = _generate(vdir, spec, current)
         for i, step in enumerate(steps, start=1):
             removal = plan_removal(current, spec, step["table"], ids=step.get("ids"), where=step.get("where"))
             target = out_dir if i == len(steps) else work / f"step-{i}"
@@ -42,6 +44,17 @@ def materialize_into(vdir: Path, out_dir: Path) -> str:
         return digest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _generate(vdir: Path, spec: Spec, out_dir: Path) -> str:
+    """The engine's tables, then the LLM tables replayed from the version's calls; the content digest."""
+    gen = generate(spec, out_dir)
+    if not spec.llm_tables():
+        return gen.content_digest
+    from synthreg.registry.llm_tables import replay_llm_tables
+
+    llm = replay_llm_tables(vdir, spec, out_dir)
+    return combine_digests({n: t.digest for n, t in {**gen.tables, **llm.tables}.items()})
 
 
 def materialize_in_place(vdir: Path) -> str:

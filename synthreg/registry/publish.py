@@ -415,6 +415,7 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
         "README.md",
         "croissant.json",
         "llm_calls.jsonl",
+        "llm",
     ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])

@@ -110,6 +110,8 @@ def validate_tables(
 
 def _validate_table(run: _Run, spec: Spec, name: str, user: list[Planned]) -> list[CheckResult]:
     parts = open_parts(run.tables_dir, name)
+    if spec.tables[name].llm is not None:
+        return _llm_table_checks(spec, parts)
     planned = spec_plan(spec.tables[name]) + user
     nullable = parts.nullable()
     # Our checks are Arrow reads and NumPy sorts, which release the GIL: on a second core
@@ -120,6 +122,13 @@ def _validate_table(run: _Run, spec: Spec, name: str, user: list[Planned]) -> li
         own, table_checks = ours.result()
     found |= own
     return [found[i] for i in range(len(planned))] + table_checks
+
+
+def _llm_table_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
+    """An LLM-made table has no spec columns to derive expectations from: its row count
+    (one row per sample) and its Arrow schema (the labeled rows' schema) are checked."""
+    count = spec_plan(spec.tables[parts.name])[0]
+    return [row_count_check(parts, count), schema_check(spec, parts)]
 
 
 def _our_checks(

@@ -1,0 +1,159 @@
+"""A spec table made by an LLM (``llm``): ``registry create`` through litellm and the loopback
+server, then ``verify --rebuild`` replaying the version's calls with the server stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from llm_server import LLMServer
+from typer.testing import CliRunner
+
+import synthreg
+from synthreg.cli.app import app
+from synthreg.errors import SpecError
+from synthreg.generators.llm.labeled import ROWS_SCHEMA
+from synthreg.generators.spec import apply_overrides, parse_spec
+from synthreg.integrations import git
+
+runner = CliRunner()
+KEY_ENV = "SYNTHREG_TEST_TABLES_KEY"
+MODEL = "openai/test-model"
+
+LLM_TABLE: dict[str, Any] = {
+    "task": "Customer-service replies to complaints.",
+    "labels": {"polite": "Courteous and helpful.", "impolite": "Curt and dismissive."},
+    "categories": {"travel": ["air", "train"]},
+    "samples": 12,
+    "models": [MODEL],
+    "min_length": 5,
+    "few_shot": 0,
+    "seed": 7,
+}
+SPEC: dict[str, Any] = {
+    "seed": 1,
+    "tables": {
+        "users": {
+            "rows": 50,
+            "primary_key": "user_id",
+            "columns": {"user_id": {"type": "int"}, "plan": {"type": "category", "values": ["a", "b"]}},
+        },
+        "replies": {"llm": LLM_TABLE},
+    },
+}
+
+
+def answer(body: dict[str, Any]) -> str:
+    """A distinct, contract-abiding answer per request."""
+    unique = hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:24]
+    return json.dumps({"text": f"Reply number {unique}", "reasoning": "scripted"})
+
+
+@pytest.fixture
+def llm_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, LLMServer]]:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with LLMServer() as server:
+        server.answer = answer
+        config = workspace / "registry.toml"
+        text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{MODEL}"')
+        text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{server.api_base}"')
+        text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{KEY_ENV}"')
+        config.write_text(text)
+        yield workspace, server
+
+
+def write_spec(tmp_path: Path, spec: dict[str, Any]) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_create_registers_the_llm_table_and_rebuilds_without_a_server(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    spec_file = write_spec(tmp_path, SPEC)
+    result = runner.invoke(app, ["-C", str(root), "create", "mixed", "--spec", str(spec_file), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["rows"] == {"users": 50, "replies": 12}
+    vdir = root / data["path"]
+    table = pq.read_table(vdir / "tables" / "replies" / "part-00000.parquet")
+    assert table.num_rows == 12
+    assert {"sample_id", "label", "call_key", "prompt_hash", "model_requested"} <= set(table.column_names)
+    assert table.schema.equals(ROWS_SCHEMA)
+    assert (vdir / "llm" / "replies.plan.parquet").is_file()
+    assert (vdir / "llm" / "replies.rejects.parquet").is_file()
+    calls = (vdir / "llm_calls.jsonl").read_text().splitlines()
+    assert len(calls) == 12 == server.count
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    keys = manifest["generation"]["llm_call_keys"]
+    assert len(keys) == 12 and set(keys) == set(table.column("call_key").to_pylist())
+    assert [json.loads(line)["key"] for line in calls] == keys
+    committed = git.run(root, "ls-files", data["path"]).split()
+    assert f"{data['path']}/llm/replies.plan.parquet" in committed
+    assert f"{data['path']}/llm_calls.jsonl" in committed
+    server.stop()
+    assert synthreg.open(root).verify(f"mixed@v{data['version']}", rebuild=True).ok
+
+
+def test_llm_table_with_columns_is_a_spec_error() -> None:
+    bad = {"tables": {"t": {"llm": LLM_TABLE, "columns": {"x": {"type": "int"}}}}}
+    with pytest.raises(SpecError, match=r"tables\.t\.llm.*cannot have columns"):
+        parse_spec(bad, "bad.yaml")
+    with pytest.raises(SpecError, match=r"tables\.t\.llm\.samples.*differs"):
+        parse_spec({"tables": {"t": {"llm": LLM_TABLE, "rows": 3}}}, "bad.yaml")
+
+
+def test_llm_table_with_columns_exits_2(workspace: Path, tmp_path: Path) -> None:
+    bad = {"tables": {"t": {"llm": LLM_TABLE, "columns": {"x": {"type": "int"}}}}}
+    result = runner.invoke(
+        app, ["-C", str(workspace), "create", "bad", "--spec", str(write_spec(tmp_path, bad))]
+    )
+    assert result.exit_code == 2, result.output
+    assert "tables.t.llm" in result.output
+
+
+def test_missing_llm_model_exits_2(workspace: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["-C", str(workspace), "create", "mixed", "--spec", str(write_spec(tmp_path, SPEC))]
+    )
+    assert result.exit_code == 2, result.output
+    assert "[llm] model" in result.output
+    assert synthreg.open(workspace).list() == []
+
+
+def test_budget_exhausted_registers_nothing_and_a_rerun_resumes(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    config = root / "registry.toml"
+    text = config.read_text()
+    config.write_text(text.replace("# max_usd = 1.0", "max_calls = 5"))
+    args = ["-C", str(root), "create", "mixed", "--spec", str(write_spec(tmp_path, SPEC))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 5, result.output
+    assert "budget" in result.output
+    assert synthreg.open(root).list() == []
+    assert server.count == 5
+    config.write_text(text)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert server.count == 12  # only the 7 missing answers were asked for
+
+
+def test_scale_keeps_llm_samples_and_rows_override_sets_them() -> None:
+    spec = parse_spec(SPEC, "mixed.yaml")
+    assert spec.tables["replies"].rows == 12 and spec.engine_order() == ["users"]
+    scaled = apply_overrides(spec, scale=2)
+    assert scaled.tables["users"].rows == 100 and scaled.tables["replies"].rows == 12
+    resized = apply_overrides(spec, rows={"replies": 4})
+    assert resized.tables["replies"].rows == 4
+    assert resized.tables["replies"].llm is not None and resized.tables["replies"].llm.samples == 4
+    assert parse_spec(yaml.safe_load(resized.frozen_yaml())) == resized
