@@ -83,6 +83,7 @@ def test_create_registers_the_llm_table_and_rebuilds_without_a_server(
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["rows"] == {"users": 50, "replies": 12}
+    assert "LLM pre-flight: 12 calls to make (0 already recorded)" in result.stderr
     vdir = root / data["path"]
     table = pq.read_table(vdir / "tables" / "replies" / "part-00000.parquet")
     assert table.num_rows == 12
@@ -145,6 +146,7 @@ def test_budget_exhausted_registers_nothing_and_a_rerun_resumes(
     config.write_text(text)
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "LLM pre-flight: 7 calls to make (5 already recorded)" in result.stderr
     assert server.count == 12  # only the 7 missing answers were asked for
 
 

@@ -60,11 +60,25 @@ def create(
         message=message,
         workers=workers,
         story=drafted,
+        on_preflight=_print_preflight,
     )
     if as_json:
         emit_json(result.to_dict())
     else:
         _render(result.to_dict())
+
+
+def _print_preflight(estimate: dict[str, Any]) -> None:
+    """The LLM cost estimate, on stderr, before any call is made."""
+    unpriced = (
+        f"; unpriced models: {', '.join(estimate['unpriced_models'])}" if estimate["unpriced_models"] else ""
+    )
+    typer.echo(
+        f"LLM pre-flight: {estimate['calls']} calls to make ({estimate['cached']} already recorded), "
+        f"~{estimate['est_prompt_tokens']:,} tokens in, ~{estimate['est_completion_tokens']:,} out, "
+        f"~${estimate['est_usd']:.4f}{unpriced}",
+        err=True,
+    )
 
 
 def _render(data: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ class Registry:
         message: str = "",
         workers: int | None = None,
         story: Any = None,
+        on_preflight: Any = None,
     ) -> CreateResult:
         """Generate and register the next version of ``name``.
 
@@ -66,7 +67,14 @@ class Registry:
         if seed is not None or rows or scale is not None:
             resolved = apply_overrides(resolved, seed=seed, rows=rows, scale=scale, source=source)
         return create_version(
-            self.workspace, name, resolved, tags=tags, message=message, workers=workers, story=story
+            self.workspace,
+            name,
+            resolved,
+            tags=tags,
+            message=message,
+            workers=workers,
+            story=story,
+            on_preflight=on_preflight,
         )
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:

@@ -47,18 +47,25 @@ def create_version(
     message: str = "",
     workers: int | None = None,
     story: Any = None,
+    on_preflight: Any = None,
 ) -> VersionResult:
     """Generate ``spec`` and register it as the next version of ``name``.
 
-    ``story`` is the StoryResult the spec was drafted from (``create --story``): its
-    prompt, answering model and call keys are recorded, and its calls are exported to the
-    version (``llm_calls.jsonl``) so the draft can be replayed. Tables with ``llm`` are made
-    through the configured LLM after the engine's; their calls join that slice.
+    ``on_preflight`` (a callable) receives the LLM cost estimate before any call is made,
+    when the spec has LLM tables. ``story`` is the StoryResult the spec was drafted from
+    (``create --story``): its prompt, answering model and call keys are recorded, and its
+    calls are exported to the version (``llm_calls.jsonl``) so the draft can be replayed.
+    Tables with ``llm`` are made through the configured LLM after the engine's; their calls
+    join that slice.
     """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
     gateway = gateway_for(ws) if spec.llm_tables() else None  # a missing [llm] model fails here
     make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base)
+    if gateway is not None and on_preflight is not None:
+        from synthreg.registry.llm_tables import preflight
+
+        on_preflight(preflight(spec, gateway, ws.settings.llm.api_base))
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:

@@ -89,3 +89,23 @@ def replay_llm_tables(vdir: Path, spec: Spec, out_dir: Path) -> LlmTables:
         return make_llm_tables(spec, gateway, generation.get("llm_api_base"), out_dir)
     finally:
         store.close()
+
+
+def preflight(spec: Spec, gateway: Any, api_base: str | None) -> dict[str, Any]:
+    """What the LLM tables will cost before any call: calls not yet recorded, tokens, USD.
+
+    Generation calls only (a judge's calls depend on the answers); tokens are the
+    gateway's estimate (characters / 4) and prices come from the pinned table.
+    """
+    from synthreg.generators.llm.labeled import make_plan, render_requests
+
+    totals = {"calls": 0, "cached": 0, "est_prompt_tokens": 0, "est_completion_tokens": 0, "est_usd": 0.0}
+    unpriced: set[str] = set()
+    for name in spec.llm_tables():
+        llm = spec.tables[name].llm
+        assert llm is not None
+        estimate = gateway.preflight(render_requests(llm, make_plan(llm), api_base))
+        for key in totals:
+            totals[key] += getattr(estimate, key)
+        unpriced |= set(estimate.unpriced_models)
+    return {**totals, "est_usd": round(float(totals["est_usd"]), 6), "unpriced_models": sorted(unpriced)}
