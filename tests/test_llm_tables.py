@@ -159,3 +159,12 @@ def test_scale_keeps_llm_samples_and_rows_override_sets_them() -> None:
     assert resized.tables["replies"].rows == 4
     assert resized.tables["replies"].llm is not None and resized.tables["replies"].llm.samples == 4
     assert parse_spec(yaml.safe_load(resized.frozen_yaml())) == resized
+
+
+def test_max_calls_flag_overrides_the_settings(llm_workspace: tuple[Path, LLMServer], tmp_path: Path) -> None:
+    root, server = llm_workspace
+    args = ["-C", str(root), "create", "mixed", "--spec", str(write_spec(tmp_path, SPEC))]
+    assert runner.invoke(app, [*args, "--max-calls", "-1"]).exit_code == 2
+    result = runner.invoke(app, [*args, "--max-calls", "3"])
+    assert result.exit_code == 5, result.output
+    assert server.count == 3 and synthreg.open(root).list() == []

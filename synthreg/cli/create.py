@@ -25,6 +25,12 @@ def create(
     scale: Annotated[float | None, typer.Option(help="Multiply every table's rows (before --rows).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the version: K=V (repeatable).")] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Why this version exists.")] = "",
+    max_usd: Annotated[
+        float | None, typer.Option("--max-usd", help="Stop LLM calls past this cost (overrides [llm]).")
+    ] = None,
+    max_calls: Annotated[
+        int | None, typer.Option("--max-calls", help="Stop after this many LLM calls (overrides [llm]).")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Generation processes (default: every core; never changes the data).")
     ] = None,
@@ -41,6 +47,9 @@ def create(
     tags = parse_pairs(tag, "--tag")
     import synthreg
 
+    if (max_usd is not None and max_usd < 0) or (max_calls is not None and max_calls < 0):
+        raise UsageError("--max-usd and --max-calls must be >= 0")
+    budget = {k: v for k, v in (("max_usd", max_usd), ("max_calls", max_calls)) if v is not None}
     reg = synthreg.open(workspace_path(ctx))
     source: Any = spec
     drafted: Any = None
@@ -48,7 +57,7 @@ def create(
         from synthreg.cli.spec import read_story
         from synthreg.registry.story import draft
 
-        drafted = draft(reg.workspace, read_story(story, story_file), seed=seed or 0)
+        drafted = draft(reg.workspace, read_story(story, story_file), seed=seed or 0, budget=budget)
         source = drafted.spec
     result = reg.create(
         name,
@@ -61,6 +70,7 @@ def create(
         workers=workers,
         story=drafted,
         on_preflight=_print_preflight,
+        llm_budget=budget,
     )
     if as_json:
         emit_json(result.to_dict())

@@ -55,6 +55,7 @@ class Registry:
         workers: int | None = None,
         story: Any = None,
         on_preflight: Any = None,
+        llm_budget: dict[str, Any] | None = None,
     ) -> CreateResult:
         """Generate and register the next version of ``name``.
 
@@ -75,6 +76,7 @@ class Registry:
             workers=workers,
             story=story,
             on_preflight=on_preflight,
+            llm_budget=llm_budget,
         )
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ def create_version(
     workers: int | None = None,
     story: Any = None,
     on_preflight: Any = None,
+    llm_budget: dict[str, Any] | None = None,
 ) -> VersionResult:
     """Generate ``spec`` and register it as the next version of ``name``.
 
@@ -60,7 +61,7 @@ def create_version(
     """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
-    gateway = gateway_for(ws) if spec.llm_tables() else None  # a missing [llm] model fails here
+    gateway = gateway_for(ws, **(llm_budget or {})) if spec.llm_tables() else None  # no model: fails here
     make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base)
     if gateway is not None and on_preflight is not None:
         from synthreg.registry.llm_tables import preflight

@@ -23,8 +23,11 @@ _NO_MODEL = (
 )
 
 
-def gateway_for(ws: Workspace, mode: str = "live") -> Any:
-    """A gateway over the workspace call store, configured from ``[llm]``."""
+def gateway_for(
+    ws: Workspace, mode: str = "live", *, max_usd: float | None = None, max_calls: int | None = None
+) -> Any:
+    """A gateway over the workspace call store, configured from ``[llm]``; ``max_usd`` and
+    ``max_calls`` override its budget for this run (``--max-usd``, ``--max-calls``)."""
     from synthreg.generators.llm import CallStore, Gateway, LiteLLMBackend
 
     llm = ws.settings.llm
@@ -37,18 +40,20 @@ def gateway_for(ws: Workspace, mode: str = "live") -> Any:
         CallStore.open(path),
         backend,
         mode,
-        max_usd=llm.max_usd,
-        max_calls=llm.max_calls,
+        max_usd=llm.max_usd if max_usd is None else max_usd,
+        max_calls=llm.max_calls if max_calls is None else max_calls,
         concurrency=llm.concurrency,
         fallbacks=list(llm.fallbacks),
     )
 
 
-def draft(ws: Workspace, story: str, *, seed: int = 0, mode: str = "live") -> Any:
+def draft(
+    ws: Workspace, story: str, *, seed: int = 0, mode: str = "live", budget: dict[str, Any] | None = None
+) -> Any:
     """Draft a spec from a plain-language story (returns the stage's StoryResult)."""
     if not story.strip():
         raise UsageError("the story is empty: describe the dataset, e.g. 'a fitness app with 50k users'")
-    gateway = gateway_for(ws, mode)
+    gateway = gateway_for(ws, mode, **(budget or {}))
     from synthreg.generators.llm.story import draft_spec
 
     llm = ws.settings.llm
