@@ -287,3 +287,26 @@ def test_children_bounds_refused_when_infeasible(children: dict[str, int], says:
     }
     with pytest.raises(SpecError, match=re.escape(says)):
         parse_spec(data, "c.yaml")
+
+
+def test_fk_cache_never_serves_another_specs_keys() -> None:
+    """Regression: the per-block FK cache was keyed by id(spec), which a new spec can reuse."""
+    from synthreg.generators.columns import _fk_index_cached, fk_index
+
+    def make(seed: int, parents: int) -> Any:
+        return parse_spec(
+            {
+                "seed": seed,
+                "tables": {
+                    "p": {"rows": parents, "primary_key": "id", "columns": {"id": {"type": "int"}}},
+                    "c": {"rows": 100, "columns": {"pid": {"type": "int", "foreign_key": "p.id"}}},
+                },
+            },
+            "c.yaml",
+        )
+
+    idx = np.arange(0, 100, dtype=np.int64)
+    for seed, parents in [(1, 50), (2, 50), (1, 7), (3, 1000)]:
+        spec = make(seed, parents)  # the previous spec is freed: its address may come back
+        assert np.array_equal(_fk_index_cached(spec, "c", "pid", idx), fk_index(spec, "c", "pid", idx))
+        del spec

@@ -213,7 +213,7 @@ def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
     return _arrow(values, typ)
 
 
-_FK_CACHE: dict[tuple[int, str, str, int, int], np.ndarray] = {}
+_FK_CACHE: dict[tuple[object, ...], np.ndarray] = {}
 
 
 def _fk_index_cached(spec: Spec, table: str, column: str, idx: np.ndarray) -> np.ndarray:
@@ -221,7 +221,20 @@ def _fk_index_cached(spec: Spec, table: str, column: str, idx: np.ndarray) -> np
     and every ``after:`` that follows it ask for the same thing)."""
     if len(idx) < 2 or idx[-1] - idx[0] != len(idx) - 1:
         return fk_index(spec, table, column, idx)
-    key = (id(spec), table, column, int(idx[0]), len(idx))
+    col = spec.tables[table].columns[column]
+    parent_rows = spec.tables[(col.foreign_key or "").split(".", 1)[0]].rows
+    # everything fk_index reads: an object id could be reused by another spec after GC
+    key = (
+        spec.seed,
+        table,
+        column,
+        parent_rows,
+        col.skew,
+        col.min_children,
+        col.max_children,
+        int(idx[0]),
+        len(idx),
+    )
     if key not in _FK_CACHE:
         if len(_FK_CACHE) > 16:
             _FK_CACHE.clear()

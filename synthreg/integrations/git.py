@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -18,13 +19,19 @@ _IDENTITY = {
 }
 
 
-def _env(root: Path) -> dict[str, str]:
-    environ = dict(os.environ)
-    # A fresh machine may have no git identity: fall back to ours, never override theirs.
+@functools.cache
+def _has_identity(root: str) -> bool:
+    """Whether git has a user identity for ``root`` (asked once per workspace and process)."""
     probe = subprocess.run(
         ["git", "config", "user.email"], cwd=root, capture_output=True, text=True, check=False
     )
-    if not probe.stdout.strip():
+    return bool(probe.stdout.strip())
+
+
+def _env(root: Path) -> dict[str, str]:
+    environ = dict(os.environ)
+    # A fresh machine may have no git identity: fall back to ours, never override theirs.
+    if not _has_identity(str(root)):
         for key, value in _IDENTITY.items():
             environ.setdefault(key, value)
     return environ

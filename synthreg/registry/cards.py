@@ -22,11 +22,20 @@ from synthreg.registry.query import aliases_of
 from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["card_for", "refresh_card"]
+__all__ = ["card_for", "dir_facts", "refresh_card"]
 
 
 def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def dir_facts(vdir: Path) -> dict[str, Any]:
+    """What a card shows from the version directory itself: quality, plots, PII scan."""
+    return {
+        "quality": _json(vdir / "quality.json"),
+        "plots": sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
+        "pii": _json(vdir / "pii.json"),
+    }
 
 
 def _facts(ws: Workspace, session: Session, dataset: Dataset, version: Version) -> CardFacts:
@@ -71,12 +80,10 @@ def _facts(ws: Workspace, session: Session, dataset: Dataset, version: Version) 
         synthreg_version=synthreg.__version__,
         aliases=sorted(a for a, n in aliases_of(session, dataset).items() if n == version.number),
         consumers=[{"run_id": u.run_id, "context": u.context, "at": u.at.isoformat()} for u in usages],
-        quality=_json(vdir / "quality.json"),
         audit_head=head_hash(session),
         origin=origin,
         changes=None if diff is None else {"summary": diff.summary, "path": diff.path},
-        plots=sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
-        pii=_json(vdir / "pii.json"),
+        **dir_facts(vdir),
     )
 
 

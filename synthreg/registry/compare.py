@@ -14,7 +14,6 @@ from sqlmodel import select
 from synthreg import env
 from synthreg.errors import UsageError
 from synthreg.integrations import git
-from synthreg.registry.cards import refresh_card
 from synthreg.registry.checkout import ensure_local
 from synthreg.registry.diff import DiffResult, diff_versions
 from synthreg.registry.diff_report import render_html, render_markdown
@@ -62,9 +61,7 @@ def diff(ws: Workspace, ref_a: str, ref_b: str, report: Path | None = None) -> d
             )
         )
         git.add(ws.root, [rel.as_posix()])
-        session.flush()
-        if da.name == db.name and vb.parent == va.number:
-            refresh_card(ws, session, db, vb)
+        parent_diff = da.name == db.name and vb.parent == va.number  # shown on vb's card
         record(
             ws,
             session,
@@ -73,6 +70,7 @@ def diff(ws: Workspace, ref_a: str, ref_b: str, report: Path | None = None) -> d
             dataset=db.name,
             version=vb.number,
             details={"a": label_a, "b": label_b, "summary": result.summary["text"], "path": rel.as_posix()},
+            card=(db, vb) if parent_diff else None,
         )
     data["stored_at"] = rel.as_posix()
     return data

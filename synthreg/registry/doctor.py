@@ -117,7 +117,9 @@ def _files(ws: Workspace, known: dict[str, Version], result: DoctorResult, repai
 
 
 def _remote(ws: Workspace, known: dict[str, Version], result: DoctorResult, repair: bool) -> None:
-    stages = [f"{Path(p).parent.name}-{Path(p).name}" for p in known]
+    stages = [
+        read_manifest(ws.root / p)["dvc"]["stage"] for p in known if (ws.root / p / "manifest.json").is_file()
+    ]
     if not stages:
         return
     try:

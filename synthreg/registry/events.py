@@ -1,5 +1,6 @@
-"""Writes that change no version files (review, alias, use): an audit event plus an
-empty git commit carrying the chain head, so history in git anchors the audit log."""
+"""Writes that append no version (review, alias, use, diff, verify): an audit event plus a
+git commit carrying the chain head, so history in git anchors the audit log. When the
+write changes what a version's DataCard shows, the card is regenerated in the same commit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlmodel import Session
 
 from synthreg.integrations import git
 from synthreg.registry.audit import append_event
-from synthreg.registry.store import AuditEvent
+from synthreg.registry.store import AuditEvent, Dataset, Version
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["record"]
@@ -24,8 +25,15 @@ def record(
     dataset: str = "",
     version: int | None = None,
     details: dict[str, Any] | None = None,
+    card: tuple[Dataset, Version] | None = None,
 ) -> AuditEvent:
-    """Append an audit event inside the caller's write transaction and anchor it in git."""
+    """Append an audit event inside the caller's write transaction and anchor it in git;
+    ``card`` names a version whose DataCard the change affects (rewritten and committed)."""
+    if card is not None:
+        from synthreg.registry.cards import refresh_card
+
+        session.flush()  # the card reads the change just made
+        refresh_card(ws, session, *card)
     event = append_event(
         session, actor=actor, action=action, dataset=dataset, version=version, details=details
     )

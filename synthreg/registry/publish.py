@@ -30,6 +30,7 @@ from synthreg.generators.spec import Spec
 from synthreg.integrations import dvc, git
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.audit import append_event
+from synthreg.registry.cards import dir_facts
 from synthreg.registry.facts import library_versions, peak_rss_mb
 from synthreg.registry.policy import review_status
 from synthreg.registry.records import insert_rows
@@ -289,14 +290,10 @@ def card_facts(ctx: Context, created_at: str) -> CardFacts:
         parent=ctx.parent,
         files=cand.files,
         synthreg_version=synthreg.__version__,
-        quality=cand.quality,
         origin={
             k: v for k, v in (("restored_from", cand.restored_from), ("derived_from", cand.derived_from)) if v
         },
-        plots=sorted(p.relative_to(cand.staging).as_posix() for p in (cand.staging / "plots").glob("*.png")),
-        pii=json.loads((cand.staging / "pii.json").read_text())
-        if (cand.staging / "pii.json").exists()
-        else None,
+        **dir_facts(cand.staging),  # quality.json, plots/, pii.json written by the stage
     )
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from synthreg import env
 from synthreg.errors import ConflictError, InvalidNameError, UsageError
-from synthreg.registry.cards import refresh_card
 from synthreg.registry.events import record
 from synthreg.registry.query import resolve
 from synthreg.registry.records import move_current, set_alias
@@ -66,7 +65,6 @@ def review(ws: Workspace, ref: str, *, approve: bool, note: str = "") -> ReviewR
         session.flush()
         assert dataset.id is not None
         current = move_current(session, dataset.id)
-        refresh_card(ws, session, dataset, version)
         record(
             ws,
             session,
@@ -75,6 +73,7 @@ def review(ws: Workspace, ref: str, *, approve: bool, note: str = "") -> ReviewR
             dataset=dataset.name,
             version=version.number,
             details={"before": before, "after": target, "note": note, "current": current},
+            card=(dataset, version),
         )
         return ReviewResult(dataset.name, version.number, "review", before, target, current, note)
 
@@ -97,8 +96,6 @@ def set_version_alias(ws: Workspace, ref: str, alias: str) -> ReviewResult:
 
         before = aliases_of(session, dataset).get(alias)
         set_alias(session, dataset.id, alias, version.number)
-        session.flush()
-        refresh_card(ws, session, dataset, version)
         record(
             ws,
             session,
@@ -107,6 +104,7 @@ def set_version_alias(ws: Workspace, ref: str, alias: str) -> ReviewResult:
             dataset=dataset.name,
             version=version.number,
             details={"alias": alias, "before": before},
+            card=(dataset, version),
         )
         previous = f"v{before}" if before is not None else "-"
         return ReviewResult(

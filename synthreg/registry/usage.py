@@ -11,7 +11,6 @@ from sqlmodel import Session, or_, select
 from synthreg import env
 from synthreg.errors import NotFoundError
 from synthreg.integrations import mlflow as mlflow_int
-from synthreg.registry.cards import refresh_card
 from synthreg.registry.events import record
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
@@ -67,8 +66,6 @@ def use(ws: Workspace, ref: str, run_id: str, context: str = "training") -> UseR
                 actor=env.actor(),
             )
         )
-        session.flush()
-        refresh_card(ws, session, dataset, version)
         record(
             ws,
             session,
@@ -77,6 +74,7 @@ def use(ws: Workspace, ref: str, run_id: str, context: str = "training") -> UseR
             dataset=dataset.name,
             version=version.number,
             details={"run_id": run_id, "context": context},
+            card=(dataset, version),
         )
     return UseResult(label, run_id, run["experiment_id"], context, version.content_digest)
 
