@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,26 @@ def workspace(tmp_path: Path, mlflow_uri: str) -> Path:
     root = tmp_path / "ws"
     sr.init(root)
     return root
+
+
+#: The model and key variable the LLM workspaces use (the loopback server accepts any key).
+LLM_MODEL = "openai/test-model"
+LLM_KEY_ENV = "SYNTHREG_TEST_TABLES_KEY"
+
+
+@pytest.fixture
+def llm_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Any]]:
+    """A workspace whose ``[llm]`` points at a running loopback server (``tests/llm_server.py``)."""
+    from llm_server import LLMServer
+
+    monkeypatch.setenv(LLM_KEY_ENV, "sk-test")
+    with LLMServer() as server:
+        config = workspace / "registry.toml"
+        text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{LLM_MODEL}"')
+        text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{server.api_base}"')
+        text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{LLM_KEY_ENV}"')
+        config.write_text(text)
+        yield workspace, server
 
 
 @pytest.fixture(scope="session")

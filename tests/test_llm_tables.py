@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from synthreg.generators.spec import apply_overrides, parse_spec
 from synthreg.integrations import git
 
 runner = CliRunner()
-KEY_ENV = "SYNTHREG_TEST_TABLES_KEY"
 MODEL = "openai/test-model"
 
 LLM_TABLE: dict[str, Any] = {
@@ -56,16 +54,10 @@ def answer(body: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def llm_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, LLMServer]]:
-    monkeypatch.setenv(KEY_ENV, "sk-test")
-    with LLMServer() as server:
-        server.answer = answer
-        config = workspace / "registry.toml"
-        text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{MODEL}"')
-        text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{server.api_base}"')
-        text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{KEY_ENV}"')
-        config.write_text(text)
-        yield workspace, server
+def llm_workspace(llm_workspace: tuple[Path, LLMServer]) -> tuple[Path, LLMServer]:
+    """The shared LLM workspace, its server answering with ``answer``."""
+    llm_workspace[1].answer = answer
+    return llm_workspace
 
 
 def write_spec(tmp_path: Path, spec: dict[str, Any]) -> Path:

@@ -20,7 +20,7 @@ from synthreg.generators.llm import CallStore, Gateway, LiteLLMBackend
 from synthreg.generators.llm.story import StoryResult, draft_spec, lock_story
 from synthreg.generators.llm.story_fixes import apply_fixes
 from synthreg.generators.llm.story_prompts import COLUMNS, REPAIR, TABLES
-from synthreg.generators.spec import COLUMN_TYPES, VOCABULARIES, parse_spec
+from synthreg.generators.spec import ENGINE_COLUMN_TYPES, VOCABULARIES, parse_spec
 
 SECRET = "sk-test-STORYSECRET987"
 KEY_ENV = "SYNTHREG_TEST_STORY_KEY"
@@ -389,7 +389,7 @@ def test_requests_carry_schema_enums_templates_and_seed(server: LLMServer) -> No
     body = server.requests[1]
     schema = body["response_format"]["json_schema"]["schema"]
     column = schema["properties"]["tables"]["items"]["properties"]["columns"]["items"]["properties"]
-    assert column["type"]["enum"] == list(COLUMN_TYPES)
+    assert column["type"]["enum"] == list(ENGINE_COLUMN_TYPES)  # llm_text is not offered to the story stage
     assert column["vocab"]["anyOf"][0]["enum"] == list(VOCABULARIES)
     assert (
         "weibull" not in json.dumps(column["distribution"]) and "lognormal" in body["messages"][1]["content"]

@@ -135,12 +135,14 @@ def _describe(col: Any) -> str:
         return f"references {col.foreign_key}"
     if col.type == "category":
         return "one of " + ", ".join(col.categories)
+    if col.type == "llm_text" and col.llm is not None:
+        return f"written by {', '.join(col.llm.models)} from the prompt: {col.llm.prompt}"
+    if col.type == "text" and col.pattern:
+        return f"pattern {col.pattern}" + (" (unique)" if col.unique else "")
     if col.type == "text":
         return f"{col.vocab} ({col.locale})"
     if col.expr:
         return f"derived: {col.expr}"
-    if col.type == "text" and col.pattern:
-        return f"pattern {col.pattern}" + (" (unique)" if col.unique else "")
     if col.distribution is not None:
         params = ", ".join(
             f"{k}={v:g}" if not isinstance(v, list) else f"{k}=[{', '.join(f'{x:g}' for x in v)}]"

@@ -76,6 +76,7 @@ DATA_TYPES = {
     "bool": "sc:Boolean",
     "category": "sc:Text",
     "text": "sc:Text",
+    "llm_text": "sc:Text",
     "uuid": "sc:Text",
     "date": "sc:Date",
     "datetime": "sc:DateTime",

@@ -73,7 +73,11 @@ def sample_rows(version_dir: Path, table: str, columns: list[str], limit: int) -
 
 
 def _scanned_columns(spec: Spec, table: str) -> list[str]:
-    return [name for name, col in spec.tables[table].columns.items() if col.type in ("text", "category")]
+    return [
+        name
+        for name, col in spec.tables[table].columns.items()
+        if col.type in ("text", "llm_text", "category")
+    ]
 
 
 # ---------------------------------------------------------------- detectors

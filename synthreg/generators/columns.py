@@ -130,7 +130,7 @@ def arrow_type(spec: Spec, table: str, name: str) -> pa.DataType:
         if col.pattern is not None or col.vocab in STRING_VOCABS:
             return pa.string()
         return pa.dictionary(pa.int32(), pa.string())
-    if col.type == "uuid":
+    if col.type in ("uuid", "llm_text"):
         return pa.string()
     return {
         "float": pa.float64(),
@@ -468,7 +468,13 @@ def _with_nulls(array: pa.Array, col: Column, ctx: BlockContext, name: str) -> p
     return pc.if_else(mask, pa.scalar(None, type=array.type), array)
 
 
+def _llm_placeholder(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
+    """Nulls: the LLM stage fills an ``llm_text`` column after the engine (``column_text``)."""
+    return pa.nulls(ctx.rows, typ)
+
+
 _SAMPLERS: dict[str, Callable[[Column, BlockContext, str, pa.DataType], pa.Array]] = {
+    "llm_text": _llm_placeholder,
     "category": _category,
     "text": _text,
     "datetime": _datetime,

@@ -21,11 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthreg.errors import NotFoundError, SpecError
+from synthreg.generators.llm.column_text import LlmTextColumn
 from synthreg.generators.llm.labeled_prompts import LabeledExample, LabeledTextSpec
 
 __all__ = [
     "COLUMN_TYPES",
     "DISTRIBUTIONS",
+    "ENGINE_COLUMN_TYPES",
     "VOCABULARIES",
     "Column",
     "Distribution",
@@ -37,7 +39,9 @@ __all__ = [
     "parse_spec",
 ]
 
-COLUMN_TYPES = ("int", "float", "bool", "category", "datetime", "date", "text", "uuid")
+#: what the engine draws; ``llm_text`` columns are written by the LLM stage after it
+ENGINE_COLUMN_TYPES = ("int", "float", "bool", "category", "datetime", "date", "text", "uuid")
+COLUMN_TYPES = (*ENGINE_COLUMN_TYPES, "llm_text")
 
 #: distribution name -> (required parameters, optional parameters)
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -159,7 +163,7 @@ class Distribution(_Strict):
 class Column(_Strict):
     """One column of a table. Which keys apply depends on ``type``."""
 
-    type: Literal["int", "float", "bool", "category", "datetime", "date", "text", "uuid"]
+    type: Literal["int", "float", "bool", "category", "datetime", "date", "text", "uuid", "llm_text"]
     description: str = ""
     distribution: Distribution | None = None
     min: float | None = None
@@ -183,6 +187,7 @@ class Column(_Strict):
     null_rate: float = Field(default=0.0, ge=0, lt=1)
     unique: bool = False
     label: bool = False  # the target column of a supervised task (diffs and cards report its balance)
+    llm: LlmTextColumn | None = None  # an llm_text column: prompt, models, sampling
 
     @field_validator("type", mode="before")
     @classmethod
@@ -210,6 +215,7 @@ class Column(_Strict):
             "text": self._check_text,
             "datetime": self._check_range_dates,
             "date": self._check_range_dates,
+            "llm_text": self._check_llm_text,
         }.get(self.type)
         if check:
             check()
@@ -220,6 +226,8 @@ class Column(_Strict):
                 raise ValueError("'expr' (a derived column) applies to int, float and bool columns")
             if self.distribution is not None or self.foreign_key is not None:
                 raise ValueError("a derived column ('expr') cannot also have a distribution or foreign_key")
+        if self.llm is not None and self.type != "llm_text":
+            raise ValueError(f"'llm' (a prompt for the LLM) applies to llm_text columns, not {self.type}")
         if self.after is not None and self.type not in ("datetime", "date"):
             raise ValueError("'after' (time order) applies to datetime and date columns")
         if self.foreign_key is not None:
@@ -269,6 +277,21 @@ class Column(_Strict):
             raise ValueError(
                 "an email column is derived from names: add from: [first_name_column, last_name_column]"
             )
+
+    def _check_llm_text(self) -> None:
+        if self.llm is None:
+            raise ValueError(
+                "an llm_text column needs 'llm': at least a prompt over the row's columns and models, "
+                "e.g. llm: {prompt: 'A review of an order rated {rating}/5', models: [openai/gpt-4o-mini]}"
+            )
+        used = [
+            k
+            for k in ("distribution", "vocab", "pattern", "expr", "foreign_key", "after", "values")
+            if getattr(self, k) is not None
+        ]
+        if used or self.unique or self.null_rate:
+            what = used + (["unique"] if self.unique else []) + (["null_rate"] if self.null_rate else [])
+            raise ValueError(f"an llm_text column is written by the LLM alone: remove {', '.join(what)}")
 
     def _check_range_dates(self) -> None:
         if self.start is None or self.end is None:
@@ -491,6 +514,19 @@ class Spec(_Strict):
         """Tables made by the LLM stage (``llm``), in spec order."""
         return [name for name, table in self.tables.items() if table.llm is not None]
 
+    def llm_columns(self) -> list[tuple[str, str]]:
+        """``(table, column)`` of every ``llm_text`` column, tables in ``table_order()``."""
+        return [
+            (name, cname)
+            for name in self.table_order()
+            for cname, col in self.tables[name].columns.items()
+            if col.type == "llm_text"
+        ]
+
+    def uses_llm(self) -> bool:
+        """Whether making the data needs the LLM (``llm`` tables or ``llm_text`` columns)."""
+        return bool(self.llm_tables() or self.llm_columns())
+
     def engine_order(self) -> list[str]:
         """``table_order()`` without the LLM tables: what the engine generates."""
         return [name for name in self.table_order() if self.tables[name].llm is None]
@@ -526,6 +562,8 @@ def _model_at(loc: str) -> type[BaseModel] | None:
     depth_models: list[type[BaseModel]] = [Spec, Spec, Table, Table, Column, Distribution]
     if len(parts) >= 5 and parts[4] == "distribution":
         return Distribution
+    if len(parts) >= 5 and parts[2] == "columns" and parts[4] == "llm":
+        return LlmTextColumn
     if len(parts) >= 3 and parts[2] == "llm":
         return LabeledExample if len(parts) >= 5 and parts[3] == "examples" else LabeledTextSpec
     if len(parts) >= 3 and parts[2] in ("expectations", "constraints", "noise"):

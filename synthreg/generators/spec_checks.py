@@ -94,8 +94,37 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
         problems += _expr_problems(table, cname, col, loc)
         problems += _after_problems(spec, tname, col, loc)
         problems += _children_problems(spec, tname, col, loc)
+        problems += _llm_text_problems(table, tname, col, loc)
         if col.foreign_key:
             problems += _fk_problems(spec, loc, col.foreign_key)
+    return problems
+
+
+def _llm_text_problems(table: Table, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    """An llm_text prompt reads the same table's drawn columns; each row is one call, so rows are bounded."""
+    if col.llm is None:
+        return []
+    from synthreg.generators.llm.column_text import placeholders
+
+    problems = []
+    drawn = [n for n, c in table.columns.items() if c.type != "llm_text"]
+    for name in placeholders(col.llm.prompt):
+        if name not in drawn:
+            why = "another llm_text column" if name in table.columns else f"not a column of {tname}"
+            problems.append(
+                (
+                    f"{loc}.llm.prompt",
+                    f"placeholder {{{name}}} is {why}{suggest(name, drawn)} Use one of: {', '.join(drawn)}",
+                )
+            )
+    if table.rows > col.llm.max_rows:
+        problems.append(
+            (
+                f"tables.{tname}.rows",
+                f"{table.rows:,} rows would make {table.rows:,} LLM calls for this llm_text column, over its "
+                f"llm.max_rows ({col.llm.max_rows:,}): lower rows (or --scale) or raise llm.max_rows",
+            )
+        )
     return problems
 
 

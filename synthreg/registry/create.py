@@ -22,7 +22,7 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, generate
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
-from synthreg.registry.llm_tables import LlmTables, make_llm_tables
+from synthreg.registry.llm_tables import LlmTables, make_llm_data
 from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
@@ -53,20 +53,17 @@ def create_version(
     """Generate ``spec`` and register it as the next version of ``name``.
 
     ``on_preflight`` (a callable) receives the LLM cost estimate before any call is made,
-    when the spec has LLM tables. ``story`` is the StoryResult the spec was drafted from
+    when the spec has LLM tables or ``llm_text`` columns (after the engine: column prompts
+    read the generated rows). ``story`` is the StoryResult the spec was drafted from
     (``create --story``): its prompt, answering model and call keys are recorded, and its
     calls are exported to the version (``llm_calls.jsonl``) so the draft can be replayed.
-    Tables with ``llm`` are made through the configured LLM after the engine's; their calls
-    join that slice.
+    Tables with ``llm`` are made, and ``llm_text`` columns filled, through the configured LLM
+    after the engine; their calls join that slice.
     """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
-    gateway = gateway_for(ws, **(llm_budget or {})) if spec.llm_tables() else None  # no model: fails here
-    make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base)
-    if gateway is not None and on_preflight is not None:
-        from synthreg.registry.llm_tables import preflight
-
-        on_preflight(preflight(spec, gateway, ws.settings.llm.api_base))
+    gateway = gateway_for(ws, **(llm_budget or {})) if spec.uses_llm() else None  # no model: fails here
+    make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base, on_preflight)
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:
@@ -124,9 +121,11 @@ def _with_drift(
     }
 
 
-def _llm_maker(gateway: Any, api_base: str | None) -> Callable[[Spec, Path], LlmTables]:
-    """Makes a spec's ``llm`` tables through the workspace gateway (``[llm]`` settings)."""
-    return lambda spec, out_dir: make_llm_tables(spec, gateway, api_base, out_dir)
+def _llm_maker(
+    gateway: Any, api_base: str | None, on_preflight: Any
+) -> Callable[[Spec, Path, dict[str, TableResult]], LlmTables]:
+    """Makes a spec's LLM tables and columns through the workspace gateway (``[llm]`` settings)."""
+    return lambda spec, out_dir, engine: make_llm_data(spec, gateway, api_base, out_dir, engine, on_preflight)
 
 
 def _record_story(cand: Candidate, story: Any) -> None:
@@ -173,14 +172,14 @@ def _stage(
     workers: int | None,
     parent_dir: Path | None = None,
     max_drift: float | None = None,
-    make_llm: Callable[[Spec, Path], LlmTables] | None = None,
+    make_llm: Callable[[Spec, Path, dict[str, TableResult]], LlmTables] | None = None,
 ) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
     gen: GenerationResult = clock("generate", lambda: generate(spec, staging, workers=workers))
-    llm = clock("llm", lambda: make_llm(spec, staging)) if make_llm else LlmTables({}, [])
+    llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
     tables = {n: made[n] for n in spec.table_order()}
     rows = {n: t.rows for n, t in tables.items()}

@@ -16,6 +16,7 @@ from synthreg.generators.spec import Spec, apply_overrides, load_spec
 from synthreg.registry.checkout import ensure_local, read_manifest
 from synthreg.registry.disable import plan_removal, write_without
 from synthreg.registry.facts import file_facts
+from synthreg.registry.llm_tables import carry_llm
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
@@ -125,4 +126,5 @@ def _candidate(
         model=manifest.get("model") or manifest["generation"]["model"],
         params=manifest.get("params") or {},
         derivation={"steps": len(steps), "last": {k: v for k, v in step.items() if k != "ids"}},
+        llm=carry_llm(src, staging),
     )

@@ -52,9 +52,9 @@ DUCKDB_MEMORY_LIMIT = "1GB"
 EXAMPLES = 5
 
 _FAMILY = {"int": "number", "float": "number", "date": "time", "datetime": "time", "bool": "bool"}
-_FAMILY |= {"category": "string", "text": "string", "uuid": "string"}
+_FAMILY |= {"category": "string", "text": "string", "uuid": "string", "llm_text": "string"}
 _SQL_TYPE = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "date": "DATE", "datetime": "TIMESTAMP"}
-_SQL_TYPE |= {"category": "VARCHAR", "text": "VARCHAR", "uuid": "VARCHAR"}
+_SQL_TYPE |= {"category": "VARCHAR", "text": "VARCHAR", "uuid": "VARCHAR", "llm_text": "VARCHAR"}
 _FAMILY_SQL_TYPE = {"number": "DOUBLE", "time": "TIMESTAMP", "string": "VARCHAR", "bool": "BOOLEAN"}
 
 

@@ -82,6 +82,7 @@ _KINDS = {
     "category": "categorical",
     "bool": "categorical",
     "text": "text",
+    "llm_text": "text",
     "uuid": "text",
 }
 

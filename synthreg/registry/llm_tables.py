@@ -1,13 +1,19 @@
-"""Tables made by the LLM stage (a spec table with ``llm``): made at ``registry create``,
-replayed strictly from the version's ``llm_calls.jsonl`` by ``materialize`` and ``verify --rebuild``.
+"""What the LLM makes in a version: tables with ``llm`` (labeled text) and ``llm_text`` columns of
+engine tables. Made at ``registry create`` after the engine, replayed strictly from the version's
+``llm_calls.jsonl`` by ``materialize`` and ``verify --rebuild``.
 
-Each table's rows go to ``tables/<t>/part-00000.parquet`` (hashed like an engine table, so
+An LLM table's rows go to ``tables/<t>/part-00000.parquet`` (hashed like an engine table, so
 its digest enters the content digest); its rejects and plan to ``llm/<t>.rejects.parquet``
-and ``llm/<t>.plan.parquet``.
+and ``llm/<t>.plan.parquet``. An ``llm_text`` column is filled in the engine's part files,
+which are then re-hashed; its per-row provenance goes to ``llm/<t>.<column>.parquet``.
+
+One budget covers the whole version: each stage gets what the earlier ones left.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ from synthreg.errors import ConflictError, NotFoundError
 from synthreg.generators.engine import TableResult
 from synthreg.generators.spec import Spec
 
-__all__ = ["LlmTables", "make_llm_tables", "replay_llm_tables"]
+__all__ = ["LlmTables", "carry_llm", "llm_facts", "make_llm_data", "replay_llm_data"]
 
 
 @dataclass(frozen=True)
@@ -30,24 +36,82 @@ class LlmTables:
     api_base: str | None = None
 
 
-def make_llm_tables(spec: Spec, gateway: Any, api_base: str | None, out_dir: Path) -> LlmTables:
-    """Run every ``llm`` table of ``spec`` through ``gateway`` and write it under ``out_dir``.
+def make_llm_data(
+    spec: Spec,
+    gateway: Any,
+    api_base: str | None,
+    out_dir: Path,
+    engine: dict[str, TableResult],
+    on_preflight: Callable[[dict[str, Any]], None] | None = None,
+) -> LlmTables:
+    """Make ``spec``'s ``llm`` tables and fill its ``llm_text`` columns (in the engine's files
+    under ``out_dir``, listed in ``engine``) through ``gateway``.
 
-    Raises ``ConflictError`` when the budget ran out or samples have no answer: nothing is
-    written worth keeping, but the calls already made stay in the call store for a rerun.
+    ``on_preflight`` receives the estimate of the calls to make before any is made. Raises
+    ``ConflictError`` when the budget ran out or rows have no answer: nothing is written worth
+    keeping, but the calls already made stay in the call store for a rerun.
     """
+    columns = _column_rows(spec, engine)
+    if on_preflight is not None:
+        on_preflight(preflight(spec, gateway, api_base, columns))
+    keys: dict[str, None] = {}
+    tables, gateway = _make_tables(spec, gateway, api_base, out_dir, keys)
+    for name, rows in columns.items():
+        tables[name], gateway = _fill_columns(
+            spec, name, rows, gateway, api_base, out_dir, engine[name], keys
+        )
+    return LlmTables(tables, list(keys), api_base)
+
+
+def _spent(gateway: Any, calls: int, usd: float) -> Any:
+    """``gateway`` with ``calls`` and ``usd`` taken off its budget (the next stage gets the rest)."""
+    rest = copy.copy(gateway)
+    if gateway.max_calls is not None:
+        rest.max_calls = max(0, gateway.max_calls - calls)
+    if gateway.max_usd is not None:
+        rest.max_usd = max(0.0, gateway.max_usd - usd)
+    return rest
+
+
+def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[dict[str, Any]]]:
+    """Per table with ``llm_text`` columns, every row's values of the columns the prompts read."""
+    import pyarrow.parquet as pq
+
+    from synthreg.generators.llm.column_text import placeholders
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, column in spec.llm_columns():
+        llm = spec.tables[table].columns[column].llm
+        assert llm is not None
+        needed = set(placeholders(llm.prompt))
+        if table in out:
+            continue
+        for other, col in spec.tables[table].columns.items():
+            if col.llm is not None and other != column:
+                needed |= set(placeholders(col.llm.prompt))
+        names = [n for n in spec.tables[table].columns if n in needed]
+        out[table] = [
+            row for path in engine[table].files for row in pq.read_table(path, columns=names).to_pylist()
+        ]
+    return out
+
+
+def _make_tables(
+    spec: Spec, gateway: Any, api_base: str | None, out_dir: Path, keys: dict[str, None]
+) -> tuple[dict[str, TableResult], Any]:
+    """The ``llm`` tables, and the gateway with what they left of the budget."""
     import pyarrow.parquet as pq
 
     from synthreg.generators.llm.labeled import ROWS_SCHEMA, generate_labeled
 
     tables: dict[str, TableResult] = {}
-    keys: dict[str, None] = {}
     for name in spec.llm_tables():
         llm = spec.tables[name].llm
         assert llm is not None
         result = generate_labeled(llm, gateway, api_base=api_base)
+        gateway = _spent(gateway, result.calls, result.spent_usd)
         if result.budget_exhausted or result.missing:
-            raise ConflictError(_incomplete(name, result.budget_exhausted, len(result.missing)))
+            raise ConflictError(_incomplete(f"table '{name}'", result.budget_exhausted, len(result.missing)))
         path = out_dir / "tables" / name / "part-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(result.rows, path)
@@ -58,53 +122,139 @@ def make_llm_tables(spec: Spec, gateway: Any, api_base: str | None, out_dir: Pat
         hasher.update(result.rows)
         tables[name] = TableResult(name, hasher.rows, hasher.hexdigest(), (path,), ROWS_SCHEMA)
         keys.update(dict.fromkeys(result.call_keys))
-    return LlmTables(tables, list(keys), api_base)
+    return tables, gateway
 
 
-def _incomplete(table: str, budget_exhausted: bool, missing: int) -> str:
+def _fill_columns(
+    spec: Spec,
+    table: str,
+    rows: list[dict[str, Any]],
+    gateway: Any,
+    api_base: str | None,
+    out_dir: Path,
+    made: TableResult,
+    keys: dict[str, None],
+) -> tuple[TableResult, Any]:
+    """Fill ``table``'s ``llm_text`` columns in its part files, keep their provenance, re-hash;
+    return the table and the gateway with what the columns left of the budget."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthreg.generators.llm.column_text import fill_column
+
+    texts: dict[str, list[str | None]] = {}
+    for name, col in spec.tables[table].columns.items():
+        if col.llm is None:
+            continue
+        filled = fill_column(table, name, col.llm, rows, gateway, api_base)
+        gateway = _spent(gateway, filled.calls, filled.spent_usd)
+        if filled.budget_exhausted or filled.missing:
+            where = f"column '{table}.{name}'"
+            raise ConflictError(_incomplete(where, filled.budget_exhausted, len(filled.missing)))
+        (out_dir / "llm").mkdir(parents=True, exist_ok=True)
+        pq.write_table(filled.provenance, out_dir / "llm" / f"{table}.{name}.parquet")
+        texts[name] = filled.texts
+        keys.update(dict.fromkeys(filled.call_keys))
+    hasher = TableHasher(made.schema)
+    offset = 0
+    for path in made.files:
+        part = pq.read_table(path)
+        n = part.num_rows
+        for name, values in texts.items():
+            i = part.schema.get_field_index(name)
+            part = part.set_column(
+                i, part.schema.field(i), pa.array(values[offset : offset + n], pa.string())
+            )
+        pq.write_table(part, path)
+        hasher.update(part)
+        offset += n
+    return TableResult(table, hasher.rows, hasher.hexdigest(), made.files, made.schema), gateway
+
+
+def _incomplete(where: str, budget_exhausted: bool, missing: int) -> str:
     why = "the LLM budget ran out" if budget_exhausted else "some calls failed"
     return (
-        f"table '{table}': {why} and {missing} sample(s) have no answer; nothing was registered. "
+        f"{where}: {why} and {missing} row(s) have no answer; nothing was registered. "
         "The answered calls are recorded: raise [llm] max_usd / max_calls (or fix the server) "
         "and run the same 'registry create' again to make only the missing ones"
     )
 
 
-def replay_llm_tables(vdir: Path, spec: Spec, out_dir: Path) -> LlmTables:
-    """Remake ``spec``'s ``llm`` tables from ``vdir/llm_calls.jsonl`` alone (replay-strict: no call)."""
+def replay_llm_data(vdir: Path, spec: Spec, out_dir: Path, engine: dict[str, TableResult]) -> LlmTables:
+    """Remake ``spec``'s ``llm`` tables and ``llm_text`` columns from ``vdir/llm_calls.jsonl`` alone
+    (replay-strict: no call)."""
     from synthreg.generators.llm import CallStore, FakeBackend, Gateway
     from synthreg.registry.checkout import read_manifest
 
     calls = vdir / "llm_calls.jsonl"
     if not calls.is_file():
         raise NotFoundError(
-            f"{calls} is missing: the version's LLM tables cannot be replayed without their calls; "
+            f"{calls} is missing: the version's LLM data cannot be replayed without its calls; "
             "restore it from git (it is committed with the version)"
         )
-    generation = read_manifest(vdir).get("generation") or {}
+    facts = llm_facts(read_manifest(vdir)) or {}
     store = CallStore.open(calls)
     try:
         # replay-strict never calls its backend: any will do.
         gateway = Gateway(store, FakeBackend(), mode="replay-strict")
-        return make_llm_tables(spec, gateway, generation.get("llm_api_base"), out_dir)
+        return make_llm_data(spec, gateway, facts.get("api_base"), out_dir, engine)
     finally:
         store.close()
 
 
-def preflight(spec: Spec, gateway: Any, api_base: str | None) -> dict[str, Any]:
-    """What the LLM tables will cost before any call: calls not yet recorded, tokens, USD.
+def llm_facts(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """What replaying a version's LLM calls needs: ``call_keys`` and the ``api_base`` the requests
+    named. A created version records them with its generation; a rollback or a disable carries
+    its source's (manifest ``llm``)."""
+    generation = manifest.get("generation") or {}
+    if generation.get("llm_call_keys"):
+        return {"call_keys": generation["llm_call_keys"], "api_base": generation.get("llm_api_base")}
+    carried: dict[str, Any] | None = manifest.get("llm")
+    return carried
 
-    Generation calls only (a judge's calls depend on the answers); tokens are the
-    gateway's estimate (characters / 4) and prices come from the pinned table.
+
+def carry_llm(src: Path, staging: Path) -> dict[str, Any] | None:
+    """Copy a source version's call slice and LLM side tables (``llm/``) into ``staging``, for a
+    version made from it without generating (rollback, disable); return its replay facts."""
+    import shutil
+
+    from synthreg.registry.checkout import read_manifest
+
+    facts = llm_facts(read_manifest(src))
+    if facts is None:
+        return None
+    if (src / "llm_calls.jsonl").is_file():
+        shutil.copy2(src / "llm_calls.jsonl", staging / "llm_calls.jsonl")
+    if (src / "llm").is_dir():
+        shutil.copytree(src / "llm", staging / "llm")
+    return facts
+
+
+def preflight(
+    spec: Spec, gateway: Any, api_base: str | None, columns: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """What the LLM data will cost before any call: calls not yet recorded, tokens, USD.
+
+    Generation calls only (judge and repair calls depend on the answers); tokens are the
+    gateway's estimate (characters / 4) and prices come from the pinned table. ``columns``
+    holds the rows each table's ``llm_text`` prompts read.
     """
+    from synthreg.generators.llm.column_text import column_requests
     from synthreg.generators.llm.labeled import make_plan, render_requests
 
-    totals = {"calls": 0, "cached": 0, "est_prompt_tokens": 0, "est_completion_tokens": 0, "est_usd": 0.0}
-    unpriced: set[str] = set()
+    batches = []
     for name in spec.llm_tables():
         llm = spec.tables[name].llm
         assert llm is not None
-        estimate = gateway.preflight(render_requests(llm, make_plan(llm), api_base))
+        batches.append(render_requests(llm, make_plan(llm), api_base))
+    for table, column in spec.llm_columns():
+        col = spec.tables[table].columns[column].llm
+        assert col is not None
+        batches.append(column_requests(table, column, col, columns[table], api_base))
+    totals = {"calls": 0, "cached": 0, "est_prompt_tokens": 0, "est_completion_tokens": 0, "est_usd": 0.0}
+    unpriced: set[str] = set()
+    for requests in batches:
+        estimate = gateway.preflight(requests)
         for key in totals:
             totals[key] += getattr(estimate, key)
         unpriced |= set(estimate.unpriced_models)

@@ -47,13 +47,14 @@ def materialize_into(vdir: Path, out_dir: Path) -> str:
 
 
 def _generate(vdir: Path, spec: Spec, out_dir: Path) -> str:
-    """The engine's tables, then the LLM tables replayed from the version's calls; the content digest."""
+    """The engine's tables, then the LLM tables and columns replayed from the version's calls;
+    the content digest."""
     gen = generate(spec, out_dir)
-    if not spec.llm_tables():
+    if not spec.uses_llm():
         return gen.content_digest
-    from synthreg.registry.llm_tables import replay_llm_tables
+    from synthreg.registry.llm_tables import replay_llm_data
 
-    llm = replay_llm_tables(vdir, spec, out_dir)
+    llm = replay_llm_data(vdir, spec, out_dir, gen.tables)
     return combine_digests({n: t.digest for n, t in {**gen.tables, **llm.tables}.items()})
 
 

@@ -64,7 +64,7 @@ _TOKEN_RE = re.compile(
       | (?P<punct>[(),-])""",
     re.VERBOSE,
 )
-_STRING_TYPES = ("category", "text", "uuid")
+_STRING_TYPES = ("category", "text", "uuid", "llm_text")
 _INT64_MAX = 2**63 - 1
 _VALUE_HINT = "expected a value (a number, a 'quoted string', TRUE or FALSE)"
 

@@ -143,6 +143,7 @@ class Candidate:
     derived_from: int | None = None
     derivation: dict[str, Any] | None = None
     generation: dict[str, Any] | None = None  # facts of a generation run (create only)
+    llm: dict[str, Any] | None = None  # replay facts carried from the source version (rollback, disable)
     quality: dict[str, Any] | None = None  # quality metrics (quality.json), when measured
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -459,6 +460,7 @@ def build_manifest(
         "files": cand.files,
         "params": cand.params,
         "generation": generation or None,
+        **({"llm": cand.llm} if cand.llm else {}),
         "validation": cand.validation_summary,
         "dvc": {"stage": ctx.stage_name, "md5": dvc_md5},
         "mlflow": {"run_id": run_id, "experiment": f"synthreg/{cand.name}"},

@@ -18,6 +18,7 @@ from synthreg.errors import ConflictError, UsageError
 from synthreg.generators.spec import load_spec
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.checkout import ensure_local, read_manifest
+from synthreg.registry.llm_tables import carry_llm
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import Ref, check_name
@@ -111,6 +112,7 @@ def _candidate(
         if (src / extra).exists():
             shutil.copy2(src / extra, staging / extra)
     validation = json.loads((src / "validation.json").read_text())
+    llm = carry_llm(src, staging)
     return Candidate(
         name=name,
         action="rollback",
@@ -128,5 +130,6 @@ def _candidate(
         message=reason or f"rollback to v{target.number}",
         restored_from=target.number,
         derivation=manifest.get("derivation"),
+        llm=llm,
         details={"reason": reason, "forced": force} if force else {"reason": reason},
     )

@@ -249,6 +249,15 @@ def _column_plan(name: str, col: Column, table: Table) -> list[Planned]:
         )
     elif col.type == "category":
         planned.append(_planned("ExpectColumnValuesToBeInSet", name, value_set=col.categories))
+    elif col.type == "llm_text" and col.llm is not None:
+        planned.append(
+            _planned(
+                "ExpectColumnValueLengthsToBeBetween",
+                name,
+                min_value=col.llm.min_length,
+                max_value=col.llm.max_length,
+            )
+        )
     elif col.type == "bool":
         planned.append(_planned("ExpectColumnValuesToBeInSet", name, value_set=[True, False]))
     if col.unique or name == table.primary_key:

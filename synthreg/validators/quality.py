@@ -182,7 +182,7 @@ def _table_metrics(con: duckdb.DuckDBPyConnection, table: Table, parts: TablePar
         metrics = {"type": col.type, **_nulls(rows - non_null[name], rows, col.null_rate)}
         if col.type in ("category", "bool") or col.label:
             metrics |= _proportions(con, name, col)
-        if col.type == "text":
+        if col.type in ("text", "llm_text"):
             metrics["text"] = _text_metrics(con, parts, name, col, label if label != name else None)
         columns[name] = metrics
     return {
@@ -260,6 +260,8 @@ def _proportions(con: duckdb.DuckDBPyConnection, name: str, col: Column) -> dict
 
 
 def _is_free_text(col: Column) -> bool:
+    if col.type == "llm_text":
+        return True
     return col.type == "text" and col.pattern is None and col.vocab not in STRUCTURED_VOCABS
 
 

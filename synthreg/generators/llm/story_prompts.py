@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthreg.generators.llm.story_lock import Locked, ident
-from synthreg.generators.spec import COLUMN_TYPES, DISTRIBUTIONS, VOCABULARIES
+from synthreg.generators.spec import DISTRIBUTIONS, VOCABULARIES
+from synthreg.generators.spec import ENGINE_COLUMN_TYPES as COLUMN_TYPES
 
 __all__ = [
     "COLUMNS",

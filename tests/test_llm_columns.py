@@ -1,0 +1,267 @@
+"""``llm_text`` columns inside a tabular table: ``orders.review`` written by an LLM from each
+order's own ``rating``, ``product`` and ``price``, through litellm and the loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import LLM_MODEL
+from llm_server import LLMServer
+from typer.testing import CliRunner
+
+import synthreg
+from synthreg.cli.app import app
+from synthreg.datacards.croissant import card_schema
+from synthreg.errors import SpecError
+from synthreg.generators.llm.column_text import LlmTextColumn, column_requests, placeholders
+from synthreg.generators.spec import apply_overrides, parse_spec
+
+runner = CliRunner()
+PROMPT = "Write a short review of a {product} bought for {price:.2f} EUR and rated {rating} of 5."
+
+
+def spec_dict(rows: int = 30, **llm: Any) -> dict[str, Any]:
+    review = {"prompt": PROMPT, "models": [LLM_MODEL], "min_length": 5, "max_length": 300, **llm}
+    return {
+        "seed": 3,
+        "tables": {
+            "users": {
+                "rows": 10,
+                "primary_key": "user_id",
+                "columns": {"user_id": {"type": "int"}, "plan": {"type": "category", "values": ["a", "b"]}},
+            },
+            "orders": {
+                "rows": rows,
+                "primary_key": "order_id",
+                "columns": {
+                    "order_id": {"type": "int"},
+                    "user_id": {"type": "int", "foreign_key": "users.user_id"},
+                    "rating": {"type": "int", "min": 1, "max": 5},
+                    "product": {"type": "category", "values": ["lamp", "kettle", "chair"]},
+                    "price": {"type": "float", "min": 5, "max": 200, "decimals": 2},
+                    "review": {"type": "llm_text", "llm": review},
+                },
+            },
+        },
+    }
+
+
+def _asked(body: dict[str, Any]) -> tuple[str, str]:
+    """(product, rating) the row's first user message asks about."""
+    found = re.search(r"of a (\w+) bought .* rated (\d) of 5", body["messages"][1]["content"])
+    assert found, body["messages"]
+    return found.group(1), found.group(2)
+
+
+def review_answer(body: dict[str, Any]) -> str:
+    """A review that repeats the product and rating it was asked for (distinct per request)."""
+    product, rating = _asked(body)
+    unique = hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:10]
+    return json.dumps({"text": f"{rating}/5 for this {product} ({unique})"})
+
+
+def write_spec(tmp_path: Path, spec: dict[str, Any]) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def create(root: Path, spec_file: Path, *extra: str) -> Any:
+    return runner.invoke(app, ["-C", str(root), "create", "shop", "--spec", str(spec_file), "--json", *extra])
+
+
+def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    server.answer = review_answer
+    result = create(root, write_spec(tmp_path, spec_dict()))
+    assert result.exit_code == 0, result.output
+    assert "LLM pre-flight: 30 calls to make (0 already recorded)" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "approved" and data["rows"] == {"users": 10, "orders": 30}
+    vdir = root / data["path"]
+    orders = pq.read_table(vdir / "tables" / "orders").to_pylist()
+    assert len(orders) == 30 and server.count == 30
+    for row in orders:  # conditioned on the row's own values
+        assert row["review"].startswith(f"{row['rating']}/5 for this {row['product']} (")
+    provenance = pq.read_table(vdir / "llm" / "orders.review.parquet")
+    assert provenance.column("row").to_pylist() == list(range(30))
+    assert all(provenance.column("ok").to_pylist())
+    assert set(provenance.column("model_requested").to_pylist()) == {LLM_MODEL}
+    keys = json.loads((vdir / "manifest.json").read_text())["generation"]["llm_call_keys"]
+    assert keys == provenance.column("call_key").to_pylist()
+    assert len((vdir / "llm_calls.jsonl").read_text().splitlines()) == 30
+    validation = json.loads((vdir / "validation.json").read_text())
+    lengths = [c for c in validation["checks"] if c.get("column") == "review" and "length" in c["check"]]
+    assert lengths and all(c["success"] for c in lengths)
+    card = json.loads((vdir / "datacard.json").read_text())
+    jsonschema.Draft202012Validator(card_schema()).validate(card)
+    quality = json.loads((vdir / "quality.json").read_text())["tables"]["orders"]["columns"]["review"]
+    assert quality["text"]["scored"] and quality["text"]["values"] == 30  # free-text metrics apply
+    server.stop()
+    report = synthreg.open(root).verify(f"shop@v{data['version']}", rebuild=True)
+    assert report.ok, report
+
+
+def test_unusable_answers_get_one_repair_call_then_a_null_and_a_rejected_version(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+
+    def answer(body: dict[str, Any]) -> str:
+        _, rating = _asked(body)
+        repair = len(body["messages"]) > 2
+        if rating == "1":  # never usable: not JSON, and not JSON again when asked to repair
+            return "I would rather not"
+        if rating == "2" and not repair:  # too short at first, fine once repaired
+            return json.dumps({"text": "ok"})
+        return review_answer(body)
+
+    server.answer = answer
+    result = create(root, write_spec(tmp_path, spec_dict()))
+    assert result.exit_code == 3, result.output  # recorded, rejected by the not-null check
+    assert synthreg.open(root).list()[0]["latest_status"] == "rejected"
+    vdir = root / "data" / "shop" / "v1"
+    orders = pq.read_table(vdir / "tables" / "orders").to_pylist()
+    prov = pq.read_table(vdir / "llm" / "orders.review.parquet").to_pylist()
+    ones = [i for i, r in enumerate(orders) if r["rating"] == 1]
+    twos = [i for i, r in enumerate(orders) if r["rating"] == 2]
+    assert ones and twos
+    assert server.count == 30 + len(ones) + len(twos)  # one repair call per unusable answer
+    for i in ones:
+        assert orders[i]["review"] is None
+        assert prov[i]["ok"] is False and prov[i]["attempt"] == "repair#1"
+        assert "not valid JSON" in prov[i]["reason"] and "after repair" in prov[i]["reason"]
+        assert prov[i]["content"] == "I would rather not"
+    for i in twos:
+        assert orders[i]["review"].startswith("2/5 for this")
+        assert prov[i]["ok"] is True and prov[i]["attempt"] == "repair#1"
+    validation = json.loads((vdir / "validation.json").read_text())
+    failed = {c["check"] for c in validation["checks"] if c.get("column") == "review" and not c["success"]}
+    assert failed == {"expect_column_values_to_not_be_null"}
+
+
+def test_budget_runs_out_registers_nothing_and_a_rerun_makes_only_the_missing_calls(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    server.answer = review_answer
+    spec_file = write_spec(tmp_path, spec_dict(rows=12))
+    result = create(root, spec_file, "--max-calls", "5")
+    assert result.exit_code == 5, result.output
+    assert "column 'orders.review'" in result.output and "budget" in result.output
+    assert synthreg.open(root).list() == [] and server.count == 5
+    result = create(root, spec_file)
+    assert result.exit_code == 0, result.output
+    assert "LLM pre-flight: 7 calls to make (5 already recorded)" in result.stderr
+    assert server.count == 12
+
+
+def test_no_model_configured_exits_2_before_generating(workspace: Path, tmp_path: Path) -> None:
+    result = create(workspace, write_spec(tmp_path, spec_dict()))
+    assert result.exit_code == 2, result.output
+    assert "[llm] model" in result.output
+    assert synthreg.open(workspace).list() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        ({"prompt": "About {colour}"}, r"review\.llm\.prompt", r"\{colour\} is not a column of orders"),
+        ({"prompt": "About {review}"}, r"review\.llm\.prompt", r"another llm_text column"),
+        ({"prompt": "About {0}"}, r"review\.llm", r"not a column name"),
+        ({"prompt": "About {rating"}, r"review\.llm", r"literal braces"),
+        ({"max_rows": 10}, r"tables\.orders\.rows", r"30 LLM calls.*max_rows \(10\)"),
+        ({"models": ["gpt-4o"]}, r"review\.llm\.models", r"provider-qualified"),
+        ({"min_length": 50, "max_length": 10}, r"review\.llm", r"swap them"),
+        ({"temprature": 0.5}, r"review\.llm", r"unknown key 'temprature'.*temperature"),
+    ],
+)
+def test_bad_llm_text_columns_are_spec_errors(change: dict[str, Any], where: str, message: str) -> None:
+    with pytest.raises(SpecError, match=f"(?s){where}.*{message}"):
+        parse_spec(spec_dict(**change), "shop.yaml")
+
+
+def test_llm_key_belongs_to_llm_text_columns_only() -> None:
+    spec = spec_dict()
+    review = spec["tables"]["orders"]["columns"]["review"]
+    spec["tables"]["orders"]["columns"]["review"] = {"type": "llm_text"}
+    with pytest.raises(SpecError, match=r"llm_text column needs 'llm'"):
+        parse_spec(spec, "shop.yaml")
+    spec["tables"]["orders"]["columns"]["review"] = {
+        "type": "llm_text",
+        "llm": review["llm"],
+        "vocab": "city",
+    }
+    with pytest.raises(SpecError, match=r"written by the LLM alone: remove vocab"):
+        parse_spec(spec, "shop.yaml")
+    spec["tables"]["orders"]["columns"]["review"] = {"type": "int", "llm": review["llm"]}
+    with pytest.raises(SpecError, match=r"'llm' .* applies to llm_text columns, not int"):
+        parse_spec(spec, "shop.yaml")
+
+
+def test_bad_spec_exits_2_and_scaling_past_max_rows_is_refused(workspace: Path, tmp_path: Path) -> None:
+    result = create(workspace, write_spec(tmp_path, spec_dict(prompt="About {colour}")))
+    assert result.exit_code == 2, result.output
+    assert "colour" in result.output
+    spec = parse_spec(spec_dict(max_rows=40), "shop.yaml")
+    assert apply_overrides(spec, scale=1.2).tables["orders"].rows == 36
+    with pytest.raises(SpecError, match=r"max_rows \(40\)"):
+        apply_overrides(spec, scale=2)
+
+
+def test_requests_are_keyed_per_row_rotate_models_and_render_formats() -> None:
+    col = LlmTextColumn(prompt="{a:.1f} and {b} {{literal}}", models=["p/m1", "p/m2"], seed=4)
+    assert placeholders(col.prompt) == ["a", "b"]
+    rows = [{"a": 1.25, "b": "x"}, {"a": 1.25, "b": "x"}, {"a": 2.0, "b": None}]
+    requests = column_requests("t", "c", col, rows, None)
+    assert [r.row_id for r in requests] == ["t.c:0", "t.c:1", "t.c:2"]
+    assert [r.model for r in requests] == ["p/m1", "p/m2", "p/m1"]
+    assert requests[0].messages[1]["content"] == "1.2 and x {literal}"
+    assert requests[2].messages[1]["content"] == "2.0 and unknown {literal}"
+    assert len({r.key for r in requests}) == 3  # equal prompts never collapse to one answer
+    again = column_requests("t", "c", col, rows, None)
+    assert [r.key for r in again] == [r.key for r in requests]
+    assert [r.seed for r in requests] != [
+        r.seed for r in column_requests("t", "c", col.model_copy(update={"seed": 5}), rows, None)
+    ]
+
+
+def test_disable_and_rollback_of_an_llm_version_still_rebuild_without_a_server(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    server.answer = review_answer
+    assert create(root, write_spec(tmp_path, spec_dict())).exit_code == 0
+    reg = synthreg.open(root)
+    derived = reg.disable("shop@v1", table="orders", where="rating = 1", reason="one-star reviews withheld")
+    restored = reg.rollback("shop", 1, reason="back to all reviews")
+    calls = server.count
+    server.stop()
+    for number in (derived.version, restored.version):
+        vdir = root / "data" / "shop" / f"v{number}"
+        assert (vdir / "llm_calls.jsonl").is_file() and (vdir / "llm" / "orders.review.parquet").is_file()
+        assert json.loads((vdir / "manifest.json").read_text())["llm"]["api_base"] == server_base(root)
+        report = reg.verify(f"shop@v{number}", rebuild=True)
+        assert report.ok, report
+    orders = pq.read_table(root / "data" / "shop" / f"v{derived.version}" / "tables" / "orders").to_pylist()
+    assert orders and all(r["rating"] != 1 and r["review"].startswith(f"{r['rating']}/5") for r in orders)
+    diff = reg.diff("shop@v1", f"shop@v{derived.version}")
+    assert diff["tables"]["orders"]["columns"]["review"]["type"] == "llm_text"
+    assert "orders.review" in diff["summary"]["changed_columns"]  # the one-star reviews are gone
+    assert calls == 30  # no call was made after create
+
+
+def server_base(root: Path) -> str:
+    import tomllib
+
+    return str(tomllib.loads((root / "registry.toml").read_text())["llm"]["api_base"])
