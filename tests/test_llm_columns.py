@@ -3,6 +3,7 @@ order's own ``rating``, ``product`` and ``price``, through litellm and the loopb
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -265,3 +266,66 @@ def server_base(root: Path) -> str:
     import tomllib
 
     return str(tomllib.loads((root / "registry.toml").read_text())["llm"]["api_base"])
+
+
+def long_answer(body: dict[str, Any]) -> str | None:
+    """Text long enough for the examples' length bounds; the judge keeps the server's answer."""
+    schema = body["response_format"]["json_schema"]
+    if "reasoning" not in schema["schema"]["properties"] or "label" in schema["schema"]["properties"]:
+        return None if "label" in schema["schema"]["properties"] else review_like(body)
+    unique = hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:12]
+    return json.dumps(
+        {"text": f"Thanks for waiting, we have sorted it out for you ({unique}).", "reasoning": "ok"}
+    )
+
+
+def review_like(body: dict[str, Any]) -> str:
+    unique = hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:12]
+    return json.dumps({"text": f"It does what it says and arrived on time ({unique})."})
+
+
+@pytest.mark.parametrize(
+    ("example", "rows"), [("shop_reviews.yaml", "orders=25"), ("support_replies.yaml", "replies=8")]
+)
+def test_llm_examples_create_through_the_loopback_server(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path, example: str, rows: str
+) -> None:
+    root, server = llm_workspace
+    server.answer = long_answer
+    text = (Path(__file__).resolve().parents[1] / "examples" / "llm" / example).read_text()
+    # The loopback server speaks the OpenAI protocol only: the Anthropic model goes through it by name.
+    spec_file = tmp_path / example
+    spec_file.write_text(text.replace("anthropic/claude-3-5-haiku-20241022", "openai/claude-3-5-haiku"))
+    result = create(root, spec_file, "--rows", rows)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    table, count = rows.split("=")
+    assert data["status"] == "approved" and data["rows"][table] == int(count)
+    models = {body["model"] for body in server.requests}
+    assert len(models) == 2 if example == "shop_reviews.yaml" else len(models) >= 2  # rotated per row
+
+
+def test_the_api_key_is_in_no_written_file(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key reaches the server, and no file of the workspace (git objects inflated), the call
+    store, the MLflow DB or its artifacts holds it."""
+    import zlib
+
+    from conftest import LLM_KEY_ENV
+
+    secret = "sk-test-COLUMNSECRET4242"
+    monkeypatch.setenv(LLM_KEY_ENV, secret)
+    root, server = llm_workspace
+    server.answer = review_answer
+    assert create(root, write_spec(tmp_path, spec_dict(rows=6))).exit_code == 0
+    assert all(h.get("Authorization") == f"Bearer {secret}" for h in server.headers)
+    mlflow_db = Path(mlflow_uri.removeprefix("sqlite:///"))
+    files = [p for p in [*root.rglob("*"), *mlflow_db.parent.rglob("*")] if p.is_file()]
+    assert any(p.name == "calls.sqlite" for p in files) and mlflow_db in files
+    for path in files:
+        data = path.read_bytes()
+        if ".git" in path.parts and "objects" in path.parts:
+            with contextlib.suppress(zlib.error):  # pack files and indexes: scanned as they are
+                data = zlib.decompress(data)
+        assert secret.encode() not in data, path
