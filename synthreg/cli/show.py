@@ -1,4 +1,4 @@
-"""``registry show REF [--json]``."""
+"""``registry show REF [--spec] [--json]``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,25 @@ from synthreg.cli.common import emit_json, handles_errors, workspace_path
 def show(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NAME, NAME@vN or NAME@ALIAS (NAME means NAME@current).")],
+    spec: Annotated[
+        bool, typer.Option("--spec", help="Print the frozen spec.yaml too (story versions always do).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show everything recorded about a version."""
-    import synthreg
+    """Show everything recorded about a version.
 
-    info = synthreg.open(workspace_path(ctx)).show(ref)
+    A version made from a story (``create --story``) also shows the story and its frozen spec;
+    ``--spec`` shows the frozen spec of any version. With ``--json`` they are ``story`` (None for
+    a spec version) and ``spec_yaml``."""
+    import synthreg
+    from synthreg.registry.query import frozen_spec
+
+    reg = synthreg.open(workspace_path(ctx))
+    info = reg.show(ref)
+    made_from = frozen_spec(reg.root / info["path"])
+    info["story"] = made_from["story"]
+    if spec or made_from["story"] is not None:
+        info["spec_yaml"] = made_from["spec_yaml"]
     if as_json:
         emit_json(info)
     else:
@@ -63,3 +76,18 @@ def _render(info: dict[str, Any]) -> None:
     ]:
         facts.add_row(f"[dim]{key}[/dim]", str(value))
     console.print(facts)
+    if info.get("story") is not None:
+        _section(console, "Story", info["story"].rstrip("\n"))
+    if "spec_yaml" in info:
+        where = f"{info['path']}/spec.yaml"
+        text = info["spec_yaml"] if info["spec_yaml"] is not None else f"(no {where} in the workspace)"
+        _section(console, f"Spec (frozen, {where})", text.rstrip("\n"))
+
+
+def _section(console: Any, title: str, text: str) -> None:
+    """A titled block printed verbatim: no markup, no highlighting, no wrapping."""
+    from rich.markup import escape
+
+    console.print()
+    console.print(f"[bold]{escape(title)}[/bold]")
+    console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)

@@ -31,9 +31,23 @@ def draft(
     story: Annotated[str | None, typer.Option(help="The dataset in plain language.")] = None,
     story_file: Annotated[Path | None, typer.Option(help="A file holding the story.")] = None,
     seed: Annotated[int, typer.Option(help="Seed passed to the provider (best effort).")] = 0,
+    max_usd: Annotated[
+        float | None, typer.Option("--max-usd", help="Stop the draft past this cost (overrides [llm]).")
+    ] = None,
+    max_calls: Annotated[
+        int | None,
+        typer.Option("--max-calls", help="Stop the draft after this many calls (overrides [llm])."),
+    ] = None,
 ) -> None:
-    """Draft a spec from a story with the configured LLM; print it as YAML (nothing is registered)."""
+    """Draft a spec from a story with the configured LLM; print it as YAML (nothing is registered).
+
+    The budget ([llm] max_usd / max_calls, or the options) caps the whole draft; a rerun after
+    it ran out reuses the recorded calls."""
     from synthreg.registry.story import draft as draft_story
 
-    result = draft_story(open_registry(ctx).workspace, read_story(story, story_file), seed=seed)
+    if (max_usd is not None and max_usd < 0) or (max_calls is not None and max_calls < 0):
+        raise UsageError("--max-usd and --max-calls must be >= 0")
+    budget = {k: v for k, v in (("max_usd", max_usd), ("max_calls", max_calls)) if v is not None}
+    story_text = read_story(story, story_file)
+    result = draft_story(open_registry(ctx).workspace, story_text, seed=seed, budget=budget)
     typer.echo(result.spec_yaml, nl=False)

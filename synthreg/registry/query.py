@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
@@ -10,7 +13,10 @@ from synthreg.errors import NotFoundError, VersionNotFoundError
 from synthreg.registry.refs import Ref
 from synthreg.registry.store import Alias, Dataset, GenerationRun, Version
 
-__all__ = ["aliases_of", "describe_version", "list_datasets", "resolve"]
+__all__ = ["aliases_of", "describe_version", "frozen_spec", "list_datasets", "resolve"]
+
+# A story version's prompt: "# story\n<story>", then each call's prompt ("# story.tables gen (template ...")
+_STORY_PROMPT = re.compile(r"\A# story\n(.*?)(?:\n\n# story\.\w+ \S+ \(template |\Z)", re.S)
 
 
 def _versions(session: Session, dataset: Dataset) -> list[Version]:
@@ -134,3 +140,25 @@ def describe_version(session: Session, dataset: Dataset, version: Version) -> di
             for v in _versions(session, dataset)
         ],
     }
+
+
+def frozen_spec(version_dir: Path) -> dict[str, str | None]:
+    """What a version was made from, read from its directory: ``spec_yaml`` (the frozen
+    ``spec.yaml``) and ``story`` (the plain-language story, for a version made with
+    ``create --story``; None otherwise). A file that is missing gives None."""
+    spec_path = version_dir / "spec.yaml"
+    spec_yaml = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None
+    return {"story": _story(version_dir / "manifest.json"), "spec_yaml": spec_yaml}
+
+
+def _story(manifest_path: Path) -> str | None:
+    """The story of a story version: its manifest's ``generation`` has the draft's ``llm_steps``
+    and a prompt that starts with the story (``registry.create._record_story``)."""
+    if not manifest_path.is_file():
+        return None
+    generation = json.loads(manifest_path.read_text(encoding="utf-8")).get("generation") or {}
+    prompt = generation.get("prompt")
+    if not generation.get("llm_steps") or not isinstance(prompt, str):
+        return None
+    found = _STORY_PROMPT.match(prompt)
+    return found.group(1) if found else None

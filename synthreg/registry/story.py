@@ -50,7 +50,12 @@ def gateway_for(
 def draft(
     ws: Workspace, story: str, *, seed: int = 0, mode: str = "live", budget: dict[str, Any] | None = None
 ) -> Any:
-    """Draft a spec from a plain-language story (returns the stage's StoryResult)."""
+    """Draft a spec from a plain-language story (returns the stage's StoryResult).
+
+    ``budget`` (``max_usd`` / ``max_calls``, overriding ``[llm]``) caps the whole draft, every
+    step and repair together; when it runs out the draft stops with a ``UsageError`` and the
+    calls made so far stay in the call store, so a rerun resumes without paying for them again.
+    """
     if not story.strip():
         raise UsageError("the story is empty: describe the dataset, e.g. 'a fitness app with 50k users'")
     gateway = gateway_for(ws, mode, **(budget or {}))

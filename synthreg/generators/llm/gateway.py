@@ -25,6 +25,7 @@ completed with ``budget_exhausted`` set. Everything recorded survives for a resu
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -249,6 +250,21 @@ class Gateway:
         """The request followed by one request per fallback route (each with its own key)."""
         routes = [f if isinstance(f, Route) else Route(f, request.api_base) for f in self.fallbacks]
         return [request, *(replace(request, model=r.model, api_base=r.api_base) for r in routes)]
+
+    def rest_of_budget(self, *used: RunResult) -> Gateway:
+        """A copy of this gateway whose budget is what the ``used`` runs left of it.
+
+        For work split over several ``run`` calls that shares one budget (a judge pass after
+        generation, the steps of a story draft): pass each earlier run, or chain the copies.
+        Backend requests count, retries included (conservative); cache hits are free. The
+        copy shares the store, backend and concurrency limits; an unlimited budget stays so.
+        """
+        rest = copy.copy(self)
+        if self.max_calls is not None:
+            rest.max_calls = max(0, self.max_calls - sum(r.calls for r in used))
+        if self.max_usd is not None:
+            rest.max_usd = max(0.0, self.max_usd - sum(r.spent_usd for r in used))
+        return rest
 
     def limit_for(self, model: str, api_base: str | None = None) -> int:
         """The current concurrency limit for an endpoint+model (halved by each 429)."""

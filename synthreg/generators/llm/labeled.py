@@ -30,7 +30,6 @@ in ``run_log``.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
 from collections import defaultdict
@@ -160,7 +159,7 @@ def generate_labeled(
     cells = {row["sample_id"]: row for row in plan.to_pylist()}
     state = _collect(gateway, cells, requests, gen)
     judged = judge_requests(spec, state.rows, api_base)
-    judge = _rest_of_budget(gateway, gen).run(judged) if judged else None
+    judge = gateway.rest_of_budget(gen).run(judged) if judged else None
     if judge is not None:
         _apply_judge(spec, state, judged, judge)
     rows = flag_rows(pa.Table.from_pylist(_with_defaults(state.rows), schema=ROWS_SCHEMA), spec)
@@ -182,16 +181,6 @@ def generate_labeled(
         spent_usd=round(sum(r.spent_usd for r in runs), 10),
         judge_agreement=sum(verdicts) / len(verdicts) if verdicts else None,
     )
-
-
-def _rest_of_budget(gateway: Gateway, used: RunResult) -> Gateway:
-    """The gateway with what the generation pass left of its budget (HTTP requests count: conservative)."""
-    rest = copy.copy(gateway)
-    if gateway.max_calls is not None:
-        rest.max_calls = max(0, gateway.max_calls - used.calls)
-    if gateway.max_usd is not None:
-        rest.max_usd = max(0.0, gateway.max_usd - used.spent_usd)
-    return rest
 
 
 def _answers(requests: Sequence[CallRequest], run: RunResult) -> list[Result | None]:

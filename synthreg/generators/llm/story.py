@@ -141,6 +141,8 @@ def draft_spec(
     Raises ``UsageError`` for an empty model or story, ``SpecError`` when the answers do not
     make a valid spec even after repairs and fixes, ``BackendError`` when no model answered,
     and the gateway's ``CallNotRecordedError`` in replay-strict mode for a call not recorded.
+    The gateway's budget caps the whole draft (every step and repair together); when it runs
+    out, ``UsageError`` says so, and the calls made so far stay recorded for a resume.
     """
     _check_args(story, model, seed, max_repairs)
     locked = lock_story(story)
@@ -176,7 +178,11 @@ def _check_args(story: str, model: str, seed: int, max_repairs: int) -> None:
 
 
 class _Run:
-    """The calls of one ``draft_spec``: the steps' conversations, repairs and logs."""
+    """The calls of one ``draft_spec``: the steps' conversations, repairs and logs.
+
+    The gateway's ``max_calls`` / ``max_usd`` hold for the whole draft: each run gets what the
+    earlier runs left (``Gateway.rest_of_budget``).
+    """
 
     def __init__(self, gateway: Gateway, model: str, api_base: str | None, seed: int, max_repairs: int):
         self.gateway, self.model, self.api_base = gateway, model, api_base
@@ -185,6 +191,7 @@ class _Run:
         self.call_keys: list[str] = []
         self.prompts: list[str] = []
         self.models: list[str] = []
+        self.calls, self.spent_usd = 0, 0.0
 
     def answer(self, name: str) -> dict[str, Any]:
         return self.steps[name].answer or {}
@@ -305,10 +312,14 @@ class _Run:
 
     def _call(self, batch: list[tuple[_Step, CallRequest]]) -> list[Result]:
         run = self.gateway.run([request for _, request in batch])
+        self.calls += run.calls
+        self.spent_usd += run.spent_usd
+        self.gateway = self.gateway.rest_of_budget(run)  # one budget for the whole draft
         if run.skipped:
             raise UsageError(
-                f"the LLM budget ran out during stage {run.skipped[0].stage}: raise --max-usd or "
-                "--max-calls and run again (recorded calls are reused, not paid twice)"
+                f"the LLM budget ran out during stage {run.skipped[0].stage} after {self.calls} call(s) "
+                f"(${self.spent_usd:.4f}) in this draft: raise --max-usd or --max-calls and run again "
+                "(recorded calls are reused, not paid twice)"
             )
         for (step, request), result in zip(batch, run.results, strict=True):
             if result.error is not None:
