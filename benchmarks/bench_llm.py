@@ -1,7 +1,8 @@
 """LLM stage throughput against a loopback OpenAI-compatible server with a fixed latency.
 
 Labeled-text samples/s at concurrency 1, 8 and 32 (real litellm, real HTTP on 127.0.0.1,
-200 ms per call by default), and the overhead the call store and gateway add per call
+200 ms per call by default), ``llm_text`` column rows/s at concurrency 8 and 32, and the
+overhead the call store and gateway add per call
 (microseconds: a replay served from the store, and raw store put/get).
 
     python benchmarks/bench_llm.py [--latency-ms 200] [--samples 64]
@@ -57,6 +58,21 @@ def run(server: LLMServer, samples: int, concurrency: int, store: CallStore, mod
     seconds = time.perf_counter() - start
     if len(result.rows) + len(result.rejects) < samples:
         raise RuntimeError(f"only {len(result.rows)} rows and {len(result.rejects)} rejects of {samples}")
+    return seconds
+
+
+def run_column(server: LLMServer, rows: int, concurrency: int, store: CallStore) -> float:
+    """Seconds to fill an ``llm_text`` column of ``rows`` rows (one call per row)."""
+    from synthreg.generators.llm.column_text import LlmTextColumn, fill_column
+
+    col = LlmTextColumn(prompt="A review of an order rated {rating} of 5.", models=["openai/bench-model"])
+    values = [{"rating": 1 + i % 5} for i in range(rows)]
+    gateway = Gateway(store, LiteLLMBackend(api_key_env=KEY_ENV, timeout_s=30), concurrency=concurrency)
+    start = time.perf_counter()
+    result = fill_column("orders", "review", col, values, gateway, api_base=server.api_base)
+    seconds = time.perf_counter() - start
+    if result.missing or None in result.texts:
+        raise RuntimeError(f"{len(result.missing)} rows without an answer")
     return seconds
 
 
@@ -125,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"replay from the store (no HTTP): {per_call:,.0f} us per sample (median of 3, {samples} samples)"
         )
+        for concurrency, rows in ((8, args.samples), (32, args.samples * 2)):
+            with tempfile.TemporaryDirectory() as tmp:
+                store = CallStore.open(Path(tmp) / "calls.sqlite")
+                seconds = run_column(server, rows, concurrency, store)
+                store.close()
+            print(
+                f"llm_text column, concurrency {concurrency}: {rows} rows in {seconds:.2f}s "
+                f"= {rows / seconds:.1f} rows/s"
+            )
     overhead = store_overhead()
     print(f"call store: put {overhead['put_us']:,.0f} us, get {overhead['get_us']:,.0f} us per call")
     return 0

@@ -509,7 +509,7 @@ def test_api_key_never_stored_or_returned(server: LLMServer, store_path: Path) -
 
 
 def test_budget_exhausted_is_a_usage_error(server: LLMServer) -> None:
-    # the gateway's budget holds per run (one run per step or repair round): 0 calls stops the first
+    # the budget holds for the whole draft: 0 calls stops the first step
     with CallStore.memory() as store, pytest.raises(UsageError, match="budget ran out"):
         draft_spec(FITNESS, gateway(store, max_calls=0), model=MODEL, api_base=server.api_base)
     assert server.count == 0

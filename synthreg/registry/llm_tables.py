@@ -12,7 +12,6 @@ One budget covers the whole version: each stage gets what the earlier ones left.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,16 +62,6 @@ def make_llm_data(
     return LlmTables(tables, list(keys), api_base)
 
 
-def _spent(gateway: Any, calls: int, usd: float) -> Any:
-    """``gateway`` with ``calls`` and ``usd`` taken off its budget (the next stage gets the rest)."""
-    rest = copy.copy(gateway)
-    if gateway.max_calls is not None:
-        rest.max_calls = max(0, gateway.max_calls - calls)
-    if gateway.max_usd is not None:
-        rest.max_usd = max(0.0, gateway.max_usd - usd)
-    return rest
-
-
 def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[dict[str, Any]]]:
     """Per table with ``llm_text`` columns, every row's values of the columns the prompts read."""
     import pyarrow.parquet as pq
@@ -109,7 +98,7 @@ def _make_tables(
         llm = spec.tables[name].llm
         assert llm is not None
         result = generate_labeled(llm, gateway, api_base=api_base)
-        gateway = _spent(gateway, result.calls, result.spent_usd)
+        gateway = gateway.rest_of_budget(result)  # the next stage gets what is left
         if result.budget_exhausted or result.missing:
             raise ConflictError(_incomplete(f"table '{name}'", result.budget_exhausted, len(result.missing)))
         path = out_dir / "tables" / name / "part-00000.parquet"
@@ -147,7 +136,7 @@ def _fill_columns(
         if col.llm is None:
             continue
         filled = fill_column(table, name, col.llm, rows, gateway, api_base)
-        gateway = _spent(gateway, filled.calls, filled.spent_usd)
+        gateway = gateway.rest_of_budget(filled)
         if filled.budget_exhausted or filled.missing:
             where = f"column '{table}.{name}'"
             raise ConflictError(_incomplete(where, filled.budget_exhausted, len(filled.missing)))

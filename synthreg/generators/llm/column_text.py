@@ -25,7 +25,6 @@ then report the row. Every call counts: a table may have at most ``max_rows`` ro
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import string
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from synthreg.generators.llm.callstore import CallRequest, canonical_json
-from synthreg.generators.llm.gateway import Gateway, Result, RunResult
+from synthreg.generators.llm.gateway import Gateway, Result
 
 __all__ = [
     "PROVENANCE_SCHEMA",
@@ -243,15 +242,6 @@ class ColumnText:
     spent_usd: float
 
 
-def _rest_of_budget(gateway: Gateway, used: RunResult) -> Gateway:
-    rest = copy.copy(gateway)
-    if gateway.max_calls is not None:
-        rest.max_calls = max(0, gateway.max_calls - used.calls)
-    if gateway.max_usd is not None:
-        rest.max_usd = max(0.0, gateway.max_usd - used.spent_usd)
-    return rest
-
-
 def fill_column(
     table: str,
     column: str,
@@ -270,7 +260,7 @@ def fill_column(
         reason = None if result is None else _problem(col, result)
         if result is not None and reason is not None:
             repairs[request.row_id] = _repair_request(col, request, result, reason)
-    repaired = _rest_of_budget(gateway, gen).run(list(repairs.values())) if repairs else None
+    repaired = gateway.rest_of_budget(gen).run(list(repairs.values())) if repairs else None
     second = {r.row_id: r for r in repaired or ()}
     texts: list[str | None] = []
     entries, keys, missing = [], [], []

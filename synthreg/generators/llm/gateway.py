@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from synthreg.errors import UsageError
 from synthreg.generators.llm.backend import Backend, Response
@@ -53,6 +53,7 @@ __all__ = [
     "Result",
     "Route",
     "RunResult",
+    "Spent",
     "estimate_tokens",
 ]
 
@@ -218,6 +219,17 @@ class _RunState:
             self.backend_calls += 1
 
 
+class Spent(Protocol):
+    """What a piece of LLM work used of a budget: a ``RunResult``, or a stage's result that
+    sums several runs (labeled text, an ``llm_text`` column, a story draft)."""
+
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def spent_usd(self) -> float: ...
+
+
 class Gateway:
     """Runs call requests concurrently through the store and the backend (module docstring)."""
 
@@ -251,7 +263,7 @@ class Gateway:
         routes = [f if isinstance(f, Route) else Route(f, request.api_base) for f in self.fallbacks]
         return [request, *(replace(request, model=r.model, api_base=r.api_base) for r in routes)]
 
-    def rest_of_budget(self, *used: RunResult) -> Gateway:
+    def rest_of_budget(self, *used: Spent) -> Gateway:
         """A copy of this gateway whose budget is what the ``used`` runs left of it.
 
         For work split over several ``run`` calls that shares one budget (a judge pass after
