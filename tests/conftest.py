@@ -106,12 +106,17 @@ def llm_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     monkeypatch.setenv(LLM_KEY_ENV, "sk-test")
     with LLMServer() as server:
-        config = workspace / "registry.toml"
-        text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{LLM_MODEL}"')
-        text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{server.api_base}"')
-        text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{LLM_KEY_ENV}"')
-        config.write_text(text)
+        point_llm_at(workspace, server.api_base)
         yield workspace, server
+
+
+def point_llm_at(root: Path, api_base: str, model: str = LLM_MODEL, key_env: str = LLM_KEY_ENV) -> None:
+    """Set ``[llm] model``, ``api_base`` and ``api_key_env`` in a fresh workspace's registry.toml."""
+    config = root / "registry.toml"
+    text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{model}"')
+    text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{api_base}"')
+    text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{key_env}"')
+    config.write_text(text)
 
 
 @pytest.fixture(scope="session")

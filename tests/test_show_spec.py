@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import point_llm_at
 from llm_server import LLMServer
 from test_story import KEY_ENV, MODEL, SECRET, Script
 from typer.testing import CliRunner
@@ -33,11 +34,7 @@ def story_version(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv(KEY_ENV, SECRET)
     with LLMServer() as server:
         server.answer = Script()
-        config = workspace / "registry.toml"
-        text = config.read_text().replace('# model = "openai/gpt-4o-mini"', f'model = "{MODEL}"')
-        text = text.replace('# api_base = "http://127.0.0.1:8000/v1"', f'api_base = "{server.api_base}"')
-        text = text.replace('# api_key_env = "OPENAI_API_KEY"', f'api_key_env = "{KEY_ENV}"')
-        config.write_text(text)
+        point_llm_at(workspace, server.api_base, MODEL, KEY_ENV)
         cli(workspace, "create", "fit", "--story", STORY, "--scale", "0.01", "--json")
         yield workspace
 

@@ -298,7 +298,7 @@ def fill_column(
 
 
 def _provenance(gateway: Gateway, row: int, request: CallRequest, result: Result, reason: str | None) -> dict:
-    from synthreg.generators.llm.labeled_prompts import prompt_hash
+    from synthreg.generators.llm.labeled import provenance
 
     record = gateway.store.get(result.answered_key or result.key)
     return {
@@ -307,20 +307,7 @@ def _provenance(gateway: Gateway, row: int, request: CallRequest, result: Result
         "ok": reason is None,
         "reason": reason,
         "attempt": request.attempt,
-        "model_requested": request.model,
-        "model_answered": result.model_answered,
-        "model_returned": result.model_returned,
-        "template_id": request.template_id,
-        "template_version": request.template_version,
-        "template_hash": request.template_hash,
-        "prompt_hash": prompt_hash(request.messages),
+        **provenance(request, result, "" if record is None else record.created_at),
         "call_key": result.answered_key or result.key,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "seed": request.seed,
-        "tokens_in": result.prompt_tokens,
-        "tokens_out": result.completion_tokens,
-        "cost_usd": result.cost_usd,
-        "created_at": "" if record is None else record.created_at,
         "content": None if reason is None else result.content,
     }

@@ -78,6 +78,7 @@ __all__ = [
     "make_plan",
     "normalize_text",
     "parse_labeled_spec",
+    "provenance",
     "render_requests",
 ]
 
@@ -207,7 +208,7 @@ def _collect(
         record = gateway.store.get(result.answered_key or result.key)
         created_at = record.created_at if record is not None else ""
         sample = {"text": result.parsed["text"], "reasoning": result.parsed["reasoning"]}
-        state.rows.append({**cell, **sample, **_provenance(request, result, created_at)})
+        state.rows.append({**cell, **sample, **provenance(request, result, created_at)})
     return state
 
 
@@ -252,7 +253,9 @@ def _judge_problem(result: Result, labels: Mapping[str, str]) -> str | None:
     return None if label in labels else f"the judge's label {label!r} is not one of {list(labels)}"
 
 
-def _provenance(request: CallRequest, result: Result, created_at: str) -> dict[str, Any]:
+def provenance(request: CallRequest, result: Result, created_at: str) -> dict[str, Any]:
+    """The provenance columns of one answered request (LLM.md): models, template, prompt hash,
+    call key, sampling, usage, cost and the record's time."""
     return {
         "model_requested": request.model,
         "model_answered": result.model_answered,
