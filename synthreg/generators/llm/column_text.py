@@ -127,10 +127,9 @@ class LlmTextColumn(BaseModel):
     @field_validator("models")
     @classmethod
     def _qualified(cls, models: list[str]) -> list[str]:
-        for model in models:
-            if "/" not in model or model.startswith("/") or model.endswith("/"):
-                raise ValueError(f"model {model!r} is not provider-qualified: write it as provider/model")
-        return models
+        from synthreg.generators.llm.labeled_prompts import qualified_model
+
+        return [qualified_model(m) for m in models]
 
     @model_validator(mode="after")
     def _consistent(self) -> LlmTextColumn:

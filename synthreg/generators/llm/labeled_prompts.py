@@ -54,6 +54,7 @@ __all__ = [
     "make_plan",
     "parse_labeled_spec",
     "prompt_hash",
+    "qualified_model",
     "render_requests",
     "sample_messages",
 ]
@@ -65,7 +66,8 @@ _SEED_MODULUS = 2**31  # provider seeds are 32-bit signed integers
 # ---------------------------------------------------------------- spec
 
 
-def _qualified(model: str) -> str:
+def qualified_model(model: str) -> str:
+    """``model`` if it is provider-qualified (``provider/model``), else ``ValueError`` with the fix."""
     if "/" not in model or model.startswith("/") or model.endswith("/"):
         raise ValueError(f"model {model!r} is not provider-qualified: write it as provider/model")
     return model
@@ -104,12 +106,12 @@ class LabeledTextSpec(BaseModel):
     @field_validator("models")
     @classmethod
     def _models(cls, models: list[str]) -> list[str]:
-        return [_qualified(m) for m in models]
+        return [qualified_model(m) for m in models]
 
     @field_validator("judge_model")
     @classmethod
     def _judge(cls, model: str | None) -> str | None:
-        return None if model is None else _qualified(model)
+        return None if model is None else qualified_model(model)
 
     @field_validator("categories")
     @classmethod
