@@ -329,3 +329,41 @@ def test_the_api_key_is_in_no_written_file(
             with contextlib.suppress(zlib.error):  # pack files and indexes: scanned as they are
                 data = zlib.decompress(data)
         assert secret.encode() not in data, path
+
+
+def test_a_create_killed_mid_calls_resumes_without_asking_a_recorded_call_again(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    """SIGKILL a ``registry create`` process while its calls run; the rerun asks the server only
+    for the rows whose answers were not recorded, and nothing of the killed run is registered."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    root, server = llm_workspace
+    server.answer = review_answer
+    server.delay_ms = 150
+    spec_file = write_spec(tmp_path, spec_dict(rows=60))
+    args = ["-C", str(root), "create", "shop", "--spec", str(spec_file)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synthreg", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while server.count < 12 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    asked_before = server.count
+    with sqlite3.connect(root / ".registry" / "llm" / "calls.sqlite") as con:
+        recorded = con.execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert 0 < recorded < 60 and asked_before < 60
+    assert synthreg.open(root).list() == []  # the killed run registered nothing
+    result = create(root, spec_file)
+    assert result.exit_code == 0, result.output
+    assert f"LLM pre-flight: {60 - recorded} calls to make ({recorded} already recorded)" in result.stderr
+    assert server.count - asked_before == 60 - recorded  # no recorded call was asked again
+    rows = pq.read_table(root / "data" / "shop" / "v1" / "tables" / "orders").to_pylist()
+    assert all(r["review"].startswith(f"{r['rating']}/5") for r in rows)
