@@ -312,8 +312,9 @@ def _track(ctx: Context) -> str:
 
     ctx.undo.push(restore)
     deps = [f"{ctx.rel_dir}/spec.yaml"]
-    if (root / ctx.rel_dir / "derivation.json").is_file():
-        deps.append(f"{ctx.rel_dir}/derivation.json")
+    for extra in ("derivation.json", "llm_calls.jsonl"):  # what materialize reads besides the spec
+        if (root / ctx.rel_dir / extra).is_file():
+            deps.append(f"{ctx.rel_dir}/{extra}")
     md5 = dvc.track_stage(
         root,
         ctx.stage_name,
