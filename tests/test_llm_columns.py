@@ -107,6 +107,10 @@ def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
     assert lengths and all(c["success"] for c in lengths)
     card = json.loads((vdir / "datacard.json").read_text())
     jsonschema.Draft202012Validator(card_schema()).validate(card)
+    assert card["generation"]["llm_calls"] == 30 and card["generation"]["llm"]["models"] == [LLM_MODEL]
+    assert card["generation"]["llm"]["tokens_in"] > 0 and not card["generation"]["llm"]["story"]
+    assert "replayable from llm_calls.jsonl" in card["generation"]["prompt"]
+    assert "- LLM calls: 30, cost: $0.0000 (" in (vdir / "datacard.md").read_text()
     quality = json.loads((vdir / "quality.json").read_text())["tables"]["orders"]["columns"]["review"]
     assert quality["text"]["scored"] and quality["text"]["values"] == 30  # free-text metrics apply
     server.stop()

@@ -56,6 +56,9 @@ def test_create_from_a_story_records_prompt_model_and_calls(llm_workspace: tuple
     with read_session(reg.workspace.engine) as session:
         run = session.exec(select(GenerationRun)).one()
     assert FITNESS in run.prompt and run.model == MODEL
+    card = json.loads((vdir / "datacard.json").read_text())["generation"]
+    assert card["llm_calls"] == 3 and card["llm"]["story"] and not card["llm"]["data"]
+    assert card["prompt"].startswith("a plain-language story, drafted into spec.yaml by an LLM")
     for path in root.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             assert SECRET.encode() not in path.read_bytes(), path

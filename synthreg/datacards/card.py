@@ -48,6 +48,7 @@ class CardFacts:
     changes: dict[str, Any] | None = None  # a diff against the parent, when one was made
     plots: list[str] = field(default_factory=list)  # relative paths of PNGs in the version dir
     pii: dict[str, Any] | None = None
+    llm: dict[str, Any] | None = None  # the LLM calls behind the version (registry.cards.llm_card_facts)
 
 
 def size_category(rows: int) -> str:
@@ -154,6 +155,26 @@ def _describe(col: Any) -> str:
     return col.type
 
 
+def _llm_line(llm: dict[str, Any] | None) -> str:
+    if not llm:
+        return ""
+    tokens = f"{llm['tokens_in']:,} tokens in, {llm['tokens_out']:,} out"
+    return f" ({tokens}; models asked: {', '.join(llm['models'])}; calls in `llm_calls.jsonl`)"
+
+
+def _prompt(llm: dict[str, Any] | None) -> str:
+    """What the data was generated from, in words."""
+    parts = ["declarative spec (spec.yaml in this directory)"]
+    if llm and llm.get("story"):
+        parts = [
+            "a plain-language story, drafted into spec.yaml by an LLM (the story and the rendered "
+            "prompts are in manifest.json, generation.prompt)"
+        ]
+    if llm and llm.get("data"):
+        parts.append("tables or columns written by an LLM, replayable from llm_calls.jsonl")
+    return "; ".join(parts)
+
+
 def build_card(facts: CardFacts) -> dict[str, Any]:
     """The card as a JSON-serialisable dict (what ``datacard.json`` holds)."""
     spec = facts.spec
@@ -175,10 +196,11 @@ def build_card(facts: CardFacts) -> dict[str, Any]:
             "model": facts.model,
             "seed": spec.seed,
             "spec_sha256": facts.spec_sha256,
-            "prompt": "declarative spec (spec.yaml in this directory)",
+            "prompt": _prompt(facts.llm),
             "parameters": facts.params,
-            "llm_calls": 0,
-            "cost_usd": 0.0,
+            "llm_calls": (facts.llm or {}).get("calls", 0),
+            "cost_usd": (facts.llm or {}).get("cost_usd", 0.0),
+            **({"llm": facts.llm} if facts.llm else {}),
             "synthreg_version": facts.synthreg_version,
         },
         "composition": {
@@ -336,7 +358,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- seed: {gen['seed']}",
         f"- spec sha256: `{gen['spec_sha256']}` (the frozen spec is `spec.yaml`)",
         f"- parameters: `{json.dumps(gen['parameters'], sort_keys=True)}`",
-        f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.2f}",
+        f"- generated from: {gen['prompt']}",
+        f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.4f}" + _llm_line(gen.get("llm")),
         "",
         "## Composition",
         "",

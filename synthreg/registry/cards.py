@@ -22,7 +22,7 @@ from synthreg.registry.query import aliases_of
 from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["card_for", "dir_facts", "refresh_card"]
+__all__ = ["card_for", "dir_facts", "llm_card_facts", "refresh_card"]
 
 
 def _json(path: Path) -> Any:
@@ -30,11 +30,31 @@ def _json(path: Path) -> Any:
 
 
 def dir_facts(vdir: Path) -> dict[str, Any]:
-    """What a card shows from the version directory itself: quality, plots, PII scan."""
+    """What a card shows from the version directory itself: quality, plots, PII scan, LLM calls."""
     return {
         "quality": _json(vdir / "quality.json"),
         "plots": sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
         "pii": _json(vdir / "pii.json"),
+        "llm": llm_card_facts(vdir),
+    }
+
+
+def llm_card_facts(vdir: Path) -> dict[str, Any] | None:
+    """The LLM calls behind a version, from its call slice (``llm_calls.jsonl``): how many, which
+    models were asked, tokens, cost (pinned prices), and whether a story was drafted into the spec."""
+    path = vdir / "llm_calls.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    stages = {str((r["request"].get("sample") or {}).get("stage", "")) for r in records}
+    return {
+        "calls": len(records),
+        "models": sorted({str(r["request"]["model"]) for r in records}),
+        "tokens_in": sum(int(r["usage"]["prompt_tokens"] or 0) for r in records),
+        "tokens_out": sum(int(r["usage"]["completion_tokens"] or 0) for r in records),
+        "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in records), 6),
+        "story": any(s.startswith("story.") for s in stages),
+        "data": any(not s.startswith("story.") for s in stages),
     }
 
 
