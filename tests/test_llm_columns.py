@@ -81,7 +81,7 @@ def create(root: Path, spec_file: Path, *extra: str) -> Any:
 
 
 def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
-    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path, mlflow_uri: str
 ) -> None:
     root, server = llm_workspace
     server.answer = review_answer
@@ -111,6 +111,11 @@ def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
     assert card["generation"]["llm"]["tokens_in"] > 0 and not card["generation"]["llm"]["story"]
     assert "replayable from llm_calls.jsonl" in card["generation"]["prompt"]
     assert "- LLM calls: 30, cost: $0.0000 (" in (vdir / "datacard.md").read_text()
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    assert client.get_run(data["mlflow_run_id"]).data.metrics["llm_calls"] == 30
+    assert "llm_calls.jsonl" in {a.path for a in client.list_artifacts(data["mlflow_run_id"])}
     quality = json.loads((vdir / "quality.json").read_text())["tables"]["orders"]["columns"]["review"]
     assert quality["text"]["scored"] and quality["text"]["values"] == 30  # free-text metrics apply
     server.stop()

@@ -30,7 +30,7 @@ from synthreg.generators.spec import Spec
 from synthreg.integrations import dvc, git
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.audit import append_event
-from synthreg.registry.cards import dir_facts
+from synthreg.registry.cards import dir_facts, llm_card_facts
 from synthreg.registry.facts import library_versions, peak_rss_mb
 from synthreg.registry.policy import review_status
 from synthreg.registry.records import insert_rows
@@ -331,6 +331,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
     final = ctx.ws.root / ctx.rel_dir
     total = sum(cand.rows.values())
     gen = cand.generation or {}
+    llm = llm_card_facts(final) or {}
     lineage = {"synthreg.restored_from": cand.restored_from, "synthreg.derived_from": cand.derived_from}
     record = mlflow_int.RunRecord(
         experiment=f"synthreg/{cand.name}",
@@ -352,6 +353,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
             "validation_success_ratio": float(cand.validation.get("success_ratio", 0.0)),
             "validation_failed": float(cand.validation.get("failed") or 0),
             **({"quality_score": float(cand.quality["quality_score"])} if cand.quality else {}),
+            **{f"llm_{k}": float(llm[k]) for k in ("calls", "tokens_in", "tokens_out", "cost_usd") if llm},
         },
         tags={
             "synthreg.dataset": cand.name,
@@ -371,6 +373,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
                 "validation.json",
                 "quality.json",
                 "validation.html",
+                "llm_calls.jsonl",
             )
             if (final / f).exists()
         ],
