@@ -383,3 +383,97 @@ def test_a_create_killed_mid_calls_resumes_without_asking_a_recorded_call_again(
     assert server.count - asked_before == 60 - recorded  # no recorded call was asked again
     rows = pq.read_table(root / "data" / "shop" / "v1" / "tables" / "orders").to_pylist()
     assert all(r["review"].startswith(f"{r['rating']}/5") for r in rows)
+
+
+def test_a_failed_call_is_no_answer_not_a_repair(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    """A call that gets no answer (HTTP 401, not retried) is not 'repaired': the create stops
+    (exit 5, nothing registered) and a rerun asks only for that row."""
+    root, server = llm_workspace
+    server.answer = review_answer
+    server.fail("401", times=1)
+    spec_file = write_spec(tmp_path, spec_dict(rows=6))
+    result = create(root, spec_file)
+    assert result.exit_code == 5, result.output
+    assert "column 'orders.review': some calls failed and 1 row(s) have no answer" in result.output
+    assert server.count == 6 and all(len(body["messages"]) == 2 for body in server.requests)  # no repair
+    assert synthreg.open(root).list() == []
+    result = create(root, spec_file)
+    assert result.exit_code == 0, result.output
+    assert server.count == 7
+
+
+def test_nulls_render_as_unknown_and_format_specs_must_fit_the_column(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    spec = spec_dict(rows=20, prompt="A {product} for {price:.2f} EUR rated {rating} of 5.")
+    spec["tables"]["orders"]["columns"]["price"]["null_rate"] = 0.4
+    col = LlmTextColumn(prompt="A {product} for {price:.2f} EUR rated {rating} of 5.", models=[LLM_MODEL])
+    rendered = column_requests(
+        "orders", "review", col, [{"product": "lamp", "price": None, "rating": 3}], None
+    )
+    assert rendered[0].messages[1]["content"] == "A lamp for unknown EUR rated 3 of 5."
+    root, server = llm_workspace
+    server.answer = lambda body: json.dumps(
+        {"text": f"review {hashlib.sha256(str(body).encode()).hexdigest()}"}
+    )
+    result = create(root, write_spec(tmp_path, spec))
+    assert result.exit_code == 0, result.output
+    assert any("for unknown EUR" in body["messages"][1]["content"] for body in server.requests)
+    with pytest.raises(
+        SpecError, match=r"review\.llm\.prompt.*format '\.2f' does not apply to a category column"
+    ):
+        parse_spec(spec_dict(prompt="A {product:.2f}"), "shop.yaml")
+
+
+def test_an_llm_text_column_in_an_empty_table_rebuilds(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    root, server = llm_workspace
+    result = create(root, write_spec(tmp_path, spec_dict(rows=0)))
+    assert result.exit_code == 0, result.output
+    vdir = root / "data" / "shop" / "v1"
+    assert server.count == 0 and (vdir / "llm_calls.jsonl").read_text() == ""
+    assert synthreg.open(root).verify("shop@v1", rebuild=True).ok
+
+
+def test_a_fallback_answer_replays_and_credentials_in_api_base_are_never_written(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    import zlib
+
+    root, server = llm_workspace
+    server.answer = review_answer
+    config = root / "registry.toml"
+    text = config.read_text().replace(
+        '# fallbacks = ["groq/llama-3.3-70b-versatile"]', 'fallbacks = ["openai/test-fb"]'
+    )
+    secret_base = server.api_base.replace("http://", "http://user:PASSWORD4242@")
+    config.write_text(text.replace(server.api_base, secret_base))
+    server.fail("401", times=1, model="test-model")
+    result = create(root, write_spec(tmp_path, spec_dict(rows=6)))
+    assert result.exit_code == 0, result.output
+    assert "test-fb" in {body["model"] for body in server.requests}  # the fallback answered a row
+    generation = json.loads((root / "data" / "shop" / "v1" / "manifest.json").read_text())["generation"]
+    assert generation["llm_fallbacks"] == ["openai/test-fb"] and generation["llm_api_base"] == server.api_base
+    for path in (p for p in root.rglob("*") if p.is_file() and p.name != "registry.toml"):
+        data = path.read_bytes()
+        if ".git" in path.parts and "objects" in path.parts:
+            with contextlib.suppress(zlib.error):
+                data = zlib.decompress(data)
+        assert b"PASSWORD4242" not in data, path
+    server.stop()
+    assert synthreg.open(root).verify("shop@v1", rebuild=True).ok  # the replay follows the fallback too
+
+
+def test_the_engine_cannot_read_an_llm_text_column_and_its_settings_freeze_whole() -> None:
+    spec = spec_dict()
+    spec["tables"]["orders"]["constraints"] = [
+        {"kind": "unique_combination", "columns": ["review"], "action": "drop"}
+    ]
+    with pytest.raises(SpecError, match=r"tables\.orders\.constraints\.0.*reads review, an llm_text column"):
+        parse_spec(spec, "shop.yaml")
+    frozen = yaml.safe_load(parse_spec(spec_dict(), "shop.yaml").frozen_yaml())
+    llm = frozen["tables"]["orders"]["columns"]["review"]["llm"]
+    assert llm["temperature"] == 0.8 and llm["max_tokens"] == 300 and llm["seed"] == 0  # defaults included

@@ -29,6 +29,7 @@ __all__ = [
     "constraint_problems",
     "enforce_group_rules",
     "group_ids",
+    "rewrite_part",
     "widened",
 ]
 
@@ -485,12 +486,17 @@ def _rewrite(files: list[Path], keep: np.ndarray, replaced: dict[str, np.ndarray
                 name,
                 pa.array(column.astype(np.dtype(str(typ))) if pa.types.is_integer(typ) else column, type=typ),
             )
-        part = part.filter(pa.array(keep[offset:end]))
-        meta = pq.ParquetFile(path).metadata
-        rows_per_group = meta.row_group(0).num_rows if meta.num_row_groups else 1 << 20
-        pq.write_table(
-            part,
-            path,
-            row_group_size=max(rows_per_group, 1),
-            use_dictionary=[f.name for f in part.schema if pa.types.is_dictionary(f.type)] or False,
-        )
+        rewrite_part(path, part.filter(pa.array(keep[offset:end])))
+
+
+def rewrite_part(path: Path, part: pa.Table) -> None:
+    """Write ``part`` over the engine's part file ``path`` with the engine's options: its row
+    group size, and dictionary encoding only for dictionary columns."""
+    meta = pq.ParquetFile(path).metadata
+    rows_per_group = meta.row_group(0).num_rows if meta.num_row_groups else 1 << 20
+    pq.write_table(
+        part,
+        path,
+        row_group_size=max(rows_per_group, 1),
+        use_dictionary=[f.name for f in part.schema if pa.types.is_dictionary(f.type)] or False,
+    )

@@ -284,11 +284,9 @@ class Column(_Strict):
                 "an llm_text column needs 'llm': at least a prompt over the row's columns and models, "
                 "e.g. llm: {prompt: 'A review of an order rated {rating}/5', models: [openai/gpt-4o-mini]}"
             )
-        used = [
-            k
-            for k in ("distribution", "vocab", "pattern", "expr", "foreign_key", "after", "values")
-            if getattr(self, k) is not None
-        ]
+        keys = ["distribution", "vocab", "pattern", "expr", "foreign_key", "after", "values", "via", "from_"]
+        keys += ["min", "max", "decimals", "start", "end", "p", "min_children", "max_children"]
+        used = ["from" if k == "from_" else k for k in keys if getattr(self, k) is not None]
         if used or self.unique or self.null_rate:
             what = used + (["unique"] if self.unique else []) + (["null_rate"] if self.null_rate else [])
             raise ValueError(f"an llm_text column is written by the LLM alone: remove {', '.join(what)}")
@@ -499,6 +497,14 @@ class Spec(_Strict):
         """The resolved spec as YAML: what a version stores and hashes."""
         data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         data["seed"] = self.seed
+        # LLM settings go into call keys: freeze them whole, so a later change of a default
+        # cannot make an old version's recorded calls unreachable.
+        for name, table in self.tables.items():
+            if table.llm is not None:
+                data["tables"][name]["llm"] = table.llm.model_dump(mode="json")
+            for cname, col in table.columns.items():
+                if col.llm is not None:
+                    data["tables"][name]["columns"][cname]["llm"] = col.llm.model_dump(mode="json")
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
     def sha256(self) -> str:

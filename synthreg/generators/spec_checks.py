@@ -6,6 +6,8 @@ Run after the pydantic models accepted each part on its own; every problem is a
 
 from __future__ import annotations
 
+import datetime as dt
+
 from synthreg.generators.spec import NAME_RE, Column, Spec, Table
 from synthreg.generators.spec import _suggest as suggest
 
@@ -24,6 +26,7 @@ def reference_problems(spec: Spec) -> list[tuple[str, str]]:
         if not table.columns:
             problems.append((f"{base}.columns", "a table needs at least one column: add one under 'columns'"))
         problems += _column_problems(spec, tname, table)
+        problems += _llm_reference_problems(tname, table)
         from synthreg.generators.constraints import constraint_problems
 
         problems += constraint_problems(spec, tname)
@@ -100,11 +103,52 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
     return problems
 
 
+def _llm_reference_problems(tname: str, table: Table) -> list[tuple[str, str]]:
+    """Nothing the engine computes may read an ``llm_text`` column: it is empty until the LLM
+    stage fills it, after the engine (constraints, derived columns and noise would see nulls)."""
+    llm = {n for n, c in table.columns.items() if c.type == "llm_text"}
+    if not llm:
+        return []
+    from synthreg.generators.expr import referenced_columns
+
+    uses: list[tuple[str, set[str]]] = []
+    for cname, col in table.columns.items():
+        reads = set(col.from_ or []) | (referenced_columns(col.expr) if col.expr else set())
+        uses.append((f"tables.{tname}.columns.{cname}", reads))
+    for i, rule in enumerate(table.constraints):
+        named = {*rule.group_by, *rule.columns, rule.column, rule.left, rule.right}
+        uses.append((f"tables.{tname}.constraints.{i}", {n for n in named if n}))
+    for i, noise in enumerate(table.noise):
+        uses.append((f"tables.{tname}.noise.{i}", {n for n in (noise.column, noise.over) if n}))
+    return [
+        (
+            loc,
+            f"reads {', '.join(sorted(reads & llm))}, an llm_text column: it is written by the LLM after "
+            "the engine, so constraints, derived columns and noise cannot use it; remove the reference",
+        )
+        for loc, reads in uses
+        if reads & llm
+    ]
+
+
+#: a value of each column type as a prompt sees it (to check placeholders' format specs)
+_SAMPLE_VALUES: dict[str, object] = {
+    "int": 1,
+    "float": 1.5,
+    "bool": True,
+    "category": "a",
+    "text": "a",
+    "uuid": "a",
+    "datetime": dt.datetime(2024, 1, 2, 3, 4, 5),
+    "date": dt.date(2024, 1, 2),
+}
+
+
 def _llm_text_problems(table: Table, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
     """An llm_text prompt reads the same table's drawn columns; each row is one call, so rows are bounded."""
     if col.llm is None:
         return []
-    from synthreg.generators.llm.column_text import placeholders
+    from synthreg.generators.llm.column_text import format_specs, placeholders
 
     problems = []
     drawn = [n for n, c in table.columns.items() if c.type != "llm_text"]
@@ -115,6 +159,20 @@ def _llm_text_problems(table: Table, tname: str, col: Column, loc: str) -> list[
                 (
                     f"{loc}.llm.prompt",
                     f"placeholder {{{name}}} is {why}{suggest(name, drawn)} Use one of: {', '.join(drawn)}",
+                )
+            )
+    for name, spec in format_specs(col.llm.prompt):
+        sample = _SAMPLE_VALUES.get(table.columns[name].type) if name in drawn else None
+        if sample is None:
+            continue
+        try:
+            format(sample, spec)
+        except (ValueError, TypeError):
+            problems.append(
+                (
+                    f"{loc}.llm.prompt",
+                    f"placeholder {{{name}:{spec}}}: format '{spec}' does not apply to a "
+                    f"{table.columns[name].type} column; drop it or use one that does (e.g. :.2f for floats)",
                 )
             )
     if table.rows > col.llm.max_rows:

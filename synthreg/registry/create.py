@@ -20,6 +20,7 @@ from synthreg import env
 from synthreg.digest import combine_digests
 from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, generate
+from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
 from synthreg.registry.llm_tables import LlmTables, make_llm_data
@@ -144,7 +145,7 @@ def _record_story(cand: Candidate, story: Any) -> None:
 def _export_calls(ws: Workspace, cand: Candidate) -> None:
     """The version's slice of the call store (``llm_calls.jsonl``): every recorded call it used, once."""
     keys = (cand.generation or {}).get("llm_call_keys")
-    if keys:
+    if keys is not None:  # an LLM spec always has its slice, even an empty one (nothing to call)
         export_calls(ws, list(keys), cand.staging / "llm_calls.jsonl")
 
 
@@ -205,8 +206,12 @@ def _stage(
         "rows_per_s": total / gen.seconds if gen.seconds else 0.0,
         "user": env.actor(),
     }
-    if llm.tables:  # a rebuild replays the calls, and their keys hold the endpoint
-        generation.update(llm_call_keys=llm.call_keys, llm_api_base=llm.api_base)
+    if make_llm is not None:  # a rebuild replays the calls (even none), following the same fallbacks
+        generation.update(
+            llm_call_keys=llm.call_keys,
+            llm_api_base=public_api_base(llm.api_base),  # the keys hold only the endpoint
+            llm_fallbacks=list(llm.fallbacks),
+        )
     return Candidate(
         name=name,
         action="create",

@@ -33,6 +33,7 @@ class LlmTables:
     tables: dict[str, TableResult]
     call_keys: list[str]
     api_base: str | None = None
+    fallbacks: tuple[str, ...] = ()  # the fallback models the gateway could route to (a replay follows them)
 
 
 def make_llm_data(
@@ -59,7 +60,8 @@ def make_llm_data(
         tables[name], gateway = _fill_columns(
             spec, name, rows, gateway, api_base, out_dir, engine[name], keys
         )
-    return LlmTables(tables, list(keys), api_base)
+    fallbacks = tuple(f for f in gateway.fallbacks if isinstance(f, str))
+    return LlmTables(tables, list(keys), api_base, fallbacks)
 
 
 def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[dict[str, Any]]]:
@@ -129,6 +131,7 @@ def _fill_columns(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from synthreg.generators.constraints import rewrite_part
     from synthreg.generators.llm.column_text import fill_column
 
     texts: dict[str, list[str | None]] = {}
@@ -154,7 +157,7 @@ def _fill_columns(
             part = part.set_column(
                 i, part.schema.field(i), pa.array(values[offset : offset + n], pa.string())
             )
-        pq.write_table(part, path)
+        rewrite_part(path, part)
         hasher.update(part)
         offset += n
     return TableResult(table, hasher.rows, hasher.hexdigest(), made.files, made.schema), gateway
@@ -185,7 +188,7 @@ def replay_llm_data(vdir: Path, spec: Spec, out_dir: Path, engine: dict[str, Tab
     store = CallStore.open(calls)
     try:
         # replay-strict never calls its backend: any will do.
-        gateway = Gateway(store, FakeBackend(), mode="replay-strict")
+        gateway = Gateway(store, FakeBackend(), mode="replay-strict", fallbacks=facts.get("fallbacks", ()))
         return make_llm_data(spec, gateway, facts.get("api_base"), out_dir, engine)
     finally:
         store.close()
@@ -196,8 +199,12 @@ def llm_facts(manifest: dict[str, Any]) -> dict[str, Any] | None:
     named. A created version records them with its generation; a rollback or a disable carries
     its source's (manifest ``llm``)."""
     generation = manifest.get("generation") or {}
-    if generation.get("llm_call_keys"):
-        return {"call_keys": generation["llm_call_keys"], "api_base": generation.get("llm_api_base")}
+    if "llm_call_keys" in generation:
+        return {
+            "call_keys": generation["llm_call_keys"],
+            "api_base": generation.get("llm_api_base"),
+            "fallbacks": generation.get("llm_fallbacks", []),
+        }
     carried: dict[str, Any] | None = manifest.get("llm")
     return carried
 

@@ -73,6 +73,16 @@ def endpoint_of(api_base: str | None) -> str:
     return f"{host}:{port}{parts.path.rstrip('/')}" if port else f"{host}{parts.path.rstrip('/')}"
 
 
+def public_api_base(api_base: str | None) -> str | None:
+    """``api_base`` without credentials, query or fragment: what a version may record (its
+    ``endpoint_of`` is unchanged, so requests rebuilt from it have the same call keys)."""
+    if not api_base:
+        return api_base
+    parts = urlsplit(api_base if "://" in api_base else f"http://{api_base}")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
 def _check_attempt(attempt: str) -> None:
     if attempt in _ATTEMPT_KINDS:
         return

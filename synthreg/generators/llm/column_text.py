@@ -44,6 +44,7 @@ __all__ = [
     "LlmTextColumn",
     "column_requests",
     "fill_column",
+    "format_specs",
     "placeholders",
 ]
 
@@ -109,6 +110,11 @@ def placeholders(prompt: str) -> list[str]:
     return names
 
 
+def format_specs(prompt: str) -> list[tuple[str, str]]:
+    """``(column, format spec)`` of every placeholder with a spec (``{price:.2f}`` -> ``price``, ``.2f``)."""
+    return [(field, spec) for _, field, spec, _ in string.Formatter().parse(prompt) if field and spec]
+
+
 class LlmTextColumn(BaseModel):
     """How an ``llm_text`` column is written: a prompt over the row's values, models, sampling."""
 
@@ -151,8 +157,15 @@ class LlmTextColumn(BaseModel):
         return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
+class _Null:
+    """A null value in a prompt: ``unknown``, whatever the placeholder's format spec."""
+
+    def __format__(self, spec: str) -> str:
+        return "unknown"
+
+
 def _render(prompt: str, row: Mapping[str, Any]) -> str:
-    values = {name: "unknown" if row.get(name) is None else row[name] for name in placeholders(prompt)}
+    values = {name: _Null() if row.get(name) is None else row[name] for name in placeholders(prompt)}
     return prompt.format_map(values)
 
 
@@ -252,7 +265,7 @@ def fill_column(
     """Answer one request per row through ``gateway`` (its mode, store and budget apply)."""
     requests = column_requests(table, column, col, rows, api_base)
     gen = gateway.run(requests)
-    first = {r.row_id: r for r in gen}
+    first = {r.row_id: r for r in gen if r.ok}  # a failed call is no answer: nothing to repair
     repairs: dict[str, CallRequest] = {}
     for request in requests:
         result = first.get(request.row_id)
@@ -260,7 +273,7 @@ def fill_column(
         if result is not None and reason is not None:
             repairs[request.row_id] = _repair_request(col, request, result, reason)
     repaired = gateway.rest_of_budget(gen).run(list(repairs.values())) if repairs else None
-    second = {r.row_id: r for r in repaired or ()}
+    second = {r.row_id: r for r in repaired or () if r.ok}
     texts: list[str | None] = []
     entries, keys, missing = [], [], []
     for i, request in enumerate(requests):
