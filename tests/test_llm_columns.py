@@ -118,6 +118,12 @@ def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
     assert "llm_calls.jsonl" in {a.path for a in client.list_artifacts(data["mlflow_run_id"])}
     quality = json.loads((vdir / "quality.json").read_text())["tables"]["orders"]["columns"]["review"]
     assert quality["text"]["scored"] and quality["text"]["values"] == 30  # free-text metrics apply
+    shown = runner.invoke(app, ["-C", str(root), "show", "shop@v1"], env={"COLUMNS": "200"})
+    assert (
+        f"30 ({LLM_MODEL})" in shown.stdout and "made data; replayable from llm_calls.jsonl" in shown.stdout
+    )
+    info = json.loads(runner.invoke(app, ["-C", str(root), "show", "shop@v1", "--json"]).stdout)
+    assert info["llm"]["calls"] == 30 and info["llm"]["data"] and not info["llm"]["story"]
     server.stop()
     report = synthreg.open(root).verify(f"shop@v{data['version']}", rebuild=True)
     assert report.ok, report

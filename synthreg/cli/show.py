@@ -22,13 +22,15 @@ def show(
 
     A version made from a story (``create --story``) also shows the story and its frozen spec;
     ``--spec`` shows the frozen spec of any version. With ``--json`` they are ``story`` (None for
-    a spec version) and ``spec_yaml``."""
+    a spec version) and ``spec_yaml``. A version that used an LLM shows its calls (``llm``)."""
     import synthreg
+    from synthreg.registry.cards import llm_card_facts
     from synthreg.registry.query import frozen_spec
 
     reg = synthreg.open(workspace_path(ctx))
     info = reg.show(ref)
     made_from = frozen_spec(reg.root / info["path"])
+    info["llm"] = llm_card_facts(reg.root / info["path"])
     info["story"] = made_from["story"]
     if spec or made_from["story"] is not None:
         info["spec_yaml"] = made_from["spec_yaml"]
@@ -66,6 +68,7 @@ def _render(info: dict[str, Any]) -> None:
         ),
         ("model", gen.get("model", "-")),
         ("engine time", f"{gen.get('seconds', 0):.2f}s ({gen.get('rows_per_s', 0):,.0f} rows/s)"),
+        *([("llm calls", _llm_line(info["llm"]))] if info.get("llm") else []),
         ("path", info["path"]),
         ("datacard", info["datacard"]),
         ("git commit", info["git_commit"]),
@@ -82,6 +85,15 @@ def _render(info: dict[str, Any]) -> None:
         where = f"{info['path']}/spec.yaml"
         text = info["spec_yaml"] if info["spec_yaml"] is not None else f"(no {where} in the workspace)"
         _section(console, f"Spec (frozen, {where})", text.rstrip("\n"))
+
+
+def _llm_line(llm: dict[str, Any]) -> str:
+    made = [w for w, on in (("the spec from a story", llm["story"]), ("data", llm["data"])) if on]
+    return (
+        f"{llm['calls']:,} ({', '.join(llm['models']) or 'no model'}), {llm['tokens_in']:,} tokens in, "
+        f"{llm['tokens_out']:,} out, ${llm['cost_usd']:.4f}; made {' and '.join(made) or 'nothing'}; "
+        "replayable from llm_calls.jsonl"
+    )
 
 
 def _section(console: Any, title: str, text: str) -> None:
