@@ -47,10 +47,28 @@ SPEC: dict[str, Any] = {
 }
 
 
+WORDS = [
+    "booking",
+    "refund",
+    "ticket",
+    "seat",
+    "delay",
+    "voucher",
+    "station",
+    "gate",
+    "luggage",
+    "platform",
+    "receipt",
+    "order",
+]
+
+
 def answer(body: dict[str, Any]) -> str:
-    """A distinct, contract-abiding answer per request."""
-    unique = hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest()[:24]
-    return json.dumps({"text": f"Reply number {unique}", "reasoning": "scripted"})
+    """A distinct, contract-abiding answer per request: words picked by a hash of the request, so
+    no two answers are near-duplicates (curation would drop them)."""
+    digest = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode()).digest()
+    text = " ".join(f"{WORDS[b % len(WORDS)]}{b}" for b in digest[:10])
+    return json.dumps({"text": f"About your {text}.", "reasoning": "scripted"})
 
 
 @pytest.fixture
@@ -160,3 +178,58 @@ def test_max_calls_flag_overrides_the_settings(llm_workspace: tuple[Path, LLMSer
     result = runner.invoke(app, [*args, "--max-calls", "3"])
     assert result.exit_code == 5, result.output
     assert server.count == 3 and synthreg.open(root).list() == []
+
+
+def test_rejects_and_curation_are_kept_aside_not_fatal(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    """Malformed answers go to rejects, duplicates are dropped by the table's curation policy
+    (kept in llm/<t>.dropped.parquet with the reason); the version is approved and rebuilds."""
+    root, server = llm_workspace
+
+    def scripted(body: dict[str, Any]) -> str:
+        seed = body.get("seed", 0)
+        if seed % 5 == 0:
+            return '{"text": "unterminated'
+        if seed % 5 == 1:
+            return json.dumps(
+                {"text": "Thank you, your refund is on its way.", "reasoning": "same each time"}
+            )
+        return answer(body)
+
+    server.answer = scripted
+    result = runner.invoke(
+        app, ["-C", str(root), "create", "mixed", "--spec", str(write_spec(tmp_path, SPEC)), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    vdir = root / data["path"]
+    rejects = pq.read_table(vdir / "llm" / "replies.rejects.parquet")
+    dropped = pq.read_table(vdir / "llm" / "replies.dropped.parquet").to_pylist()
+    kept = pq.read_table(vdir / "tables" / "replies" / "part-00000.parquet")
+    assert rejects.num_rows and dropped and data["status"] == "approved"
+    assert {r["drop_reason"] for r in dropped} == {"duplicate"}
+    assert (
+        kept.num_rows + rejects.num_rows + len(dropped)
+        == 12
+        == data["rows"]["replies"] + rejects.num_rows + len(dropped)
+    )
+    texts = kept.column("text").to_pylist()
+    assert texts.count("Thank you, your refund is on its way.") == 1  # one of the duplicate cluster stays
+    count = json.loads((vdir / "validation.json").read_text())["checks"]
+    row_check = next(c for c in count if c["table"] == "replies" and "row_count" in c["check"])
+    assert row_check["success"] and row_check["kwargs"] == {"min_value": 1, "max_value": 12}
+    server.stop()
+    assert synthreg.open(root).verify(f"mixed@v{data['version']}", rebuild=True).ok
+
+
+def test_curation_policy_is_part_of_the_spec() -> None:
+    keep_all = {**LLM_TABLE, "curation": {"drop_duplicates": False, "drop_length": False}}
+    spec = parse_spec({"tables": {"replies": {"llm": keep_all}}}, "c.yaml")
+    assert spec.tables["replies"].llm is not None and not spec.tables["replies"].llm.curation.drop_duplicates
+    with pytest.raises(
+        SpecError, match=r"tables\.replies\.llm\.curation.*unknown key 'drop_dupes'.*drop_duplicates"
+    ):
+        parse_spec(
+            {"tables": {"replies": {"llm": {**LLM_TABLE, "curation": {"drop_dupes": True}}}}}, "c.yaml"
+        )

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synthreg.errors import NotFoundError, SpecError
 from synthreg.generators.llm.column_text import LlmTextColumn
-from synthreg.generators.llm.labeled_prompts import LabeledExample, LabeledTextSpec
+from synthreg.generators.llm.labeled_prompts import CurationPolicy, LabeledExample, LabeledTextSpec
 
 __all__ = [
     "COLUMN_TYPES",
@@ -570,6 +570,8 @@ def _model_at(loc: str) -> type[BaseModel] | None:
         return Distribution
     if len(parts) >= 5 and parts[2] == "columns" and parts[4] == "llm":
         return LlmTextColumn
+    if len(parts) >= 4 and parts[2] == "llm" and parts[3] == "curation":
+        return CurationPolicy
     if len(parts) >= 3 and parts[2] == "llm":
         return LabeledExample if len(parts) >= 5 and parts[3] == "examples" else LabeledTextSpec
     if len(parts) >= 3 and parts[2] in ("expectations", "constraints", "noise"):

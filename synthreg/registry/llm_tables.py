@@ -90,10 +90,12 @@ def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[d
 def _make_tables(
     spec: Spec, gateway: Any, api_base: str | None, out_dir: Path, keys: dict[str, None]
 ) -> tuple[dict[str, TableResult], Any]:
-    """The ``llm`` tables, and the gateway with what they left of the budget."""
+    """The ``llm`` tables (curated by their spec's ``curation``: what it drops goes to
+    ``llm/<t>.dropped.parquet`` with its reason), and the gateway with what they left of the budget."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synthreg.generators.llm.labeled import ROWS_SCHEMA, generate_labeled
+    from synthreg.generators.llm.labeled import ROWS_SCHEMA, curate, generate_labeled
 
     tables: dict[str, TableResult] = {}
     for name in spec.llm_tables():
@@ -105,12 +107,18 @@ def _make_tables(
             raise ConflictError(_incomplete(f"table '{name}'", result.budget_exhausted, len(result.missing)))
         path = out_dir / "tables" / name / "part-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(result.rows, path)
+        curated = curate(result.rows, llm.curation)
+        pq.write_table(curated.kept, path)
         (out_dir / "llm").mkdir(parents=True, exist_ok=True)
         pq.write_table(result.rejects, out_dir / "llm" / f"{name}.rejects.parquet")
         pq.write_table(result.plan, out_dir / "llm" / f"{name}.plan.parquet")
+        ids = result.rows.column("sample_id").to_pylist()
+        dropped = result.rows.filter(pa.array([i in curated.reasons for i in ids], pa.bool_()))
+        reasons = [curated.reasons[i] for i in dropped.column("sample_id").to_pylist()]
+        dropped = dropped.append_column("drop_reason", pa.array(reasons, pa.string()))
+        pq.write_table(dropped, out_dir / "llm" / f"{name}.dropped.parquet")
         hasher = TableHasher(ROWS_SCHEMA)
-        hasher.update(result.rows)
+        hasher.update(curated.kept)
         tables[name] = TableResult(name, hasher.rows, hasher.hexdigest(), (path,), ROWS_SCHEMA)
         keys.update(dict.fromkeys(result.call_keys))
     return tables, gateway

@@ -42,9 +42,13 @@ FK_CHECK = "foreign_key_integrity"
 
 
 def row_count_check(parts: TableParts, planned: Planned) -> CheckResult:
-    """``expect_table_row_count_to_equal``, from the parts' footers."""
+    """``expect_table_row_count_to_equal`` (or ``_to_be_between``), from the parts' footers."""
     rows = parts.rows
-    success = rows == planned.kwargs.get("value")
+    if "value" in planned.kwargs:
+        success = rows == planned.kwargs["value"]
+    else:
+        low, high = planned.kwargs.get("min_value"), planned.kwargs.get("max_value")
+        success = (low is None or rows >= low) and (high is None or rows <= high)
     observed = {"observed_value": rows}
     return CheckResult(parts.name, planned.check, None, planned.kwargs, success, observed, OUR_SOURCE)
 

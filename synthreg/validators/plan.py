@@ -28,7 +28,16 @@ from synthreg.errors import SpecError
 from synthreg.generators.spec import Column, Spec, Table, UserExpectation
 from synthreg.validators.results import jsonable
 
-__all__ = ["BATCH", "ROW_COUNT", "UNIQUE", "WHOLE", "Planned", "spec_plan", "user_expectations"]
+__all__ = [
+    "BATCH",
+    "ROW_COUNT",
+    "UNIQUE",
+    "WHOLE",
+    "Planned",
+    "llm_table_plan",
+    "spec_plan",
+    "user_expectations",
+]
 
 BATCH = "batch"
 WHOLE = "whole"
@@ -209,6 +218,14 @@ def _planned(class_name: str, column: str | None = None, *, scope: str = BATCH, 
     cls = getattr(gx.expectations, class_name)
     args = {"column": column, **kwargs} if column is not None else kwargs
     return Planned(cls.expectation_type, column, jsonable(args), cls(**args), scope)
+
+
+def llm_table_plan(table: Table) -> Planned:
+    """An LLM table's row count: at least one row (when samples were asked for) and at most one
+    per planned sample; samples the model answered unusably (rejects) or that curation dropped
+    are kept aside in ``llm/``, not counted."""
+    low = min(1, table.rows)
+    return _planned("ExpectTableRowCountToBeBetween", scope=ROW_COUNT, min_value=low, max_value=table.rows)
 
 
 def spec_plan(table: Table) -> list[Planned]:

@@ -49,7 +49,16 @@ from synthreg.generators.spec import Spec
 from synthreg.validators.checks import KeySet, fk_check, row_count_check, schema_check, unique_check
 from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, no_fingerprint, to_frame
 from synthreg.validators.parts import TableParts, open_parts
-from synthreg.validators.plan import BATCH, ROW_COUNT, UNIQUE, WHOLE, Planned, spec_plan, user_expectations
+from synthreg.validators.plan import (
+    BATCH,
+    ROW_COUNT,
+    UNIQUE,
+    WHOLE,
+    Planned,
+    llm_table_plan,
+    spec_plan,
+    user_expectations,
+)
 from synthreg.validators.results import CheckResult, ValidationResult
 from synthreg.validators.rules import constraint_checks, proportion_checks, time_order_checks
 
@@ -125,10 +134,9 @@ def _validate_table(run: _Run, spec: Spec, name: str, user: list[Planned]) -> li
 
 
 def _llm_table_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
-    """An LLM-made table has no spec columns to derive expectations from: its row count
-    (one row per sample) and its Arrow schema (the labeled rows' schema) are checked."""
-    count = spec_plan(spec.tables[parts.name])[0]
-    return [row_count_check(parts, count), schema_check(spec, parts)]
+    """An LLM-made table has no spec columns to derive expectations from: its row count (at
+    most one row per sample) and its Arrow schema (the labeled rows' schema) are checked."""
+    return [row_count_check(parts, llm_table_plan(spec.tables[parts.name])), schema_check(spec, parts)]
 
 
 def _our_checks(

@@ -46,6 +46,7 @@ from synthreg.generators.llm.labeled_prompts import (
     GEN_STAGE,
     JUDGE_STAGE,
     PLAN_SCHEMA,
+    CurationPolicy,
     LabeledExample,
     LabeledTextSpec,
     judge_requests,
@@ -436,17 +437,6 @@ def _near_duplicate_roots(texts: list[str]) -> list[int]:
 
 #: Why ``curate`` drops a row, in the order the reasons are checked.
 DROP_REASONS = ("refusal", "length", "label_conflict", "judge_disagreement", "duplicate")
-
-
-@dataclass(frozen=True)
-class CurationPolicy:
-    """Which flagged rows ``curate`` drops (label conflicts and judge disagreements are kept by default)."""
-
-    drop_duplicates: bool = True
-    drop_refusals: bool = True
-    drop_length: bool = True
-    drop_label_conflicts: bool = False
-    drop_judge_disagreements: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ __all__ = [
     "JUDGE_STAGE",
     "JUDGE_TEMPLATE",
     "PLAN_SCHEMA",
+    "CurationPolicy",
     "LabeledExample",
     "LabeledTextSpec",
     "PromptTemplate",
@@ -84,6 +85,18 @@ class LabeledExample(BaseModel):
     reasoning: str = ""
 
 
+class CurationPolicy(BaseModel):
+    """Which flagged rows ``curate`` drops (label conflicts and judge disagreements are kept by
+    default); a registry LLM table applies its spec's ``curation`` and keeps what it drops aside."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    drop_duplicates: bool = True
+    drop_refusals: bool = True
+    drop_length: bool = True
+    drop_label_conflicts: bool = False
+    drop_judge_disagreements: bool = False
+
+
 class LabeledTextSpec(BaseModel):
     """What to generate: the task, labels, category/type pairs, examples and sampling settings."""
 
@@ -102,6 +115,7 @@ class LabeledTextSpec(BaseModel):
     few_shot: int = Field(2, ge=0)
     seed: int = Field(0, ge=0)
     judge_model: str | None = None
+    curation: CurationPolicy = Field(default_factory=CurationPolicy)
 
     @field_validator("models")
     @classmethod
