@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 import synthreg
 from synthreg.cli.app import app
+from synthreg.datacards.croissant import card_schema
 from synthreg.errors import SpecError
 from synthreg.generators.llm.labeled import ROWS_SCHEMA
 from synthreg.generators.spec import apply_overrides, parse_spec
@@ -219,6 +221,20 @@ def test_rejects_and_curation_are_kept_aside_not_fatal(
     count = json.loads((vdir / "validation.json").read_text())["checks"]
     row_check = next(c for c in count if c["table"] == "replies" and "row_count" in c["check"])
     assert row_check["success"] and row_check["kwargs"] == {"min_value": 1, "max_value": 12}
+    summary = json.loads((vdir / "llm" / "replies.summary.json").read_text())
+    assert summary == {
+        "samples": 12,
+        "rows": kept.num_rows,
+        "rejects": rejects.num_rows,
+        "dropped": {"duplicate": len(dropped)},
+        "judge_agreement": None,
+    }
+    card = json.loads((vdir / "datacard.json").read_text())
+    jsonschema.Draft202012Validator(card_schema()).validate(card)
+    line = (
+        f"- LLM table `replies`: 12 samples planned, {kept.num_rows} rows kept, {rejects.num_rows} rejected"
+    )
+    assert line in (vdir / "datacard.md").read_text()
     server.stop()
     assert synthreg.open(root).verify(f"mixed@v{data['version']}", rebuild=True).ok
 

@@ -162,6 +162,19 @@ def _llm_line(llm: dict[str, Any] | None) -> str:
     return f" ({tokens}; models asked: {', '.join(llm['models'])}; calls in `llm_calls.jsonl`)"
 
 
+def _llm_table_lines(llm: dict[str, Any] | None) -> list[str]:
+    """One line per LLM table: samples planned, rows kept, rejects, curation drops, judge agreement."""
+    lines = []
+    for name, t in ((llm or {}).get("tables") or {}).items():
+        dropped = ", ".join(f"{k} {v}" for k, v in t["dropped"].items()) or "none"
+        judge = "" if t["judge_agreement"] is None else f", judge agreement {t['judge_agreement']:.2f}"
+        lines.append(
+            f"- LLM table `{name}`: {t['samples']} samples planned, {t['rows']} rows kept, "
+            f"{t['rejects']} rejected answers, dropped by curation: {dropped}{judge}"
+        )
+    return lines
+
+
 def _prompt(llm: dict[str, Any] | None) -> str:
     """What the data was generated from, in words."""
     parts = ["declarative spec (spec.yaml in this directory)"]
@@ -360,6 +373,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- parameters: `{json.dumps(gen['parameters'], sort_keys=True)}`",
         f"- generated from: {gen['prompt']}",
         f"- LLM calls: {gen['llm_calls']}, cost: ${gen['cost_usd']:.4f}" + _llm_line(gen.get("llm")),
+        *_llm_table_lines(gen.get("llm")),
         "",
         "## Composition",
         "",

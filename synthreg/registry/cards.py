@@ -55,6 +55,9 @@ def llm_card_facts(vdir: Path) -> dict[str, Any] | None:
         "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in records), 6),
         "story": any(s.startswith("story.") for s in stages),
         "data": any(not s.startswith("story.") for s in stages),
+        "tables": {
+            p.name.removesuffix(".summary.json"): _json(p) for p in sorted(vdir.glob("llm/*.summary.json"))
+        },
     }
 
 

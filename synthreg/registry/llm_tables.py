@@ -12,6 +12,7 @@ One budget covers the whole version: each stage gets what the earlier ones left.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,14 @@ def _make_tables(
         reasons = [curated.reasons[i] for i in dropped.column("sample_id").to_pylist()]
         dropped = dropped.append_column("drop_reason", pa.array(reasons, pa.string()))
         pq.write_table(dropped, out_dir / "llm" / f"{name}.dropped.parquet")
+        summary = {
+            "samples": llm.samples,
+            "rows": curated.kept.num_rows,
+            "rejects": result.rejects.num_rows,
+            "dropped": {k: v for k, v in curated.dropped.items() if v},
+            "judge_agreement": result.judge_agreement,
+        }
+        (out_dir / "llm" / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         hasher = TableHasher(ROWS_SCHEMA)
         hasher.update(curated.kept)
         tables[name] = TableResult(name, hasher.rows, hasher.hexdigest(), (path,), ROWS_SCHEMA)
