@@ -51,7 +51,7 @@ print(json.dumps({
 
 def _drifted(spec: Spec) -> Spec:
     """The spec with orders' amounts and statuses shifted, so columns change and get plots."""
-    from synthreg.generators.spec import parse_spec
+    from synthreg.generators.spec_io import parse_spec
 
     data = spec.model_dump(by_alias=True)
     orders = data["tables"]["orders"]["columns"]
@@ -63,7 +63,7 @@ def _drifted(spec: Spec) -> Spec:
 def make_version(directory: Path, scale: float, seed: int, *, drift: bool = False) -> dict[str, object]:
     """Generate one version directory (tables, spec.yaml, a minimal manifest.json)."""
     from synthreg.generators.engine import ENGINE_MODEL, generate
-    from synthreg.generators.spec import apply_overrides, load_spec
+    from synthreg.generators.spec_io import apply_overrides, load_spec
 
     spec = apply_overrides(load_spec(SPEC), scale=scale, seed=seed)
     spec = _drifted(spec) if drift else spec

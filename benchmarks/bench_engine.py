@@ -20,7 +20,7 @@ SPECS = HERE / "specs"
 
 _CHILD = """
 import json, resource, sys, time, pathlib
-from synthreg.generators.spec import load_spec, apply_overrides
+from synthreg.generators.spec_io import load_spec, apply_overrides
 from synthreg.generators.engine import generate
 spec = load_spec(sys.argv[1])
 scale = float(sys.argv[3]) / spec.total_rows

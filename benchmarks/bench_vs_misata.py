@@ -35,7 +35,7 @@ MISATA_BEST_BATCH = 100_000
 _CHILD = """
 import json, sys, time, pathlib
 t0 = time.perf_counter()
-from synthreg.generators.spec import load_spec, apply_overrides
+from synthreg.generators.spec_io import load_spec, apply_overrides
 from synthreg.generators.engine import generate
 spec = load_spec(sys.argv[1])
 spec = apply_overrides(spec, scale=float(sys.argv[3]) / spec.total_rows)

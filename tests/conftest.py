@@ -124,7 +124,7 @@ def small_spec_model() -> Any:
     """SMALL_SPEC parsed into a Spec."""
     import yaml
 
-    from synthreg.generators.spec import parse_spec
+    from synthreg.generators.spec_io import parse_spec
 
     return parse_spec(yaml.safe_load(SMALL_SPEC), "small.yaml")
 

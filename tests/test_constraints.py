@@ -14,7 +14,7 @@ import pytest
 
 from synthreg.errors import ConstraintError, SpecError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import parse_spec
+from synthreg.generators.spec_io import parse_spec
 
 # 200 employees x 30 days = 6000 (employee, day) groups; 20,000 shifts of 1-6 hours average
 # ~9 hours per group: the 8-hour limit binds in most groups.

@@ -23,7 +23,8 @@ import synthreg
 from synthreg.datacards.croissant import DATA_TYPES, card_schema, to_croissant, write_croissant
 from synthreg.datacards.pii import is_reserved_domain, luhn_valid, sample_rows, scan
 from synthreg.datacards.plots import plan_plots, table_plots
-from synthreg.generators.spec import COLUMN_TYPES, Spec, parse_spec
+from synthreg.generators.spec import COLUMN_TYPES, Spec
+from synthreg.generators.spec_io import parse_spec
 
 CARD_SPEC = r"""
 description: Customers of a subscription box, with a churn label.

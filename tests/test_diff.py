@@ -18,7 +18,8 @@ import yaml
 
 from synthreg.errors import NotFoundError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, apply_overrides, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, parse_spec
 from synthreg.registry.diff import DiffResult, diff_versions
 from synthreg.registry.diff_report import render_html, render_markdown
 

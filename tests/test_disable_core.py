@@ -18,7 +18,8 @@ import pytest
 from synthreg.digest import TableHasher, combine_digests
 from synthreg.errors import ConflictError, NotFoundError, UsageError
 from synthreg.generators.engine import GenerationResult, generate
-from synthreg.generators.spec import Spec, apply_overrides, load_spec, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, load_spec, parse_spec
 from synthreg.registry.disable import DisableResult, plan_removal, table_parts, write_without
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ecommerce.yaml"

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, apply_overrides, load_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

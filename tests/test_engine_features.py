@@ -14,7 +14,7 @@ import pytest
 
 from synthreg.errors import SpecError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import parse_spec
+from synthreg.generators.spec_io import parse_spec
 
 SPEC: dict[str, Any] = {
     "seed": 5,

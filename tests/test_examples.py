@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, apply_overrides, load_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, load_spec
 from synthreg.validators import validate_tables
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))

@@ -12,7 +12,7 @@ from pathlib import Path
 from synthreg.generators.engine import generate
 from synthreg.generators.llm import CallStore, FakeBackend, Gateway
 from synthreg.generators.llm.story import draft_spec
-from synthreg.generators.spec import apply_overrides
+from synthreg.generators.spec_io import apply_overrides
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -23,7 +23,7 @@ from synthreg.cli.app import app
 from synthreg.datacards.croissant import card_schema
 from synthreg.errors import SpecError
 from synthreg.generators.llm.column_text import LlmTextColumn, column_requests, placeholders
-from synthreg.generators.spec import apply_overrides, parse_spec
+from synthreg.generators.spec_io import apply_overrides, parse_spec
 from synthreg.integrations import dvc
 
 runner = CliRunner()

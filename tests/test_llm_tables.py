@@ -20,7 +20,7 @@ from synthreg.cli.app import app
 from synthreg.datacards.croissant import card_schema
 from synthreg.errors import SpecError
 from synthreg.generators.llm.labeled import ROWS_SCHEMA
-from synthreg.generators.spec import apply_overrides, parse_spec
+from synthreg.generators.spec_io import apply_overrides, parse_spec
 from synthreg.integrations import git
 
 runner = CliRunner()

@@ -17,7 +17,8 @@ import pytest
 
 import synthreg.validators.quality as quality
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import parse_spec
 from synthreg.validators import validate_tables
 from synthreg.validators.quality import quality_metrics
 from synthreg.validators.report import render_validation_report

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import parse_spec
+from synthreg.generators.spec_io import parse_spec
 from synthreg.validators import validate_tables
 
 SPEC: dict[str, Any] = {

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthreg.errors import NotFoundError, SpecError
-from synthreg.generators.spec import DISTRIBUTIONS, apply_overrides, load_spec, parse_spec
+from synthreg.generators.spec import DISTRIBUTIONS
+from synthreg.generators.spec_io import apply_overrides, load_spec, parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from synthreg.errors import SpecError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import parse_spec
+from synthreg.generators.spec_io import parse_spec
 
 _VOCABS = [
     "first_name",
@@ -163,7 +163,7 @@ def test_arbitrary_input_never_crashes_the_parser(data: Any) -> None:
 def test_spec_file_round_trip(tmp_path: Path) -> None:
     import yaml
 
-    from synthreg.generators.spec import load_spec
+    from synthreg.generators.spec_io import load_spec
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"tables": {"t": {"rows": 3, "columns": {"x": {"type": "int"}}}}}))

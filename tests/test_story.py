@@ -20,7 +20,8 @@ from synthreg.generators.llm import CallStore, Gateway, LiteLLMBackend
 from synthreg.generators.llm.story import StoryResult, draft_spec, lock_story
 from synthreg.generators.llm.story_fixes import apply_fixes
 from synthreg.generators.llm.story_prompts import COLUMNS, REPAIR, TABLES
-from synthreg.generators.spec import ENGINE_COLUMN_TYPES, VOCABULARIES, parse_spec
+from synthreg.generators.spec import ENGINE_COLUMN_TYPES, VOCABULARIES
+from synthreg.generators.spec_io import parse_spec
 
 SECRET = "sk-test-STORYSECRET987"
 KEY_ENV = "SYNTHREG_TEST_STORY_KEY"

@@ -20,7 +20,8 @@ import synthreg.validators
 import synthreg.validators.parts
 from synthreg.errors import NotFoundError, SpecError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import parse_spec
 from synthreg.validators import CheckResult, ValidationResult, validate_tables
 
 SPEC: dict[str, Any] = {

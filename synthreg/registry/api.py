@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow as pa
 
 from synthreg.errors import NotFoundError
-from synthreg.generators.spec import Spec, apply_overrides, load_spec, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, load_spec, parse_spec
 from synthreg.registry.create import CreateResult, create_version
 from synthreg.registry.query import describe_version, list_datasets, resolve
 from synthreg.registry.refs import check_name, parse_ref

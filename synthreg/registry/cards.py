@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 import synthreg
 from synthreg.datacards.card import CARD_FILES, CardFacts, build_card, write_card
-from synthreg.generators.spec import load_spec
+from synthreg.generators.spec_io import load_spec
 from synthreg.integrations import git
 from synthreg.registry.audit import head_hash
 from synthreg.registry.checkout import read_manifest

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from synthreg.errors import SpecError, UsageError
-from synthreg.generators.spec import Spec, apply_overrides, load_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import apply_overrides, load_spec
 from synthreg.registry.checkout import ensure_local, read_manifest
 from synthreg.registry.disable import plan_removal, write_without
 from synthreg.registry.facts import file_facts

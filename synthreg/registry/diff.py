@@ -39,7 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthreg.errors import NotFoundError, SynthregError
-from synthreg.generators.spec import Column, Spec, load_spec
+from synthreg.generators.spec import Column, Spec
+from synthreg.generators.spec_io import load_spec
 from synthreg.registry.diff_stats import ColumnPair, column_stats, quote, view_name
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from pathlib import Path
 from synthreg.digest import combine_digests
 from synthreg.errors import ConflictError
 from synthreg.generators.engine import generate
-from synthreg.generators.spec import Spec, load_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import load_spec
 from synthreg.registry.checkout import read_manifest
 
 __all__ = ["materialize_in_place", "materialize_into"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthreg.errors import ConflictError, UsageError
-from synthreg.generators.spec import load_spec
+from synthreg.generators.spec_io import load_spec
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.checkout import ensure_local, read_manifest
 from synthreg.registry.llm_tables import carry_llm

@@ -24,7 +24,7 @@ import synthreg  # noqa: E402,F401
 from synthreg.generators.engine import generate  # noqa: E402
 from synthreg.generators.llm import CallStore, Gateway, LiteLLMBackend  # noqa: E402
 from synthreg.generators.llm.story import draft_spec  # noqa: E402
-from synthreg.generators.spec import apply_overrides  # noqa: E402
+from synthreg.generators.spec_io import apply_overrides  # noqa: E402
 
 
 def main() -> None:

@@ -50,7 +50,8 @@ from synthreg.generators.llm.story_prompts import (
     constraints_prompt,
     tables_prompt,
 )
-from synthreg.generators.spec import Spec, parse_spec
+from synthreg.generators.spec import Spec
+from synthreg.generators.spec_io import parse_spec
 
 __all__ = ["Locked", "LockedEnum", "LockedTable", "StepLog", "StoryResult", "draft_spec", "lock_story"]
 
