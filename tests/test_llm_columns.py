@@ -483,3 +483,28 @@ def test_the_engine_cannot_read_an_llm_text_column_and_its_settings_freeze_whole
     frozen = yaml.safe_load(parse_spec(spec_dict(), "shop.yaml").frozen_yaml())
     llm = frozen["tables"]["orders"]["columns"]["review"]["llm"]
     assert llm["temperature"] == 0.8 and llm["max_tokens"] == 300 and llm["seed"] == 0  # defaults included
+
+
+def test_verify_detects_an_edited_call_slice_without_rebuilding(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    from synthreg.errors import VerificationError
+
+    root, server = llm_workspace
+    server.answer = review_answer
+    assert create(root, write_spec(tmp_path, spec_dict(rows=4))).exit_code == 0
+    reg = synthreg.open(root)
+    assert reg.verify("shop@v1").ok
+    path = root / "data" / "shop" / "v1" / "llm_calls.jsonl"
+    original = path.read_text()
+    records = [json.loads(line) for line in original.splitlines()]
+    records[0]["response"]["content"] = json.dumps({"text": "5/5 a planted review"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(VerificationError, match=r"llm_calls\.jsonl does not match its sha256.*edited"):
+        reg.verify("shop@v1")
+    records[0]["request"]["messages"][1]["content"] = "a forged prompt"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(VerificationError, match=r"1 call\(s\) in llm_calls\.jsonl do not hash to their key"):
+        reg.verify("shop@v1")
+    path.write_text(original)
+    assert reg.verify("shop@v1").ok

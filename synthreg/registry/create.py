@@ -23,7 +23,7 @@ from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResu
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
-from synthreg.registry.llm_tables import LlmTables, make_llm_data
+from synthreg.registry.llm_tables import LlmTables, file_sha256, make_llm_data
 from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
@@ -147,6 +147,8 @@ def _export_calls(ws: Workspace, cand: Candidate) -> None:
     keys = (cand.generation or {}).get("llm_call_keys")
     if keys is not None:  # an LLM spec always has its slice, even an empty one (nothing to call)
         export_calls(ws, list(keys), cand.staging / "llm_calls.jsonl")
+        assert cand.generation is not None
+        cand.generation["llm_calls_sha256"] = file_sha256(cand.staging / "llm_calls.jsonl")
 
 
 def _parent_dir(ws: Workspace, name: str) -> Path | None:

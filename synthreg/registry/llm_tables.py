@@ -23,7 +23,15 @@ from synthreg.errors import ConflictError, NotFoundError
 from synthreg.generators.engine import TableResult
 from synthreg.generators.spec import Spec
 
-__all__ = ["LlmTables", "carry_llm", "llm_facts", "make_llm_data", "replay_llm_data"]
+__all__ = [
+    "LlmTables",
+    "carry_llm",
+    "file_sha256",
+    "llm_facts",
+    "make_llm_data",
+    "replay_llm_data",
+    "slice_problems",
+]
 
 
 @dataclass(frozen=True)
@@ -221,9 +229,49 @@ def llm_facts(manifest: dict[str, Any]) -> dict[str, Any] | None:
             "call_keys": generation["llm_call_keys"],
             "api_base": generation.get("llm_api_base"),
             "fallbacks": generation.get("llm_fallbacks", []),
+            "calls_sha256": generation.get("llm_calls_sha256"),
         }
     carried: dict[str, Any] | None = manifest.get("llm")
     return carried
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def slice_problems(vdir: Path, manifest: dict[str, Any]) -> list[str]:
+    """What is wrong with a version's call slice (``llm_calls.jsonl``): missing, edited since it
+    was recorded (sha256), a record whose request does not hash to its key, or keys that differ
+    from the manifest's. Empty for a version without LLM calls."""
+    import hashlib
+
+    from synthreg.generators.llm.callstore import canonical_json
+
+    facts = llm_facts(manifest)
+    if facts is None:
+        return []
+    path = vdir / "llm_calls.jsonl"
+    if not path.is_file():
+        return [f"{path.name} is missing: restore it from git (it is committed with the version)"]
+    problems = []
+    if facts.get("calls_sha256") and file_sha256(path) != facts["calls_sha256"]:
+        problems.append(f"{path.name} does not match its sha256 in manifest.json: it was edited")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    forged = [
+        r["key"][:12]
+        for r in records
+        if hashlib.sha256(canonical_json(r["request"]).encode("utf-8")).hexdigest() != r["key"]
+    ]
+    if forged:
+        problems.append(
+            f"{len(forged)} call(s) in {path.name} do not hash to their key ({', '.join(forged[:3])})"
+        )
+    if [r["key"] for r in records] != list(facts["call_keys"]):
+        problems.append(f"the calls in {path.name} are not the ones manifest.json lists (llm_call_keys)")
+    return problems
 
 
 def carry_llm(src: Path, staging: Path) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from synthreg.errors import VerificationError
 from synthreg.integrations import git
 from synthreg.registry.audit import first_broken_seq, head_hash
 from synthreg.registry.checkout import missing_files, read_manifest
+from synthreg.registry.llm_tables import slice_problems
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import AuditEvent, Dataset, Version, read_session
@@ -62,6 +63,7 @@ def verify_version(ws: Workspace, ref: str, *, rebuild: bool = False) -> VerifyR
         f"file {p} is missing or does not match its sha256 in manifest.json"
         for p in missing_files(vdir, manifest, check_hashes=True)
     ]
+    problems += slice_problems(vdir, manifest)
     checked: dict[str, Any] = {"files": len(manifest["files"])}
     if manifest["content_digest"] != version.content_digest:
         problems.append(
