@@ -508,3 +508,26 @@ def test_verify_detects_an_edited_call_slice_without_rebuilding(
         reg.verify("shop@v1")
     path.write_text(original)
     assert reg.verify("shop@v1").ok
+
+
+def test_answers_with_unicode_line_separators_register_verify_and_rebuild(
+    llm_workspace: tuple[Path, LLMServer], tmp_path: Path
+) -> None:
+    """U+2028 / U+0085 inside an answer stay inside its JSONL line (str.splitlines would split there);
+    a damaged line is reported by verify, not a crash."""
+    from synthreg.errors import VerificationError
+
+    root, server = llm_workspace
+    server.answer = lambda body: json.dumps(
+        {"text": json.loads(review_answer(body))["text"] + "\u2028Kind regards\u0085Shop"}, ensure_ascii=False
+    )
+    result = create(root, write_spec(tmp_path, spec_dict(rows=4)))
+    assert result.exit_code == 0, result.output
+    reg = synthreg.open(root)
+    assert reg.verify("shop@v1", rebuild=True).ok
+    path = root / "data" / "shop" / "v1" / "llm_calls.jsonl"
+    assert "\u2028" in path.read_text(encoding="utf-8")
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"key": "abc", "request": {"x": NaN}}\n{"truncated\n')
+    with pytest.raises(VerificationError, match=r"line 5 of llm_calls\.jsonl is not a call record.*line 6"):
+        reg.verify("shop@v1")

@@ -226,6 +226,7 @@ def test_rejects_and_curation_are_kept_aside_not_fatal(
         "samples": 12,
         "rows": kept.num_rows,
         "rejects": rejects.num_rows,
+        "judge_rejects": 0,
         "dropped": {"duplicate": len(dropped)},
         "judge_agreement": None,
     }
@@ -237,6 +238,14 @@ def test_rejects_and_curation_are_kept_aside_not_fatal(
     assert line in (vdir / "datacard.md").read_text()
     server.stop()
     assert synthreg.open(root).verify(f"mixed@v{data['version']}", rebuild=True).ok
+    # A version made before curation existed records no llm_curation: its replay keeps every row.
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    assert manifest["generation"].pop("llm_curation") == 1
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+    from synthreg.registry.materialize import materialize_into
+
+    materialize_into(vdir, tmp_path / "old")
+    assert pq.read_table(tmp_path / "old" / "tables" / "replies").num_rows == 12 - rejects.num_rows
 
 
 def test_curation_policy_is_part_of_the_spec() -> None:

@@ -45,7 +45,12 @@ def llm_card_facts(vdir: Path) -> dict[str, Any] | None:
     path = vdir / "llm_calls.jsonl"
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from synthreg.registry.llm_tables import read_slice
+
+    try:
+        records = read_slice(path)
+    except ValueError:  # a damaged slice: registry verify says what is wrong with it
+        return None
     stages = {str((r["request"].get("sample") or {}).get("stage", "")) for r in records}
     return {
         "calls": len(records),

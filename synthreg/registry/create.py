@@ -23,7 +23,7 @@ from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResu
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
-from synthreg.registry.llm_tables import LlmTables, file_sha256, make_llm_data
+from synthreg.registry.llm_tables import CURATION_VERSION, LlmTables, file_sha256, make_llm_data
 from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
@@ -213,6 +213,7 @@ def _stage(
             llm_call_keys=llm.call_keys,
             llm_api_base=public_api_base(llm.api_base),  # the keys hold only the endpoint
             llm_fallbacks=list(llm.fallbacks),
+            **({"llm_curation": CURATION_VERSION} if spec.llm_tables() else {}),
         )
     return Candidate(
         name=name,

@@ -24,14 +24,19 @@ from synthreg.generators.engine import TableResult
 from synthreg.generators.spec import Spec
 
 __all__ = [
+    "CURATION_VERSION",
     "LlmTables",
     "carry_llm",
     "file_sha256",
     "llm_facts",
     "make_llm_data",
+    "read_slice",
     "replay_llm_data",
     "slice_problems",
 ]
+
+#: The curation step LLM tables go through at create (recorded: a replay applies the same one).
+CURATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,14 @@ def make_llm_data(
     out_dir: Path,
     engine: dict[str, TableResult],
     on_preflight: Callable[[dict[str, Any]], None] | None = None,
+    curation: int | None = CURATION_VERSION,
 ) -> LlmTables:
     """Make ``spec``'s ``llm`` tables and fill its ``llm_text`` columns (in the engine's files
     under ``out_dir``, listed in ``engine``) through ``gateway``.
 
-    ``on_preflight`` receives the estimate of the calls to make before any is made. Raises
+    ``curation`` is the version of the curation step the LLM tables go through (None: none, as
+    for versions made before it existed: their replay must keep every row). ``on_preflight``
+    receives the estimate of the calls to make before any is made. Raises
     ``ConflictError`` when the budget ran out or rows have no answer: nothing is written worth
     keeping, but the calls already made stay in the call store for a rerun.
     """
@@ -64,7 +72,7 @@ def make_llm_data(
     if on_preflight is not None:
         on_preflight(preflight(spec, gateway, api_base, columns))
     keys: dict[str, None] = {}
-    tables, gateway = _make_tables(spec, gateway, api_base, out_dir, keys)
+    tables, gateway = _make_tables(spec, gateway, api_base, out_dir, keys, curation)
     for name, rows in columns.items():
         tables[name], gateway = _fill_columns(
             spec, name, rows, gateway, api_base, out_dir, engine[name], keys
@@ -97,14 +105,22 @@ def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[d
 
 
 def _make_tables(
-    spec: Spec, gateway: Any, api_base: str | None, out_dir: Path, keys: dict[str, None]
+    spec: Spec, gateway: Any, api_base: str | None, out_dir: Path, keys: dict[str, None], curation: int | None
 ) -> tuple[dict[str, TableResult], Any]:
     """The ``llm`` tables (curated by their spec's ``curation``: what it drops goes to
     ``llm/<t>.dropped.parquet`` with its reason), and the gateway with what they left of the budget."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synthreg.generators.llm.labeled import ROWS_SCHEMA, curate, generate_labeled
+    from synthreg.generators.llm.labeled import (
+        GEN_STAGE,
+        ROWS_SCHEMA,
+        CurationPolicy,
+        curate,
+        generate_labeled,
+    )
+
+    keep_all = CurationPolicy(drop_duplicates=False, drop_refusals=False, drop_length=False)
 
     tables: dict[str, TableResult] = {}
     for name in spec.llm_tables():
@@ -116,7 +132,7 @@ def _make_tables(
             raise ConflictError(_incomplete(f"table '{name}'", result.budget_exhausted, len(result.missing)))
         path = out_dir / "tables" / name / "part-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        curated = curate(result.rows, llm.curation)
+        curated = curate(result.rows, llm.curation if curation is not None else keep_all)
         pq.write_table(curated.kept, path)
         (out_dir / "llm").mkdir(parents=True, exist_ok=True)
         pq.write_table(result.rejects, out_dir / "llm" / f"{name}.rejects.parquet")
@@ -129,7 +145,8 @@ def _make_tables(
         summary = {
             "samples": llm.samples,
             "rows": curated.kept.num_rows,
-            "rejects": result.rejects.num_rows,
+            "rejects": sum(s == GEN_STAGE for s in result.rejects.column("stage").to_pylist()),
+            "judge_rejects": sum(s != GEN_STAGE for s in result.rejects.column("stage").to_pylist()),
             "dropped": {k: v for k, v in curated.dropped.items() if v},
             "judge_agreement": result.judge_agreement,
         }
@@ -214,7 +231,9 @@ def replay_llm_data(vdir: Path, spec: Spec, out_dir: Path, engine: dict[str, Tab
     try:
         # replay-strict never calls its backend: any will do.
         gateway = Gateway(store, FakeBackend(), mode="replay-strict", fallbacks=facts.get("fallbacks", ()))
-        return make_llm_data(spec, gateway, facts.get("api_base"), out_dir, engine)
+        return make_llm_data(
+            spec, gateway, facts.get("api_base"), out_dir, engine, curation=facts.get("curation")
+        )
     finally:
         store.close()
 
@@ -230,16 +249,24 @@ def llm_facts(manifest: dict[str, Any]) -> dict[str, Any] | None:
             "api_base": generation.get("llm_api_base"),
             "fallbacks": generation.get("llm_fallbacks", []),
             "calls_sha256": generation.get("llm_calls_sha256"),
+            "curation": generation.get("llm_curation"),
         }
     carried: dict[str, Any] | None = manifest.get("llm")
     return carried
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes."""
+    """sha256 (hex) of a text file's bytes with LF line ends (a CRLF checkout hashes the same)."""
     import hashlib
 
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
+def read_slice(path: Path) -> list[dict[str, Any]]:
+    """The records of a call slice (JSONL): split on newlines only, since an answer may hold
+    U+2028 or U+0085, which ``str.splitlines`` would break on. Raises ``ValueError`` for a
+    line that is not JSON."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def slice_problems(vdir: Path, manifest: dict[str, Any]) -> list[str]:
@@ -255,16 +282,24 @@ def slice_problems(vdir: Path, manifest: dict[str, Any]) -> list[str]:
         return []
     path = vdir / "llm_calls.jsonl"
     if not path.is_file():
+        if not facts["call_keys"]:  # versions made before empty slices were shipped
+            return []
         return [f"{path.name} is missing: restore it from git (it is committed with the version)"]
     problems = []
     if facts.get("calls_sha256") and file_sha256(path) != facts["calls_sha256"]:
         problems.append(f"{path.name} does not match its sha256 in manifest.json: it was edited")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    forged = [
-        r["key"][:12]
-        for r in records
-        if hashlib.sha256(canonical_json(r["request"]).encode("utf-8")).hexdigest() != r["key"]
-    ]
+    records, forged = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if hashlib.sha256(canonical_json(record["request"]).encode("utf-8")).hexdigest() != record["key"]:
+                forged.append(str(record["key"])[:12])
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"line {n} of {path.name} is not a call record ({type(exc).__name__}: {exc})")
+            continue
+        records.append(record)
     if forged:
         problems.append(
             f"{len(forged)} call(s) in {path.name} do not hash to their key ({', '.join(forged[:3])})"
