@@ -88,16 +88,10 @@ def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[d
     from synthreg.generators.llm.column_text import placeholders
 
     out: dict[str, list[dict[str, Any]]] = {}
-    for table, column in spec.llm_columns():
-        llm = spec.tables[table].columns[column].llm
-        assert llm is not None
-        needed = set(placeholders(llm.prompt))
-        if table in out:
-            continue
-        for other, col in spec.tables[table].columns.items():
-            if col.llm is not None and other != column:
-                needed |= set(placeholders(col.llm.prompt))
-        names = [n for n in spec.tables[table].columns if n in needed]
+    for table in dict.fromkeys(t for t, _ in spec.llm_columns()):
+        columns = spec.tables[table].columns
+        needed = {n for col in columns.values() if col.llm is not None for n in placeholders(col.llm.prompt)}
+        names = [n for n in columns if n in needed]
         out[table] = [
             row for path in engine[table].files for row in pq.read_table(path, columns=names).to_pylist()
         ]
@@ -338,20 +332,14 @@ def preflight(
     from synthreg.generators.llm.column_text import column_requests
     from synthreg.generators.llm.labeled import make_plan, render_requests
 
-    batches = []
+    requests = []
     for name in spec.llm_tables():
         llm = spec.tables[name].llm
         assert llm is not None
-        batches.append(render_requests(llm, make_plan(llm), api_base))
+        requests += render_requests(llm, make_plan(llm), api_base)
     for table, column in spec.llm_columns():
         col = spec.tables[table].columns[column].llm
         assert col is not None
-        batches.append(column_requests(table, column, col, columns[table], api_base))
-    totals = {"calls": 0, "cached": 0, "est_prompt_tokens": 0, "est_completion_tokens": 0, "est_usd": 0.0}
-    unpriced: set[str] = set()
-    for requests in batches:
-        estimate = gateway.preflight(requests)
-        for key in totals:
-            totals[key] += getattr(estimate, key)
-        unpriced |= set(estimate.unpriced_models)
-    return {**totals, "est_usd": round(float(totals["est_usd"]), 6), "unpriced_models": sorted(unpriced)}
+        requests += column_requests(table, column, col, columns[table], api_base)
+    estimate: dict[str, Any] = gateway.preflight(requests).as_dict()
+    return {**estimate, "unpriced_models": list(estimate["unpriced_models"])}

@@ -30,7 +30,7 @@ from synthreg.generators.spec import Spec
 from synthreg.integrations import dvc, git
 from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry.audit import append_event
-from synthreg.registry.cards import dir_facts, llm_card_facts
+from synthreg.registry.cards import dir_facts
 from synthreg.registry.facts import library_versions, peak_rss_mb
 from synthreg.registry.policy import review_status
 from synthreg.registry.records import insert_rows
@@ -165,6 +165,7 @@ class Context:
     actor: str
     clock: Clock
     undo: Undo = field(default_factory=Undo)
+    card: CardFacts | None = None  # what the DataCard was rendered from (the MLflow run reuses it)
 
     @property
     def rel_dir(self) -> str:
@@ -224,7 +225,7 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
     if final.exists():
         raise ConflictError(f"{final} already exists but is not in the DB: run 'registry doctor --repair'")
     created_at = utcnow().isoformat(timespec="seconds")
-    clock("card", lambda: write_card(cand.staging, card_facts(ctx, created_at)))
+    ctx.card = clock("card", lambda: _write_card(ctx, created_at))
     final.parent.mkdir(parents=True, exist_ok=True)
     cand.staging.rename(final)
     ctx.undo.push(lambda: shutil.rmtree(final, ignore_errors=True))
@@ -264,6 +265,12 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
         derived_from=cand.derived_from,
         details=cand.details,
     )
+
+
+def _write_card(ctx: Context, created_at: str) -> CardFacts:
+    facts = card_facts(ctx, created_at)
+    write_card(ctx.cand.staging, facts)
+    return facts
 
 
 def card_facts(ctx: Context, created_at: str) -> CardFacts:
@@ -331,7 +338,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
     final = ctx.ws.root / ctx.rel_dir
     total = sum(cand.rows.values())
     gen = cand.generation or {}
-    llm = llm_card_facts(final) or {}
+    llm = (ctx.card.llm if ctx.card else None) or {}  # the slice was read once, for the card
     lineage = {"synthreg.restored_from": cand.restored_from, "synthreg.derived_from": cand.derived_from}
     record = mlflow_int.RunRecord(
         experiment=f"synthreg/{cand.name}",

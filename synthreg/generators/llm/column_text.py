@@ -25,7 +25,6 @@ then report the row. Every call counts: a table may have at most ``max_rows`` ro
 
 from __future__ import annotations
 
-import hashlib
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,8 +33,10 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from synthreg.generators.llm.callstore import CallRequest, canonical_json
+from synthreg.generators.llm.callstore import CallRequest
 from synthreg.generators.llm.gateway import Gateway, Result
+from synthreg.generators.llm.labeled_prompts import PromptTemplate
+from synthreg.generators.rand import stable_id
 
 __all__ = [
     "PROVENANCE_SCHEMA",
@@ -153,8 +154,7 @@ class LlmTextColumn(BaseModel):
 
     def template_hash(self) -> str:
         """sha256 of the canonical template (id, version, system and user texts)."""
-        body = {"id": TEMPLATE_ID, "version": TEMPLATE_VERSION, "system": self.system(), "user": self.prompt}
-        return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+        return PromptTemplate(TEMPLATE_ID, TEMPLATE_VERSION, self.system(), self.prompt).sha256
 
 
 class _Null:
@@ -164,27 +164,25 @@ class _Null:
         return "unknown"
 
 
-def _render(prompt: str, row: Mapping[str, Any]) -> str:
-    values = {name: _Null() if row.get(name) is None else row[name] for name in placeholders(prompt)}
-    return prompt.format_map(values)
+def _render(prompt: str, names: Sequence[str], row: Mapping[str, Any]) -> str:
+    return prompt.format_map({name: _Null() if row.get(name) is None else row[name] for name in names})
 
 
 def _seed(col: LlmTextColumn, table: str, column: str, row: int) -> int:
-    text = f"{col.seed}\0{table}\0{column}\0{row}"
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") % _SEED_MODULUS
+    return stable_id(f"{col.seed}\0{table}\0{column}\0{row}") % _SEED_MODULUS
 
 
 def column_requests(
     table: str, column: str, col: LlmTextColumn, rows: Sequence[Mapping[str, Any]], api_base: str | None
 ) -> list[CallRequest]:
     """One generation request per row (``rows``: each row's values, in table order)."""
-    system, template_hash = col.system(), col.template_hash()
+    system, template_hash, names = col.system(), col.template_hash(), placeholders(col.prompt)
     return [
         CallRequest(
             model=col.models[i % len(col.models)],
             messages=[
                 {"role": "system", "content": system},
-                {"role": "user", "content": _render(col.prompt, row)},
+                {"role": "user", "content": _render(col.prompt, names, row)},
             ],
             api_base=api_base,
             temperature=col.temperature,
