@@ -8,19 +8,30 @@ REGISTRY := $(BIN)/registry
 # uv when it is on PATH (fast), else pip.
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Installs come from requirements.lock (exact versions with hashes), never from the ranges in
+# pyproject.toml, so a fresh machine gets the packages CI passed with. `make lock` refreshes it on purpose.
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 ifdef UV
-	$(UV) pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(UV) pip install --compile-bytecode --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
 else
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 endif
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject's ranges (run on purpose, then run `make test` and commit both).
+lock:
+	$(PYTHON) -m pip install --quiet 'uv>=0.5'
+	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header \
+		--annotation-style line -o requirements.lock
 
 install: $(STAMP)
 

@@ -18,11 +18,12 @@ taking the request body) scripts the content of chosen answers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,9 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         owner = self.server.owner
-        fault = owner.record(body, dict(self.headers.items()))
-        if owner.delay_ms:
-            time.sleep(owner.delay_ms / 1000)
+        # header names are case-insensitive (HTTP/1.1, and clients differ): keep them lower-cased
+        fault = owner.record(body, {k.lower(): v for k, v in self.headers.items()})
+        with owner.serving():
+            if owner.delay_ms:
+                time.sleep(owner.delay_ms / 1000)
         if fault is not None and fault.kind in ("429", "500", "401"):
             self._send_fault(fault)
             return
@@ -163,6 +166,9 @@ class LLMServer:
         self.answer: Callable[[dict[str, Any]], str | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        #: The most requests that were being answered at the same moment (concurrency, counted).
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
@@ -205,6 +211,18 @@ class LLMServer:
                     fault.remaining -= 1
                     return fault
         return None
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a request as in flight while its answer is being prepared."""
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def start(self) -> LLMServer:
         """Bind 127.0.0.1 on a free port and serve in a background thread."""

@@ -341,7 +341,7 @@ def test_the_api_key_is_in_no_written_file(
     root, server = llm_workspace
     server.answer = review_answer
     assert create(root, write_spec(tmp_path, spec_dict(rows=6))).exit_code == 0
-    assert all(h.get("Authorization") == f"Bearer {secret}" for h in server.headers)
+    assert all(h.get("authorization") == f"Bearer {secret}" for h in server.headers)
     mlflow_db = Path(mlflow_uri.removeprefix("sqlite:///"))
     files = [p for p in [*root.rglob("*"), *mlflow_db.parent.rglob("*")] if p.is_file()]
     assert any(p.name == "calls.sqlite" for p in files) and mlflow_db in files

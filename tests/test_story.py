@@ -503,7 +503,7 @@ def test_replay_strict_rebuilds_with_the_server_stopped(server: LLMServer, store
 def test_api_key_never_stored_or_returned(server: LLMServer, store_path: Path) -> None:
     with CallStore.open(store_path) as store:
         result = draft(server, store)
-    assert all(h.get("Authorization") == f"Bearer {SECRET}" for h in server.headers)  # the key was used
+    assert all(h.get("authorization") == f"Bearer {SECRET}" for h in server.headers)  # the key was used
     stored = b"".join(p.read_bytes() for p in store_path.parent.glob("calls.sqlite*"))
     assert SECRET.encode() not in stored
     assert SECRET not in json.dumps(result.to_dict()) and SECRET not in repr(result)
