@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 import synthreg
 from synthreg.cli.app import app
-from synthreg.registry.audit import first_broken_seq
 from synthreg.registry.store import AuditEvent, Dataset, GenerationRun, Version, read_session
 
 runner = CliRunner()
@@ -191,11 +190,11 @@ def test_manifest_card_and_db_rows_agree(created: dict[str, Any]) -> None:
         assert run.peak_rss_mb > 0 and run.libraries and "numpy" in run.libraries
         actions = [e.action for e in s.exec(select(AuditEvent).order_by(AuditEvent.seq))]
         assert actions == ["init", "create", "create"]
-        assert first_broken_seq(s) is None
     commit_msg = subprocess.run(
         ["git", "log", "-1", "--format=%B"], cwd=root, capture_output=True, text=True
     ).stdout
-    assert "audit-head: " in commit_msg
+    assert "audit-head: " in commit_msg and "audit-seq: 3" in commit_msg
+    assert reg.verify_audit().ok
 
 
 def test_same_spec_and_seed_give_the_same_digest(created: dict[str, Any], tmp_path: Path) -> None:

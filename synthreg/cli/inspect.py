@@ -86,13 +86,14 @@ def _write(text: str, output: Path | None) -> None:
 def audit_verify(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
-    """Check the hash chain and its anchors in git commits (exit 1 naming the first bad seq)."""
+    """Check the log in git, its anchors, the DB's copy and state (exit 1 naming what is wrong)."""
     data = open_registry(ctx).verify_audit().to_dict()
+    checked = data["checked"]
     say(
         data,
         as_json,
-        f"audit chain intact: {data['checked']['events']} events, head "
-        f"{data['checked']['head'][:16]}, {data['checked']['git_anchors']} git anchors",
+        f"audit chain intact: {checked['events']} events, head {checked['head'][:16]}, "
+        f"{checked['git_anchors']} git anchors; DB matches the log; signatures: {checked['signatures']}",
     )
 
 
@@ -103,12 +104,16 @@ def verify(
     rebuild: Annotated[bool, typer.Option(help="Also regenerate from the frozen spec and compare.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Recompute file hashes and the content digest; exit 1 naming what does not match."""
+    """Check every file of a version; exit 1 naming each one that does not match.
+
+    Data files and the content digest against the manifest and the DB, spec.yaml against its
+    spec_sha256, every other file against git (the version's commit; HEAD for the DataCards)."""
     data = open_registry(ctx).verify(ref, rebuild=rebuild).to_dict()
     say(
         data,
         as_json,
-        f"{data['ref']}: ok ({data['checked']['files']} files, digest "
+        f"{data['ref']}: ok ({data['checked']['files']} data files, "
+        f"{data['checked'].get('small_files', 0)} files in git, digest "
         f"{data['checked'].get('content_digest', '')[:16]}"
         f"{', rebuilt identically' if rebuild else ''})",
     )
@@ -118,7 +123,9 @@ def verify(
 def doctor(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option(help="Fix what is safe to fix.")] = False,
-    rebuild: Annotated[bool, typer.Option(help="Recreate missing DB rows from the manifests.")] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Repair, then recreate what the DB lacks from git (log, manifests).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check that DB, files, DVC and git agree; list (and optionally fix) problems."""

@@ -37,8 +37,9 @@ def _env(root: Path) -> dict[str, str]:
     return environ
 
 
-def run(root: Path, *args: str, check: bool = True) -> str:
-    """Run ``git ARGS`` in ``root``; return stdout; raise IntegrationError on failure."""
+def run(root: Path, *args: str, check: bool = True, strip: bool = True) -> str:
+    """Run ``git ARGS`` in ``root``; return stdout (stripped unless ``strip=False``); raise
+    IntegrationError on failure."""
     proc = subprocess.run(
         ["git", *args], cwd=root, capture_output=True, text=True, env=_env(root), check=False
     )
@@ -46,7 +47,7 @@ def run(root: Path, *args: str, check: bool = True) -> str:
         raise IntegrationError(
             f"git {' '.join(args)} failed in {root}: {proc.stderr.strip() or proc.stdout.strip()}"
         )
-    return proc.stdout.strip()
+    return proc.stdout.strip() if strip else proc.stdout
 
 
 def is_toplevel(path: Path) -> bool:
@@ -76,7 +77,7 @@ def commit(root: Path, message: str, *, allow_empty: bool = False) -> str:
 
 def log_messages(root: Path) -> list[str]:
     """Every commit message, newest first."""
-    out = run(root, "log", "--format=%B%x00", check=False)
+    out = run(root, "log", "--format=%B%x00")
     return [m.strip() for m in out.split("\x00") if m.strip()]
 
 

@@ -233,7 +233,7 @@ class Registry:
 
     def verify_audit(self) -> Any:
         """Check the audit chain and its anchors in git."""
-        from synthreg.registry.verify import verify_audit
+        from synthreg.registry.audit_verify import verify_audit
 
         return verify_audit(self.workspace)
 

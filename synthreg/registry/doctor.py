@@ -21,11 +21,21 @@ from sqlmodel import Session, select
 
 from synthreg import env
 from synthreg.errors import SynthregError
-from synthreg.integrations import dvc
-from synthreg.registry.audit import append_event, first_broken_seq
+from synthreg.integrations import dvc, git
+from synthreg.registry.audit import LOG_FILE, LoggedEvent
+from synthreg.registry.audit_verify import GovState, committed_log, git_anchors, replay
 from synthreg.registry.checkout import ensure_local, missing_files, read_manifest
-from synthreg.registry.records import move_current, set_alias
-from synthreg.registry.store import Dataset, GenerationRun, Version, read_session, write_session
+from synthreg.registry.store import (
+    Alias,
+    AuditEvent,
+    Dataset,
+    DiffRecord,
+    GenerationRun,
+    Usage,
+    Version,
+    read_session,
+    write_session,
+)
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["DoctorResult", "doctor"]
@@ -54,18 +64,22 @@ class DoctorResult:
 def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> DoctorResult:
     """Check the workspace; optionally repair or rebuild the DB."""
     result = DoctorResult()
+    repair = repair or rebuild  # a rebuild first clears what an interrupted write left
     with ws.lock():
         _staging(ws, result, repair)
+        logged = _log(ws, result, repair)
         known = _db_versions(ws)
-        on_disk = _disk_versions(ws, result, repair)
-        if rebuild:
-            _rebuild(ws, on_disk, known, result)
+        on_disk = _uncommitted(ws, _disk_versions(ws, result, repair), known, result, repair)
+        _worktree(ws, result, repair)
+        if rebuild and logged is not None:
+            rebuild_from_git(ws, on_disk, known, logged, result)
             known = _db_versions(ws)
         for path in sorted(set(on_disk) - set(known)):
             result.add("not-in-db", f"{path} has a manifest but no DB row: run 'registry doctor --rebuild'")
+        _git_commits(ws, known, result)
         _files(ws, known, result, repair)
         _remote(ws, known, result, repair)
-        _chain(ws, result)
+        _db_events(ws, logged, result)
         if repair or rebuild:
             _event(ws, "doctor", {"repair": repair, "rebuild": rebuild, "problems": len(result.problems)})
     return result
@@ -135,53 +149,214 @@ def _remote(ws: Workspace, known: dict[str, Version], result: DoctorResult, repa
         result.add("not-on-remote", f"{len(missing)} outputs are not on the DVC remote", fixed=fixed)
 
 
-def _chain(ws: Workspace, result: DoctorResult) -> None:
+def _log(ws: Workspace, result: DoctorResult, repair: bool) -> list[LoggedEvent] | None:
+    """The committed audit log; a workspace older than it gets it exported by --repair."""
+    logged = committed_log(ws.root)
+    if logged is None:
+        result.add(
+            "no-audit-log",
+            f"no audit log is committed in git ({LOG_FILE}): 'registry doctor --repair' exports the "
+            "DB's events",
+            fixed=repair,  # the doctor's own event exports and commits it
+        )
+    return logged
+
+
+def _committed(ws: Workspace, rel: str) -> bool:
+    """Whether ``rel`` is tracked at HEAD and unchanged in the work tree."""
+    tracked = git.run(ws.root, "ls-tree", "--name-only", "HEAD", "--", rel)
+    return bool(tracked) and not git.run(ws.root, "status", "--porcelain", "--", rel)
+
+
+def _uncommitted(
+    ws: Workspace,
+    on_disk: dict[str, dict[str, Any]],
+    known: dict[str, Version],
+    result: DoctorResult,
+    fix: bool,
+) -> dict[str, dict[str, Any]]:
+    """Version directories whose manifest never reached a git commit: an interrupted write.
+    They are never resurrected; --repair (or --rebuild) removes them."""
+    kept = {}
+    for path, manifest in on_disk.items():
+        if path in known or _committed(ws, f"{path}/manifest.json"):
+            kept[path] = manifest
+            continue
+        if fix:
+            shutil.rmtree(ws.root / path, ignore_errors=True)
+        result.add(
+            "uncommitted",
+            f"{path} was never committed to git (an interrupted write): 'registry doctor --repair' "
+            "removes it",
+            fixed=fix,
+        )
+    return kept
+
+
+_TRACKED = ("dvc.yaml", "dvc.lock", "specs", "data", "audit")
+
+
+def _worktree(ws: Workspace, result: DoctorResult, fix: bool) -> None:
+    """What git holds must be what the work tree has: a change is an interrupted write or an edit."""
+    if fix:
+        git.run(ws.root, "reset", "-q")  # nothing stays staged between writes
+    status = git.run(ws.root, "status", "--porcelain", "--untracked-files=no", "--", *_TRACKED, strip=False)
+    changed = [line[3:] for line in status.splitlines()]
+    if not changed:
+        return
+    if fix:
+        git.run(ws.root, "checkout", "HEAD", "--", *changed)
+    result.add(
+        "uncommitted-changes",
+        f"{len(changed)} files differ from git HEAD (e.g. {changed[0]}): 'registry doctor --repair' "
+        "puts back the committed ones",
+        fixed=fix,
+    )
+
+
+def _git_commits(ws: Workspace, known: dict[str, Version], result: DoctorResult) -> None:
+    """Every DB version names a commit that exists and holds its manifest."""
+    for path, version in sorted(known.items()):
+        sha = version.git_commit
+        holds = sha and git.run(
+            ws.root, "ls-tree", "--name-only", sha, "--", f"{path}/manifest.json", check=False
+        )
+        if not holds:
+            result.add(
+                "git",
+                f"{path}: its git commit {sha[:12] or '(none)'} is missing or lacks its manifest: "
+                "restore the git history, then run 'registry doctor --rebuild'",
+            )
+
+
+def _db_events(ws: Workspace, logged: list[LoggedEvent] | None, result: DoctorResult) -> None:
+    if logged is None:
+        return
     with read_session(ws.engine) as session:
-        broken = first_broken_seq(session)
-    if broken is not None:
-        result.add("audit-chain", f"audit event seq {broken} does not check out: run 'registry audit verify'")
+        rows = {e.seq: e.hash for e in session.exec(select(AuditEvent))}
+    in_log = {item.event.seq: item.event.hash for item in logged}
+    if rows == in_log:
+        return
+    lost, extra = set(in_log) - set(rows), set(rows) - set(in_log)
+    edited = [s for s in set(rows) & set(in_log) if rows[s] != in_log[s]]
+    result.add(
+        "audit-log",
+        f"the DB's audit events differ from the log in git ({len(lost)} missing, {len(extra)} not in git, "
+        f"{len(edited)} edited): see 'registry audit verify'; 'registry doctor --rebuild' restores "
+        "missing ones",
+    )
 
 
 def _event(ws: Workspace, action: str, details: dict[str, Any]) -> None:
+    from synthreg.registry.events import record
+
     with write_session(ws.engine) as session:
-        append_event(session, actor=env.actor(), action=action, details=details)
+        record(ws, session, actor=env.actor(), action=action, details=details)
 
 
-def _rebuild(
-    ws: Workspace, on_disk: dict[str, dict[str, Any]], known: dict[str, Version], result: DoctorResult
+def rebuild_from_git(
+    ws: Workspace,
+    on_disk: dict[str, dict[str, Any]],
+    known: dict[str, Version],
+    logged: list[LoggedEvent],
+    result: DoctorResult,
 ) -> None:
-    missing = {p: m for p, m in on_disk.items() if p not in known}
-    if not missing:
-        return
+    """What the DB lacks, from git: events, versions, then the state the log leaves."""
+    events = [item.event for item in logged]
+    state = replay(events)
     with write_session(ws.engine) as session:
-        for path, manifest in sorted(missing.items(), key=lambda kv: (kv[1]["dataset"], kv[1]["version"])):
-            dataset = _dataset(session, manifest)
-            version = _version_row(dataset, path, manifest, ws.root / path)
-            session.add(version)
-            session.flush()
-            if manifest.get("generation"):
-                _run_row(session, version, manifest, ws.root / path)
-            result.add("rebuilt", f"{path}: DB rows rebuilt from manifest.json", fixed=True)
-        for dataset in session.exec(select(Dataset)):
-            assert dataset.id is not None
-            move_current(session, dataset.id)
-        _aliases_from_cards(ws, session, missing)
+        have = set(session.exec(select(AuditEvent.seq)))
+        restored = [e for e in events if e.seq not in have]
+        for e in restored:
+            session.add(AuditEvent.model_validate(e.model_dump()))
+        if restored:
+            result.add("rebuilt", f"{len(restored)} audit events restored from {LOG_FILE}", fixed=True)
+        session.flush()
+        _versions(ws, session, on_disk, known, state, result)
+        _apply_state(session, state)
 
 
-def _card(vdir: Path) -> dict[str, Any]:
-    """The version's DataCard: rewritten (and committed) on every review and alias change,
-    so it holds the latest status and aliases even when the DB is gone."""
-    path = vdir / "datacard.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _versions(
+    ws: Workspace,
+    session: Session,
+    on_disk: dict[str, dict[str, Any]],
+    known: dict[str, Version],
+    state: GovState,
+    result: DoctorResult,
+) -> None:
+    commits = {head: sha for sha, _seq, head in git_anchors(ws.root)}
+    missing = {p: m for p, m in on_disk.items() if p not in known}
+    for path, manifest in sorted(missing.items(), key=lambda kv: (kv[1]["dataset"], kv[1]["version"])):
+        creator = state.creators.get((manifest["dataset"], manifest["version"]))
+        if creator is None or creator.hash != manifest.get("audit_head"):
+            result.add("unlogged", f"{path}: no audit event of the log created it, so it is not rebuilt")
+            continue
+        dataset = _dataset(session, manifest)
+        version = _version_row(dataset, path, manifest, ws.root / path)
+        version.git_commit = commits.get(creator.hash, "")
+        session.add(version)
+        session.flush()
+        if manifest.get("generation"):
+            _run_row(session, version, manifest, ws.root / path)
+        result.add("rebuilt", f"{path}: DB rows rebuilt from manifest.json", fixed=True)
 
 
-def _aliases_from_cards(ws: Workspace, session: Session, rebuilt: dict[str, dict[str, Any]]) -> None:
-    for path, manifest in rebuilt.items():
-        dataset = session.exec(select(Dataset).where(Dataset.name == manifest["dataset"])).first()
-        assert dataset is not None and dataset.id is not None
-        for alias in _card(ws.root / path).get("uses", {}).get("aliases", []):
-            if alias != "current":  # current follows the newest approved version
-                set_alias(session, dataset.id, alias, manifest["version"])
+def _apply_state(session: Session, state: GovState) -> None:
+    """Statuses and aliases as the log leaves them; usages and diffs the DB lacks."""
+    datasets = {d.id: d.name for d in session.exec(select(Dataset))}
+    ids = {name: int(i or 0) for i, name in datasets.items()}
+    by_key = {}
+    for v in session.exec(select(Version)):
+        key = (datasets[v.dataset_id], v.number)
+        by_key[key] = v
+        status = state.statuses.get(key)
+        if status and status != v.status:
+            v.status = status
+            session.add(v)
+    for alias in session.exec(select(Alias)):
+        session.delete(alias)
+    session.flush()
+    for (name, alias_name), number in state.aliases.items():
+        if (name, number) in by_key:
+            session.add(Alias(dataset_id=ids[name], name=alias_name, version=number))
+    used = {(u.version_id, u.run_id) for u in session.exec(select(Usage))}
+    for e in state.usages:
+        target, d = by_key.get((e.dataset, e.version or 0)), e.details or {}
+        if target is not None and (target.id, d.get("run_id")) not in used:
+            assert target.id is not None
+            session.add(
+                Usage(
+                    version_id=target.id,
+                    run_id=str(d.get("run_id", "")),
+                    experiment_id=str(d.get("experiment_id", "")),
+                    context=str(d.get("context", "training")),
+                    at=e.at,
+                    actor=e.actor,
+                )
+            )
+    _diffs(session, state)
+
+
+def _diffs(session: Session, state: GovState) -> None:
+    have = {r.path for r in session.exec(select(DiffRecord))}
+    for e in state.diffs:
+        d = e.details or {}
+        path, a, b = f"{d.get('path', '')}/diff.json", str(d.get("a", "")), str(d.get("b", ""))
+        if path in have or "@v" not in a or "@v" not in b:
+            continue
+        (da, va), (db, vb) = a.rsplit("@v", 1), b.rsplit("@v", 1)
+        session.add(
+            DiffRecord(
+                dataset_a=da,
+                version_a=int(va),
+                dataset_b=db,
+                version_b=int(vb),
+                path=path,
+                summary=str(d.get("summary", "")),
+                at=e.at,
+                actor=e.actor,
+            )
+        )
 
 
 def _dataset(session: Session, manifest: dict[str, Any]) -> Dataset:
@@ -210,7 +385,7 @@ def _version_row(dataset: Dataset, path: str, m: dict[str, Any], vdir: Path) -> 
     return Version(
         dataset_id=dataset.id,
         number=m["version"],
-        status=_card(vdir).get("identity", {}).get("status", m["status"]),
+        status=m["status"],  # then replayed from the audit log
         content_digest=m["content_digest"],
         spec_sha256=m["spec_sha256"],
         seed=m["seed"],
@@ -227,7 +402,17 @@ def _version_row(dataset: Dataset, path: str, m: dict[str, Any], vdir: Path) -> 
         dvc_md5=m["dvc"]["md5"],
         mlflow_run_id=m["mlflow"]["run_id"],
         validation=validation,
+        quality=_quality(vdir),
     )
+
+
+def _quality(vdir: Path) -> dict[str, Any] | None:
+    """What the DB keeps of quality.json (as publish stores it)."""
+    path = vdir / "quality.json"
+    if not path.is_file():
+        return None
+    q = json.loads(path.read_text())
+    return {"quality_score": q.get("quality_score"), "components": q.get("components")}
 
 
 def _run_row(session: Session, version: Version, m: dict[str, Any], vdir: Path) -> None:

@@ -1,5 +1,5 @@
-"""Writes that append no version (review, alias, use, diff, verify): an audit event plus a
-git commit carrying the chain head, so history in git anchors the audit log. When the
+"""Writes that append no version (review, alias, use, diff, verify, doctor): an audit event
+(appended to the log file in git and to the DB) plus one git commit that anchors it. When the
 write changes what a version's DataCard shows, the card is regenerated in the same commit."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session
 
 from synthreg.integrations import git
-from synthreg.registry.audit import append_event
+from synthreg.registry.audit import anchor_lines, append_event, log_size, truncate_log
 from synthreg.registry.store import AuditEvent, Dataset, Version
 from synthreg.registry.workspace import Workspace
 
@@ -34,9 +34,20 @@ def record(
 
         session.flush()  # the card reads the change just made
         refresh_card(ws, session, *card)
-    event = append_event(
-        session, actor=actor, action=action, dataset=dataset, version=version, details=details
-    )
-    where = f" {dataset}@v{version}" if version is not None else (f" {dataset}" if dataset else "")
-    git.commit(ws.root, f"{action}{where}\n\naudit-head: {event.hash}\n", allow_empty=True)
+    size = log_size(ws.root)
+    try:
+        event = append_event(
+            session,
+            root=ws.root,
+            actor=actor,
+            action=action,
+            dataset=dataset,
+            version=version,
+            details=details,
+        )
+        where = f" {dataset}@v{version}" if version is not None else (f" {dataset}" if dataset else "")
+        git.commit(ws.root, f"{action}{where}\n\n{anchor_lines(event)}", allow_empty=True)
+    except BaseException:
+        truncate_log(ws.root, size)  # the DB transaction rolls back with the caller's
+        raise
     return event

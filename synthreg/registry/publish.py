@@ -23,18 +23,18 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 import synthreg
-from synthreg import env
+from synthreg import env, faults
 from synthreg.datacards.card import CardFacts, write_card
 from synthreg.errors import ConflictError
 from synthreg.generators.spec import Spec
 from synthreg.integrations import dvc, git
 from synthreg.integrations import mlflow as mlflow_int
-from synthreg.registry.audit import append_event
+from synthreg.registry.audit import anchor_lines, append_event, log_size, truncate_log
 from synthreg.registry.cards import dir_facts
 from synthreg.registry.facts import library_versions, peak_rss_mb
 from synthreg.registry.policy import review_status
 from synthreg.registry.records import insert_rows
-from synthreg.registry.store import Dataset, Version, utcnow, write_session
+from synthreg.registry.store import AuditEvent, Dataset, Version, utcnow, write_session
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["Candidate", "Clock", "Undo", "VersionResult", "publish"]
@@ -189,10 +189,12 @@ def publish(ws: Workspace, cand: Candidate, clock: Clock) -> VersionResult:
                 passed = bool(cand.validation.get("success"))
                 status = cand.status or review_status(ws.settings, passed, _policy_facts(cand))
                 ctx = Context(ws, cand, number, parent, status, env.actor(), clock, undo)
-                return _steps(ctx, session, dataset)
+                result = _steps(ctx, session, dataset)
         except BaseException:
             undo.run()
             raise
+        faults.point("publish.committed")
+        return result
 
 
 def _policy_facts(cand: Candidate) -> dict[str, Any]:
@@ -227,10 +229,14 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
     created_at = utcnow().isoformat(timespec="seconds")
     ctx.card = clock("card", lambda: _write_card(ctx, created_at))
     final.parent.mkdir(parents=True, exist_ok=True)
+    faults.point("publish.card")
     cand.staging.rename(final)
     ctx.undo.push(lambda: shutil.rmtree(final, ignore_errors=True))
+    faults.point("publish.rename")
     dvc_md5 = clock("dvc", lambda: _track(ctx))
+    faults.point("publish.dvc")
     run_id = clock("mlflow", lambda: _log_mlflow(ctx, dvc_md5))
+    faults.point("publish.mlflow")
     details = {
         "status": ctx.status,
         "content_digest": cand.content_digest,
@@ -239,13 +245,25 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
         **({"derived_from": cand.derived_from} if cand.derived_from else {}),
         **cand.details,
     }
+    size = log_size(root)
+    ctx.undo.push(lambda: truncate_log(root, size))
     event = append_event(
-        session, actor=ctx.actor, action=cand.action, dataset=cand.name, version=ctx.number, details=details
+        session,
+        root=root,
+        actor=ctx.actor,
+        action=cand.action,
+        dataset=cand.name,
+        version=ctx.number,
+        details=details,
     )
+    faults.point("publish.event")
     manifest = build_manifest(ctx, created_at, dvc_md5, run_id, event.hash)
     (final / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    sha = clock("git", lambda: _git_commit(ctx, event.hash))
+    faults.point("publish.manifest")
+    sha = clock("git", lambda: _git_commit(ctx, event))
+    faults.point("publish.git")
     clock("db", lambda: insert_rows(ctx, session, dataset, manifest, sha))
+    faults.point("publish.db")
     return VersionResult(
         dataset=cand.name,
         version=ctx.number,
@@ -394,7 +412,7 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
     return run_id
 
 
-def _git_commit(ctx: Context, audit_head: str) -> str:
+def _git_commit(ctx: Context, event: AuditEvent) -> str:
     root, cand = ctx.ws.root, ctx.cand
     spec_file = root / "specs" / f"{cand.name}.yaml"
     old_spec = spec_file.read_bytes() if spec_file.exists() else None
@@ -430,7 +448,7 @@ def _git_commit(ctx: Context, audit_head: str) -> str:
     git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])
     ctx.undo.push(lambda: git.reset_to(root, previous))
     title = f"{cand.action} {cand.name}@v{ctx.number} ({ctx.status})"
-    msg = f"{title}\n\n{cand.message}\n\naudit-head: {audit_head}\n"
+    msg = f"{title}\n\n{cand.message}\n\n{anchor_lines(event)}"
     return git.commit(root, msg)
 
 

@@ -73,7 +73,7 @@ def use(ws: Workspace, ref: str, run_id: str, context: str = "training") -> UseR
             action="use",
             dataset=dataset.name,
             version=version.number,
-            details={"run_id": run_id, "context": context},
+            details={"run_id": run_id, "context": context, "experiment_id": run["experiment_id"]},
             card=(dataset, version),
         )
     return UseResult(label, run_id, run["experiment_id"], context, version.content_digest)

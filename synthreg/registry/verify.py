@@ -1,4 +1,5 @@
-"""``registry verify REF [--rebuild]`` and ``registry audit verify``: detect tampering."""
+"""``registry verify REF [--rebuild]``: detect tampering with a version's files
+(``registry audit verify`` is in :mod:`synthreg.registry.audit_verify`)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from sqlmodel import select
 
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests
 from synthreg.errors import VerificationError
-from synthreg.integrations import git
-from synthreg.registry.audit import first_broken_seq, head_hash
 from synthreg.registry.checkout import missing_files, read_manifest
 from synthreg.registry.llm_tables import slice_problems
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
-from synthreg.registry.store import AuditEvent, Dataset, Version, read_session
+from synthreg.registry.store import Version, read_session
+from synthreg.registry.version_files import git_problems, spec_problems
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["VerifyResult", "content_digest_of", "verify_audit", "verify_version"]
+__all__ = ["VerifyResult", "content_digest_of", "verify_version"]
 
 
 @dataclass(frozen=True)
@@ -53,27 +52,19 @@ def content_digest_of(tables_dir: Path) -> tuple[str, dict[str, str]]:
 
 
 def verify_version(ws: Workspace, ref: str, *, rebuild: bool = False) -> VerifyResult:
-    """File hashes and the content digest against the manifest and the DB; optionally rebuild."""
+    """Every file of a version: the data files and the content digest against the manifest and the
+    DB, spec.yaml against spec_sha256, the other files against git; optionally rebuild."""
     with read_session(ws.engine) as session:
         dataset, version = resolve(session, parse_ref(ref))
     label = f"{dataset.name}@v{version.number}"
     vdir = ws.root / version.path
     manifest = read_manifest(vdir)
-    problems = [
-        f"file {p} is missing or does not match its sha256 in manifest.json"
-        for p in missing_files(vdir, manifest, check_hashes=True)
-    ]
-    problems += slice_problems(vdir, manifest)
     checked: dict[str, Any] = {"files": len(manifest["files"])}
-    if manifest["content_digest"] != version.content_digest:
-        problems.append(
-            f"manifest digest {manifest['content_digest'][:16]} != DB digest {version.content_digest[:16]}"
-        )
-    if not problems:
-        digest, _ = content_digest_of(vdir / "tables")
-        checked["content_digest"] = digest
-        if digest != version.content_digest:
-            problems.append(f"content digest {digest[:16]} != recorded {version.content_digest[:16]}")
+    problems = _data_problems(vdir, manifest, version, checked)
+    problems += slice_problems(vdir, manifest)
+    problems += spec_problems(vdir, manifest, version)
+    in_git, checked["small_files"] = git_problems(ws, version)
+    problems += in_git
     if rebuild:
         checked["rebuilt_digest"] = _rebuild(vdir)
         if checked["rebuilt_digest"] != version.content_digest:
@@ -92,6 +83,26 @@ def verify_version(ws: Workspace, ref: str, *, rebuild: bool = False) -> VerifyR
     if problems:
         raise VerificationError(f"{label}: " + "; ".join(problems), result=result)
     return result
+
+
+def _data_problems(
+    vdir: Path, manifest: dict[str, Any], version: Version, checked: dict[str, Any]
+) -> list[str]:
+    """The Parquet parts against their sha256 in the manifest, then the content digest."""
+    problems = [
+        f"file {p} is missing or does not match its sha256 in manifest.json"
+        for p in missing_files(vdir, manifest, check_hashes=True)
+    ]
+    if manifest["content_digest"] != version.content_digest:
+        problems.append(
+            f"manifest digest {manifest['content_digest'][:16]} != DB digest {version.content_digest[:16]}"
+        )
+    if not problems:
+        digest, _ = content_digest_of(vdir / "tables")
+        checked["content_digest"] = digest
+        if digest != version.content_digest:
+            problems.append(f"content digest {digest[:16]} != recorded {version.content_digest[:16]}")
+    return problems
 
 
 def _record(ws: Workspace, action: str, dataset: str, version: int, details: dict[str, Any]) -> None:
@@ -114,57 +125,3 @@ def _rebuild(vdir: Path) -> str:
         return materialize_into(vdir, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-_STATUS_OF = {"approve": "approved", "reject": "rejected"}
-
-
-def _status_problems(session: Any, events: list[AuditEvent]) -> list[str]:
-    """Each version's DB status must be the one its events say (create, then reviews)."""
-    expected: dict[tuple[str, int], str] = {}
-    for e in events:
-        if e.version is None:
-            continue
-        if e.action in ("create", "rollback", "disable"):
-            expected[(e.dataset, e.version)] = (e.details or {}).get("status", "")
-        elif e.action in _STATUS_OF:
-            expected[(e.dataset, e.version)] = _STATUS_OF[e.action]
-    problems = []
-    for dataset, version in session.exec(select(Dataset, Version).where(Dataset.id == Version.dataset_id)):
-        want = expected.get((dataset.name, version.number))
-        if want is not None and want != version.status:
-            problems.append(
-                f"{dataset.name}@v{version.number} is {version.status} in the DB, but the audit "
-                f"log says {want}: the status was changed outside synthreg"
-            )
-    return problems
-
-
-def verify_audit(ws: Workspace) -> VerifyResult:
-    """The hash chain holds, and every chain head recorded in git is an event of it."""
-    with read_session(ws.engine) as session:
-        broken = first_broken_seq(session)
-        head = head_hash(session)
-        events = list(session.exec(select(AuditEvent).order_by(AuditEvent.seq)))  # type: ignore[arg-type]
-        hashes = {e.hash for e in events}
-        count = len(hashes)
-        problems = _status_problems(session, events)
-    if broken is not None:
-        problems.append(
-            f"audit event seq {broken} was edited, deleted or reordered (its hash or link does not check out)"
-        )
-    anchored = [
-        m.rsplit("audit-head: ", 1)[1].split()[0] for m in git.log_messages(ws.root) if "audit-head: " in m
-    ]
-    lost = [h for h in anchored if h not in hashes]
-    if lost:
-        problems.append(
-            f"{len(lost)} chain heads recorded in git commits are not in the DB (e.g. {lost[0][:16]}): "
-            "events were deleted"
-        )
-    result = VerifyResult(
-        "audit", not problems, {"events": count, "head": head, "git_anchors": len(anchored)}, problems
-    )
-    if problems:
-        raise VerificationError("audit chain: " + "; ".join(problems), result=result)
-    return result

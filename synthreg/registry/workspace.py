@@ -15,7 +15,7 @@ from synthreg import env
 from synthreg.config import CONFIG_FILE, STATE_DIR, Settings, default_toml, find_root
 from synthreg.errors import WorkspaceError
 from synthreg.integrations import dvc, git
-from synthreg.registry.audit import append_event
+from synthreg.registry.audit import LOG_FILE, anchor_lines, append_event
 from synthreg.registry.store import make_engine, write_session
 
 __all__ = ["InitResult", "Workspace", "init_workspace"]
@@ -98,7 +98,7 @@ def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitRes
         dvc.init_workspace(root, "local", remote_url)
     (root / CONFIG_FILE).write_text(default_toml(remote_url), encoding="utf-8")
     _append_gitignore(root)
-    for sub in ("data", "specs", STATE_DIR):
+    for sub in ("data", "specs", "audit", STATE_DIR):
         (root / sub).mkdir(exist_ok=True)
     if not remote:
         (root / STATE_DIR / "dvc-remote").mkdir(exist_ok=True)
@@ -106,12 +106,13 @@ def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitRes
     with ws.lock(), write_session(ws.engine) as session:
         event = append_event(
             session,
+            root=root,
             actor=env.actor(),
             action="init",
             details={"remote": remote_url, "git_initialized": fresh_git},
         )
-        git.add(root, [CONFIG_FILE, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"])
-        sha = git.commit(root, f"registry init\n\naudit-head: {event.hash}")
+        git.add(root, [CONFIG_FILE, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore", LOG_FILE])
+        sha = git.commit(root, f"registry init\n\n{anchor_lines(event)}")
     return InitResult(root, True, fresh_git, remote_url, sha)
 
 
