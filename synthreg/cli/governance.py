@@ -22,7 +22,8 @@ def rollback(
     force: Annotated[bool, typer.Option(help="Restore a rejected version (needs --reason).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Append a version whose content is vN's; current moves to it (nothing is deleted)."""
+    """Append a version whose content is vN's; current moves to it once the review policy
+    approves it (nothing is deleted)."""
     number = to.lower().removeprefix("v")
     if not number.isdigit() or int(number) < 1:
         raise UsageError(f"--to {to!r}: use vN or N, e.g. --to v2")
@@ -31,11 +32,15 @@ def rollback(
     if data.get("noop"):
         say(data, as_json, data["message"])
         return
+    restored = f"{data['ref']}: restored from v{data['restored_from']} (digest {data['content_digest'][:16]})"
+    if data["status"] == "approved":
+        say(data, as_json, f"{restored}, now current")
+        return
     say(
         data,
         as_json,
-        f"{data['ref']}: restored from v{data['restored_from']} "
-        f"(digest {data['content_digest'][:16]}), now current",
+        f"{restored}, {data['status']} by the review policy: current is unchanged; approve it with "
+        f"registry review {data['ref']} --approve --note TEXT",
     )
 
 
@@ -71,17 +76,36 @@ def review(
     approve: Annotated[bool, typer.Option("--approve", help="Approve the version.")] = False,
     reject: Annotated[bool, typer.Option("--reject", help="Reject the version.")] = False,
     note: Annotated[str, typer.Option(help="Why (recorded with the actor).")] = "",
+    override_validation: Annotated[
+        bool,
+        typer.Option(
+            "--override-validation",
+            help="With --approve: approve a version that failed validation (needs --reason; audited).",
+        ),
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why the validation is overridden (recorded).")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Approve or reject a version; current follows the newest approved one."""
+    """Approve or reject a version; current follows the newest approved one.
+
+    A version that failed validation is approved only with --override-validation --reason TEXT;
+    the override is recorded in the audit log and shown on its DataCard."""
+    from synthreg.registry.review import review as review_version
+
     if approve == reject:
         raise UsageError("review needs exactly one of --approve or --reject")
-    data = open_registry(ctx).review(ref, approve=approve, note=note).to_dict()
+    workspace = open_registry(ctx).workspace
+    result = review_version(
+        workspace, ref, approve=approve, note=note, override_validation=override_validation, reason=reason
+    )
+    data = result.to_dict()
     current = f"v{data['current']}" if data["current"] else "none"
+    overridden = " (validation overridden)" if data["override_validation"] else ""
     say(
         data,
         as_json,
-        f"{data['dataset']}@v{data['version']}: {data['before']} -> {data['after']}; current is {current}",
+        f"{data['dataset']}@v{data['version']}: {data['before']} -> {data['after']}{overridden}; "
+        f"current is {current}",
     )
 
 

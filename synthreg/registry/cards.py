@@ -88,7 +88,10 @@ def _facts(ws: Workspace, session: Session, dataset: Dataset, version: Version) 
     origin = {k: m.get(k) for k in ("restored_from", "derived_from") if m.get(k)}
     if m.get("derivation"):
         origin["reason"] = m["derivation"].get("last", {}).get("reason", "")
-    validation = {k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")}
+    recorded = version.validation or {}
+    validation = {k: recorded.get(k) for k in ("success", "evaluated", "failed", "engine")}
+    if recorded.get("override"):  # approved although it failed: who, when, why (registry review)
+        validation["override"] = recorded["override"]
     return CardFacts(
         name=dataset.name,
         version=version.number,

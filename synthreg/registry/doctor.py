@@ -193,7 +193,8 @@ def _uncommitted(
     return kept
 
 
-_TRACKED = ("dvc.yaml", "dvc.lock", "specs", "data", "audit")
+#: What only synthreg writes (specs/ is left alone: people edit their specs there).
+_TRACKED = ("dvc.yaml", "dvc.lock", "data", "audit")
 
 
 def _worktree(ws: Workspace, result: DoctorResult, fix: bool) -> None:

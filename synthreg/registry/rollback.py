@@ -1,8 +1,13 @@
 """``registry rollback NAME --to vN``: append a version whose content is vN's.
 
 Rollback never deletes (as Delta's RESTORE): the new version's parent is the current
-head, ``restored_from`` is vN, and ``current`` moves to it. Data files are hard-linked
-from vN (no copy; DVC's cache already holds the same objects).
+head, ``restored_from`` is vN, and ``current`` moves to it once it is approved. Data files
+are hard-linked from vN (no copy; DVC's cache already holds the same objects).
+
+The restored version is a new version like any other: the review policy of registry.toml
+(``require_human``, ``auto_approve``) decides its status from vN's validation and quality,
+with or without ``--force``. A version that failed validation is never restored (its copy
+could never become current).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from synthreg.registry.llm_tables import carry_llm
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import Ref, check_name
+from synthreg.registry.review import validation_failed
 from synthreg.registry.store import Alias, Version, read_session
 from synthreg.registry.workspace import Workspace
 
@@ -55,6 +61,8 @@ def rollback(
             current.number,
             f"{name}@v{current.number} (current) already has the content of v{to}: nothing to do",
         )
+    if validation_failed(target):
+        raise ConflictError(_failed_refusal(name, target))
     if target.status == "rejected":
         if not force:
             raise ConflictError(
@@ -88,6 +96,19 @@ def _current(session: object, dataset_id: int | None) -> Version | None:
     ).first()
 
 
+def _failed_refusal(name: str, target: Version) -> str:
+    label = f"{name}@v{target.number}"
+    approve = (
+        f"reject the newer versions (registry review --reject) so current moves back to {label}"
+        if target.status == "approved"  # approved by a validation override
+        else f"approve {label} itself: registry review {label} --approve --override-validation --reason TEXT"
+    )
+    return (
+        f"refused: {label} failed validation, and a restored copy would be rejected by the review policy "
+        f"(a version that failed validation never becomes current): create a fixed version, or {approve}"
+    )
+
+
 def _link_tree(src: Path, dst: Path) -> None:
     for path in sorted(src.rglob("*")):
         target = dst / path.relative_to(src)
@@ -108,10 +129,15 @@ def _candidate(
     manifest = read_manifest(src)
     staging.mkdir(parents=True)
     _link_tree(src / "tables", staging / "tables")
-    for extra in ("spec.yaml", "validation.json", "derivation.json"):
+    # the facts of vN's content come along: the review policy and the card read them
+    facts = ("spec.yaml", "validation.json", "derivation.json", "quality.json", "validation.html", "pii.json")
+    for extra in facts:
         if (src / extra).exists():
             shutil.copy2(src / extra, staging / extra)
+    if (src / "plots").is_dir():
+        shutil.copytree(src / "plots", staging / "plots")
     validation = json.loads((src / "validation.json").read_text())
+    quality = json.loads((src / "quality.json").read_text()) if (src / "quality.json").is_file() else None
     llm = carry_llm(src, staging)
     return Candidate(
         name=name,
@@ -126,7 +152,8 @@ def _candidate(
         validation=validation,
         model=manifest.get("model") or manifest["generation"]["model"],
         params=manifest.get("params") or {},
-        status="approved",
+        status=None,  # the review policy decides, as for any new version
+        quality=quality,
         message=reason or f"rollback to v{target.number}",
         restored_from=target.number,
         derivation=manifest.get("derivation"),
