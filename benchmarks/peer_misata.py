@@ -213,11 +213,24 @@ def _run_polled(cmd: list[str], env: dict[str, str], log: Path) -> tuple[int, fl
     return proc.returncode, peak / 2**20
 
 
-def _run_timed(cmd: list[str], env: dict[str, str], work: Path) -> tuple[float, float, str]:
-    """Run ``cmd`` to completion; return (wall seconds, peak RSS MB, combined output)."""
+def _run_timed(
+    cmd: list[str], env: dict[str, str], work: Path, *, tree_memory: bool = False
+) -> tuple[float, dict[str, Any], str]:
+    """Run ``cmd`` to completion; return (wall seconds, memory figures, combined output)."""
     log = work / "misata.log"
     start = time.perf_counter()
-    if _GNU_TIME.exists():
+    if tree_memory:
+        from tree_memory import run_measured
+
+        m = run_measured(cmd, log, env=env)
+        code, wall = m.returncode, m.wall_s
+        memory: dict[str, Any] = {
+            "peak_rss_mb": round(m.peak_rss_mb, 1),
+            "peak_pss_mb": round(m.peak_pss_mb, 1),
+            "memory_method": "psutil tree poll (PSS and RSS sums)",
+            "processes": m.processes,
+        }
+    elif _GNU_TIME.exists():
         time_report = work / "time.txt"
         with log.open("wb") as out:
             code = subprocess.run(
@@ -229,13 +242,15 @@ def _run_timed(cmd: list[str], env: dict[str, str], work: Path) -> tuple[float, 
             ).returncode
         wall = time.perf_counter() - start
         peak_mb = _peak_rss_from_time(time_report.read_text()) if code == 0 else 0.0
+        memory = {"peak_rss_mb": round(peak_mb, 1), "memory_method": "/usr/bin/time -v max RSS"}
     else:
         code, peak_mb = _run_polled(cmd, env, log)
         wall = time.perf_counter() - start
+        memory = {"peak_rss_mb": round(peak_mb, 1), "memory_method": "psutil tree poll (RSS sum)"}
     output = log.read_text(errors="replace")
     if code != 0:
         raise RuntimeError(f"misata exited with {code}:\n{output[-3000:]}")
-    return wall, peak_mb, output
+    return wall, memory, output
 
 
 def run_misata(
@@ -246,13 +261,17 @@ def run_misata(
     out_dir: Path,
     email_column: str = "email",
     oracle: bool = False,
+    tree_memory: bool = False,
 ) -> dict[str, Any]:
     """Generate ``total_rows`` rows of ``schema`` with the Misata CLI into ``out_dir`` as Parquet.
 
     ``batch_size`` None keeps Misata's default (10,000); otherwise it is passed as
     ``--db-batch-size``. ``oracle=True`` keeps Misata's default post-write report (which
     re-reads every table); the default skips it with ``--no-oracle``. Wall time and peak RSS
-    cover the whole Misata process; rows are counted from the written files.
+    cover the whole Misata process; rows are counted from the written files. Peak memory is
+    ``/usr/bin/time -v``'s max RSS, or with ``tree_memory=True`` the PSS and RSS sums over the
+    process tree polled by ``tree_memory.run_measured`` (how ``bench_vs_misata.py`` measures
+    both tools).
     """
     python = ensure_misata_venv()
     spec = misata_schema(schema, total_rows, email_column=email_column)
@@ -283,7 +302,7 @@ def run_misata(
             cmd += ["--db-batch-size", str(batch_size)]
         env = {**os.environ, "MISATA_NO_HINTS": "1", "NO_COLOR": "1", "COLUMNS": "200"}
         env.pop("MISATA_JSON", None)
-        wall, peak_mb, output = _run_timed(cmd, env, work)
+        wall, memory, output = _run_timed(cmd, env, work, tree_memory=tree_memory)
     rows = _count_rows(files)
     generation = re.search(r"Generation time: ([\d.]+) seconds", output)
     return {
@@ -292,7 +311,7 @@ def run_misata(
         "rows": rows,
         "wall_s": round(wall, 3),
         "rows_per_s": round(rows / wall, 1) if wall > 0 else 0.0,
-        "peak_rss_mb": round(peak_mb, 1),
+        **memory,
         "batch_size": batch_size if batch_size is not None else MISATA_DEFAULT_BATCH,
         "version": _misata_version(),
         "misata_generation_s": float(generation.group(1)) if generation else None,

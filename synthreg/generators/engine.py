@@ -9,6 +9,7 @@ bounded by the write chunk, not by the row count.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "default_workers",
     "generate",
     "table_schema",
+    "worker_peak_rss_mb",
 ]
 
 #: Rows per logical block: the unit random streams are keyed by. Changing it
@@ -61,6 +63,8 @@ class GenerationResult:
     content_digest: str
     seconds: float
     params: dict[str, object] = field(default_factory=dict)
+    #: Sum over this call's pool workers of each worker's own peak RSS, in MB (0.0 without a pool).
+    worker_peak_rss_mb: float = 0.0
 
     @property
     def rows(self) -> dict[str, int]:
@@ -198,18 +202,61 @@ def _segment_rows(chunk_rows: int, total_rows: int, workers: int) -> int:
     return max(DIGEST_BLOCK_ROWS, min(per_chunk * 4, 1 << 22, share))
 
 
+def _own_peak_rss_mb() -> float:
+    """This process's peak RSS in MB (``ru_maxrss``: KB on Linux, bytes on macOS); 0.0 off Unix."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
+def _write_segment_measured(
+    spec: Spec, seg: _Segment, opts: _Options
+) -> tuple[tuple[_Segment, Path, int, list[bytes]], int, float]:
+    """``_write_segment`` in a pool worker, with the worker's pid and its peak RSS so far."""
+    done = _write_segment(spec, seg, opts)
+    return done, os.getpid(), _own_peak_rss_mb()
+
+
+class _WorkerPeak:
+    """The largest per-call sum of worker peaks seen in this process (what ``worker_peak_rss_mb`` reads)."""
+
+    mb = 0.0
+
+
+def worker_peak_rss_mb() -> float:
+    """Peak memory of ``generate``'s pool workers in this process, in MB.
+
+    For each ``generate`` call that used a process pool: the sum over its workers of each
+    worker's own peak RSS (``ru_maxrss``, reported by the worker with every segment it writes;
+    the last report per worker is its lifetime peak). Returns the largest such sum over the
+    calls made in this process, 0.0 if none used a pool. RSS counts pages a forked worker
+    shares with the parent in both, so added to the parent's peak this is an upper bound.
+    """
+    return _WorkerPeak.mb
+
+
 def _run(
     spec: Spec, segments: list[_Segment], opts: _Options, workers: int
-) -> list[tuple[_Segment, Path, int, list[bytes]]]:
+) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float]:
+    """Every segment written, and the sum of the pool workers' peak RSS in MB (0.0 without a pool)."""
     if workers <= 1 or len(segments) <= 1:
-        return [_write_segment(spec, seg, opts) for seg in segments]
+        return [_write_segment(spec, seg, opts) for seg in segments], 0.0
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = [pool.submit(_write_segment, spec, seg, opts) for seg in segments]
-        return [f.result() for f in futures]
+        futures = [pool.submit(_write_segment_measured, spec, seg, opts) for seg in segments]
+        measured = [f.result() for f in futures]
+    peaks: dict[int, float] = {}
+    for _, pid, peak in measured:
+        peaks[pid] = max(peaks.get(pid, 0.0), peak)
+    workers_mb = sum(peaks.values())
+    _WorkerPeak.mb = max(_WorkerPeak.mb, workers_mb)
+    return [done for done, _, _ in measured], workers_mb
 
 
 def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) -> dict[str, TableResult]:
@@ -267,7 +314,8 @@ def generate(
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
-    tables = _collect(spec, _run(spec, segments, opts, workers))
+    done, workers_mb = _run(spec, segments, opts, workers)
+    tables = _collect(spec, done)
     notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
@@ -284,4 +332,4 @@ def generate(
     if noise:
         params["noise"] = noise
     digest = combine_digests({n: t.digest for n, t in tables.items()})
-    return GenerationResult(tables, digest, seconds, params)
+    return GenerationResult(tables, digest, seconds, params, worker_peak_rss_mb=workers_mb)

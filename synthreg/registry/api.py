@@ -185,11 +185,20 @@ class Registry:
 
         return set_version_alias(self.workspace, ref, alias)
 
-    def review(self, ref: str, *, approve: bool, note: str = "") -> Any:
-        """Approve or reject a version."""
+    def review(
+        self, ref: str, *, approve: bool, note: str = "", override_validation: bool = False, reason: str = ""
+    ) -> Any:
+        """Approve or reject a version (a failed one only with ``override_validation`` and a reason)."""
         from synthreg.registry.review import review
 
-        return review(self.workspace, ref, approve=approve, note=note)
+        return review(
+            self.workspace,
+            ref,
+            approve=approve,
+            note=note,
+            override_validation=override_validation,
+            reason=reason,
+        )
 
     def use(self, ref: str, run_id: str, context: str = "training") -> Any:
         """Record that MLflow run ``run_id`` used a version (and log it as a dataset input)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,25 @@ __all__ = ["file_facts", "library_versions", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    import resource
+    """Peak memory of this process and of the engine's worker processes, in MB.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    The figure is this process's own peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``) plus the
+    sum over the generation pool's workers of each worker's own peak RSS, as each worker
+    reports it with its results (``synthreg.generators.engine.worker_peak_rss_mb``: the
+    largest such sum among the ``generate`` calls made in this process). It is an upper bound
+    on the memory the process tree held at once: the peaks need not coincide, and RSS counts
+    the pages a forked worker shares with the parent in both. Other children (git, dvc) are
+    not counted. Without a pool (one worker) it is the process's own peak.
+    """
+    from synthreg.generators.engine import worker_peak_rss_mb
+
+    try:
+        import resource
+    except ImportError:
+        return worker_peak_rss_mb()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    own_mb = own / 2**20 if sys.platform == "darwin" else own / 1024.0  # bytes on macOS, KB on Linux
+    return own_mb + worker_peak_rss_mb()
 
 
 def file_facts(version_dir: Path, rows_by_file: dict[Path, int]) -> list[dict[str, Any]]:

@@ -117,7 +117,8 @@ def describe_version(session: Session, dataset: Dataset, version: Version) -> di
         "mlflow_run_id": version.mlflow_run_id,
         "quality": version.quality,
         "validation": {
-            k: (version.validation or {}).get(k) for k in ("success", "evaluated", "failed", "engine")
+            k: (version.validation or {}).get(k)
+            for k in ("success", "evaluated", "failed", "engine", "override")
         },
         "generation": None
         if run is None
