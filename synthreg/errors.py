@@ -61,6 +61,10 @@ class SpecError(UsageError):
         lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems]
         super().__init__("\n".join(lines))
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[str, list[tuple[str, str]]]]:
+        # raised in a generation worker, it crosses the process boundary by pickling
+        return (type(self), (self.source, self.problems))
+
 
 class InvalidNameError(UsageError):
     """A dataset name that is not ``^[a-z][a-z0-9_-]{0,63}$``."""

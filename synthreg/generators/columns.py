@@ -18,13 +18,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthreg.errors import SpecError
 from synthreg.generators import pattern as patterns
 from synthreg.generators import vocab
-from synthreg.generators.expr import evaluate
+from synthreg.generators.expr import ExprOverflowError, evaluate, round_values
 from synthreg.generators.rand import block_rng, counter_uniform, stream_key
 from synthreg.generators.spec import Column, Spec
 
-__all__ = ["STRING_VOCABS", "BlockContext", "arrow_type", "fk_index", "sample_column", "time_ms"]
+__all__ = [
+    "STRING_VOCABS",
+    "BlockContext",
+    "arrow_type",
+    "fk_index",
+    "out_of_range",
+    "sample_column",
+    "time_ms",
+]
 
 #: vocabularies built per row (plain strings); the others are dictionary-encoded pools
 STRING_VOCABS = ("email", "username", "street_address", "phone", "url")
@@ -54,6 +63,29 @@ class BlockContext:
     def index(self) -> np.ndarray:
         """Global row indices of this block."""
         return np.arange(self.start, self.start + self.rows, dtype=np.int64)
+
+    def spec_error(self, column: str, message: str) -> SpecError:
+        """A spec error about ``column`` (``name`` or ``name.key``) of this table."""
+        return SpecError(self.spec.source, [(f"tables.{self.table}.columns.{column}", message)])
+
+
+def out_of_range(values: np.ndarray, typ: pa.DataType) -> str | None:
+    """Why numbers cannot be stored as ``typ`` (an int or float Arrow type), or None.
+
+    Checked before casting: NumPy wraps or garbles out-of-range values (with a warning at most).
+    """
+    if len(values) == 0 or values.dtype.kind == "b" or not pa.types.is_integer(typ):
+        finite = values.dtype.kind != "f" or not pa.types.is_floating(typ) or bool(np.isfinite(values).all())
+        return None if finite else "values beyond float64's range (±1.8e308)"
+    info = np.iinfo(np.dtype(str(typ)))
+    if values.dtype.kind in "iu":
+        inside = info.min <= int(values.min()) and int(values.max()) <= info.max
+    else:  # float64 holds int64's bounds only approximately: stay strictly inside them
+        inside = bool((np.isfinite(values) & (values > info.min) & (values < info.max)).all())
+    if inside:
+        return None
+    worst = float(np.max(np.abs(values.astype(np.float64))))
+    return f"values up to {worst:.3g}, beyond the {typ} range ({info.min:.3g}..{info.max:.3g})"
 
 
 def _arrow(values: np.ndarray, typ: pa.DataType) -> pa.Array:
@@ -200,16 +232,25 @@ def _numeric(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
         rows = ctx.spec.tables[ctx.table].rows
         return _arrow(int(col.min) + _permuted(key, space, ctx.index(), rows), typ)
     sequence = _is_sequence(ctx.spec, ctx.table, name)
-    values = _draw(col, ctx.rng(name), ctx.rows, ctx.start, sequence)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = _draw(col, ctx.rng(name), ctx.rows, ctx.start, sequence)
+    except (ValueError, OverflowError) as exc:  # NumPy refusing the parameters (lam too large...)
+        raise ctx.spec_error(
+            name, f"the distribution cannot be drawn from ({exc}): change its parameters"
+        ) from None
     if col.min is not None or col.max is not None:
         values = np.clip(values, col.min, col.max)
     if col.type == "int":
         if values.dtype.kind == "f":
             values = np.rint(values)
-        return _arrow(values, typ)
-    values = values.astype(np.float64, copy=False)
-    if col.decimals is not None:
-        values = np.round(values, col.decimals)
+    else:
+        values = values.astype(np.float64, copy=False)
+        if col.decimals is not None:
+            values = round_values(values, col.decimals)
+    why = out_of_range(values, typ)
+    if why:
+        raise ctx.spec_error(name, f"the distribution draws {why}: lower its parameters, or set min and max")
     return _arrow(values, typ)
 
 
@@ -446,16 +487,29 @@ def _derived(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.
         for k, v in ctx.done.items()
         if pa.types.is_integer(v.type) or pa.types.is_floating(v.type) or pa.types.is_boolean(v.type)
     }
-    values = evaluate(col.expr, columns)
+    try:
+        values = evaluate(col.expr, columns, ctx.rows)
+    except ExprOverflowError as exc:
+        raise ctx.spec_error(
+            f"{name}.expr",
+            f"{exc} on the generated values: bound the columns it reads (min/max) or rewrite it",
+        ) from None
     missing = ~np.isfinite(values)
     if col.min is not None or col.max is not None:
         values = np.clip(values, col.min, col.max)
+    if col.type == "int":
+        values = np.rint(np.where(missing, 0, values))
+        why = out_of_range(values, typ)
+        if why:
+            raise ctx.spec_error(
+                f"{name}.expr", f"expr {col.expr!r} gives {why}: set min and max, or use type: float"
+            )
     if col.type == "bool":
         array = _arrow(values != 0, typ)
     elif col.type == "int":
-        array = _arrow(np.rint(np.where(missing, 0, values)), typ)
+        array = _arrow(values, typ)
     else:
-        array = _arrow(np.round(values, col.decimals) if col.decimals is not None else values, typ)
+        array = _arrow(round_values(values, col.decimals) if col.decimals is not None else values, typ)
     if missing.any():
         array = pc.if_else(_arrow(missing, pa.bool_()), pa.scalar(None, type=typ), array)
     return array

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthreg.errors import ConstraintError
+from synthreg.errors import ConstraintError, SpecError
 from synthreg.generators.rand import block_rng
 from synthreg.generators.spec import Constraint, Noise, Spec
 
@@ -42,6 +42,10 @@ class ConstraintViolation(ConstraintError):
     """A constraint with ``action: error`` does not hold; the message says where."""
 
 
+class _OutOfRange(ArithmeticError):
+    """A row rule made numbers its column's type cannot hold (the caller names the rule)."""
+
+
 # ---------------------------------------------------------------- checks before generating
 
 
@@ -49,13 +53,16 @@ def _capacity(spec: Spec, table: str, name: str) -> float:
     """How many distinct values a column can take (inf when unbounded)."""
     col = spec.tables[table].columns[name]
     if col.foreign_key:
-        return spec.tables[col.foreign_key.split(".", 1)[0]].rows
+        parent = spec.tables.get(col.foreign_key.split(".", 1)[0])
+        return parent.rows if parent is not None else math.inf  # the missing parent is reported apart
     if col.type == "category":
         return len(col.categories)
     if col.type == "bool":
         return 2
     if col.type == "date" and col.start and col.end:
-        return (col.end - col.start).days + 1
+        from synthreg.generators.spec import _as_datetime
+
+        return (_as_datetime(col.end) - _as_datetime(col.start)).days + 1
     if col.type == "int" and col.min is not None and col.max is not None and not col.distribution:
         return col.max - col.min + 1
     if name == spec.tables[table].primary_key:
@@ -204,13 +211,26 @@ def apply_row_rules(spec: Spec, table: str, block: int, batch: pa.RecordBatch) -
     if not tab.noise and not any(r.kind == "inequality" for r in tab.constraints):
         return batch
     columns = dict(zip(batch.schema.names, batch.columns, strict=True))
-    for rule in tab.constraints:
+    for i, rule in enumerate(tab.constraints):
         if rule.kind == "inequality":
-            _inequality(rule, columns, table)
+            try:
+                _inequality(rule, columns, table)
+            except _OutOfRange as exc:
+                fix = f"give {rule.left} a range (min/max) that holds {rule.right}'s values, or swap them"
+                raise _spec_error(spec, f"tables.{table}.constraints.{i}", f"{exc}: {fix}") from None
     for i, noise in enumerate(tab.noise):
         rng = block_rng(spec.seed, table, f"noise#{i}", block, "noise")
-        _NOISE[noise.kind](spec, table, noise, columns, rng)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                _NOISE[noise.kind](spec, table, noise, columns, rng)
+        except _OutOfRange as exc:
+            fix = "lower its factor" if noise.kind == "outliers" else "lower its change"
+            raise _spec_error(spec, f"tables.{table}.noise.{i}", f"{exc}: {fix}") from None
     return pa.RecordBatch.from_arrays([columns[n] for n in batch.schema.names], schema=batch.schema)
+
+
+def _spec_error(spec: Spec, loc: str, message: str) -> SpecError:
+    return SpecError(spec.source, [(loc, message)])
 
 
 def _as_numbers(array: pa.Array) -> tuple[np.ndarray, pa.DataType]:
@@ -228,6 +248,11 @@ def _from_numbers(values: np.ndarray, typ: pa.DataType, like: pa.Array) -> pa.Ar
         storage, dtype = (pa.int64(), np.int64) if pa.types.is_timestamp(typ) else (pa.int32(), np.int32)
         out = pa.array(values.astype(dtype), type=storage).view(typ)
     else:
+        from synthreg.generators.columns import out_of_range
+
+        why = out_of_range(values, typ)
+        if why:
+            raise _OutOfRange(f"it makes {why}")
         out = pa.array(values.astype(np.dtype(str(typ))), type=typ)
     return pc.if_else(like.is_valid(), out, pa.scalar(None, type=typ)) if like.null_count else out
 
@@ -347,9 +372,25 @@ def enforce_group_rules(spec: Spec, table: str, files: list[Path]) -> dict[str, 
         decimals = spec.tables[table].columns[name].decimals
         if decimals is not None:  # round down: a capped group must not creep over its limit
             replaced[name] = np.floor(values * 10.0**decimals + 1e-9) / 10.0**decimals
+        _check_rewritten(spec, table, name, replaced[name], data.schema.field(name).type)
     if not keep.all() or replaced:
         _rewrite(files, keep, replaced)
     return notes
+
+
+def _check_rewritten(spec: Spec, table: str, name: str, values: np.ndarray, typ: pa.DataType) -> None:
+    """Values a rule moved (redistribute) must fit the column's type: NumPy would wrap them."""
+    from synthreg.generators.columns import out_of_range
+
+    why = out_of_range(np.floor(values + 1e-9) if pa.types.is_integer(typ) else values, typ)
+    if why:
+        rules = [i for i, r in enumerate(spec.tables[table].constraints) if r.column == name]
+        raise _spec_error(
+            spec,
+            f"tables.{table}.constraints.{rules[0] if rules else 0}",
+            f"moving {name} within its limit makes {why}: give {name} a max that holds the limit, "
+            "or use action cap",
+        )
 
 
 def _key(column: pa.ChunkedArray) -> np.ndarray:
@@ -403,6 +444,8 @@ def _sum_limit(
 
 
 def _drop_overflow(groups: np.ndarray, values: np.ndarray, limit: float, keep: np.ndarray) -> int:
+    if not len(groups):  # an empty table has nothing to drop
+        return 0
     order = np.lexsort((np.arange(len(groups)), groups))
     sorted_groups, sorted_values = groups[order], values[order]
     running = np.cumsum(sorted_values)

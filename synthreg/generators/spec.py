@@ -16,7 +16,7 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from synthreg.generators.llm.column_text import LlmTextColumn
 from synthreg.generators.llm.labeled_prompts import LabeledTextSpec
@@ -81,7 +81,8 @@ def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # inf and nan are no parameter anyone means (and YAML reads .inf / .nan as floats)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Distribution(_Strict):
@@ -176,8 +177,8 @@ class Column(_Strict):
     from_: list[str] | None = Field(default=None, alias="from")
     foreign_key: str | None = None
     skew: float = Field(default=0.0, ge=0, le=10)
-    min_children: int | None = Field(default=None, ge=0)
-    max_children: int | None = Field(default=None, ge=1)
+    min_children: int | None = Field(default=None, ge=0, le=10**10)
+    max_children: int | None = Field(default=None, ge=1, le=10**10)
     null_rate: float = Field(default=0.0, ge=0, lt=1)
     unique: bool = False
     label: bool = False  # the target column of a supervised task (diffs and cards report its balance)
@@ -193,11 +194,32 @@ class Column(_Strict):
             )
         return value
 
+    @field_validator("expr")
+    @classmethod
+    def _parsed_expr(cls, value: str | None) -> str | None:
+        if value is not None:
+            from synthreg.generators.expr import parse
+
+            parse(value)  # ValueError: the message says what to change
+        return value
+
     @field_validator("start", "end", mode="before")
     @classmethod
     def _dates_as_datetimes(cls, value: Any) -> Any:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return dt.datetime(value.year, value.month, value.day)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_utc_range(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(dt.UTC)
+            except OverflowError:
+                raise ValueError(
+                    f"{value} is out of range in UTC: use a date between years 1 and 9999"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -467,6 +489,21 @@ class Spec(_Strict):
     tags: list[str] = Field(default_factory=list)
     task_categories: list[str] = Field(default_factory=list)
     tables: dict[str, Table] = Field(min_length=1)
+    _source: str = PrivateAttr(default="<spec>")
+
+    @property
+    def source(self) -> str:
+        """The file the spec was read from, for messages (not part of the spec or its hash)."""
+        return self._source
+
+    def __eq__(self, other: object) -> bool:
+        # the same spec read from two files is the same spec: compare fields, not the source
+        return self.__dict__ == other.__dict__ if isinstance(other, Spec) else NotImplemented
+
+    def with_source(self, source: str) -> Spec:
+        """This spec, naming ``source`` in the errors raised while generating it."""
+        self._source = source
+        return self
 
     def table_order(self) -> list[str]:
         """Tables with every parent before its children (foreign keys form a DAG)."""

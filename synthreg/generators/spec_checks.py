@@ -7,8 +7,9 @@ Run after the pydantic models accepted each part on its own; every problem is a
 from __future__ import annotations
 
 import datetime as dt
+import math
 
-from synthreg.generators.spec import NAME_RE, Column, Spec, Table
+from synthreg.generators.spec import NAME_RE, Column, Spec, Table, _as_datetime
 from synthreg.generators.spec import _suggest as suggest
 
 __all__ = ["reference_problems"]
@@ -26,6 +27,7 @@ def reference_problems(spec: Spec) -> list[tuple[str, str]]:
         if not table.columns:
             problems.append((f"{base}.columns", "a table needs at least one column: add one under 'columns'"))
         problems += _column_problems(spec, tname, table)
+        problems += _derived_cycle_problems(tname, table)
         problems += _llm_reference_problems(tname, table)
         from synthreg.generators.constraints import constraint_problems
 
@@ -94,6 +96,7 @@ def _column_problems(spec: Spec, tname: str, table: Table) -> list[tuple[str, st
             elif table.columns[src].type != "text":
                 problems.append((f"{loc}.from", f"'{src}' must be a text column"))
         problems += _unique_problems(table, cname, col, loc)
+        problems += _int_range_problems(table, cname, col, loc)
         problems += _expr_problems(table, cname, col, loc)
         problems += _after_problems(spec, tname, col, loc)
         problems += _children_problems(spec, tname, col, loc)
@@ -245,6 +248,86 @@ def _expr_problems(table: Table, cname: str, col: Column, loc: str) -> list[tupl
     return problems
 
 
+def _reads(col: Column) -> set[str]:
+    """The columns of its own table a column is computed from (``expr``, ``from``)."""
+    from synthreg.generators.expr import referenced_columns
+
+    return set(col.from_ or []) | (referenced_columns(col.expr) if col.expr else set())
+
+
+def _derived_cycle_problems(tname: str, table: Table) -> list[tuple[str, str]]:
+    """Derived columns (``expr``, email ``from``) that depend on each other in a cycle: no order
+    could compute them. An expression reading its own column is reported by ``_expr_problems``."""
+    graph = {
+        name: {r for r in _reads(col) if r in table.columns and (r != name or not col.expr)}
+        for name, col in table.columns.items()
+    }
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return None
+        for nxt in sorted(graph[name]):
+            found = walk(nxt, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return None
+
+    for name in table.columns:
+        cycle = walk(name, [])
+        if cycle:
+            return [
+                (
+                    f"tables.{tname}.columns.{cycle[0]}",
+                    f"derived columns depend on each other in a cycle ({' -> '.join(cycle)}), so none can "
+                    "be computed first: make one of them a drawn column (drop its expr or from)",
+                )
+            ]
+    return []
+
+
+#: int columns are int64; keep their bounds well inside it (draws add 1 to the maximum)
+_INT_LIMIT = 2**62
+
+
+def _int_range_problems(table: Table, cname: str, col: Column, loc: str) -> list[tuple[str, str]]:
+    """An int column's min/max and sequence must fit int64, and a uniform draw needs a whole number."""
+    if col.type != "int" or col.foreign_key:
+        return []
+    for key in ("min", "max"):
+        value = getattr(col, key)
+        if value is not None and abs(value) >= _INT_LIMIT:
+            return [(f"{loc}.{key}", f"{key} {value:g} is beyond the int64 range (±4.6e18): use type: float")]
+    dist = col.distribution
+    if (dist is not None and dist.kind == "sequence") or (dist is None and cname == table.primary_key):
+        start = dist.num("start", 1) if dist else 1.0
+        last = start + (dist.num("step", 1) if dist else 1.0) * max(table.rows - 1, 0)
+        if max(abs(start), abs(last)) >= _INT_LIMIT:
+            return [
+                (
+                    f"{loc}.distribution",
+                    f"the sequence runs from {start:g} to {last:g}, beyond the int64 range (±4.6e18): "
+                    "lower start or step",
+                )
+            ]
+        return []
+    if col.expr is None and (dist is None or dist.kind == "uniform"):
+        low = dist.num("low", col.min if col.min is not None else 0.0) if dist else col.min
+        high = dist.num("high", col.max if col.max is not None else 1000.0) if dist else col.max
+        low, high = (0.0 if low is None else low), (1000.0 if high is None else high)
+        if max(abs(low), abs(high)) >= _INT_LIMIT:
+            return [
+                (loc, f"the range {low:g}..{high:g} is beyond the int64 range (±4.6e18): use type: float")
+            ]
+        if math.ceil(low) > math.floor(high):
+            defaults = " (without max, a uniform int draws up to 1000: set max)" if col.max is None else ""
+            return [(loc, f"no whole number lies between {low:g} and {high:g}{defaults}: widen the range")]
+    return []
+
+
 def _after_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple[str, str]]:
     if col.after is None:
         return []
@@ -263,7 +346,7 @@ def _after_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tuple
             "has no foreign key" if not fks else f"has several foreign keys ({', '.join(fks)}); add via: one"
         )
         return [(f"{loc}.after", f"{tname} {why} to {ptable}: after follows a foreign key")]
-    if pcolumn.end is not None and col.end is not None and pcolumn.end > col.end:
+    if pcolumn.end is not None and col.end is not None and _as_datetime(pcolumn.end) > _as_datetime(col.end):
         return [
             (
                 f"{loc}.after",
@@ -316,7 +399,10 @@ def _children_problems(spec: Spec, tname: str, col: Column, loc: str) -> list[tu
         return []
     if not col.foreign_key:
         return [(loc, "min_children / max_children apply to foreign key columns")]
-    parents = spec.tables[col.foreign_key.split(".", 1)[0]].rows
+    parent = spec.tables.get(col.foreign_key.split(".", 1)[0])
+    if parent is None:
+        return []  # _fk_problems names the missing table
+    parents = parent.rows
     rows, low, high = spec.tables[tname].rows, col.min_children or 0, col.max_children
     if high is not None and low > high:
         return [(loc, f"min_children ({low}) > max_children ({high}): swap them")]

@@ -71,10 +71,53 @@ def _model_at(loc: str) -> type[BaseModel] | None:
     return depth_models[min(len(parts), len(depth_models) - 1)]
 
 
+#: bounds on what a spec document may hold once YAML aliases are expanded (a few aliases can
+#: stand for billions of nodes) and how deeply it may nest; real specs are far below both
+MAX_NODES = 200_000
+MAX_DEPTH = 48
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why ``data`` is too big, too deep or cyclic to validate, or None."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, (dict, list, tuple)):
+            return 1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"it nests more than {MAX_DEPTH} levels deep: flatten it")
+        if id(node) in open_nodes:
+            raise ValueError("it contains itself (a YAML alias inside its own anchor): remove the alias")
+        if id(node) not in sizes:
+            open_nodes.add(id(node))
+            items = [*node.keys(), *node.values()] if isinstance(node, dict) else list(node)
+            total = 1
+            for item in items:
+                total += size(item, depth + 1)
+                if total > MAX_NODES:
+                    raise ValueError(
+                        f"it holds more than {MAX_NODES:,} values once YAML aliases are expanded: "
+                        "write the spec out without aliases, or shrink it"
+                    )
+            open_nodes.discard(id(node))
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    try:
+        size(data, 0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def parse_spec(data: Any, source: str = "<spec>") -> Spec:
     """Validate already-parsed YAML/JSON data into a Spec, or raise SpecError."""
     if not isinstance(data, dict):
         raise SpecError(source, [("", "a spec must be a mapping with a 'tables' key; see examples/")])
+    shape = _shape_problem(data)
+    if shape:
+        raise SpecError(source, [("", f"the spec cannot be read: {shape}")])
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
@@ -84,7 +127,49 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
     problems = reference_problems(spec)
     if problems:
         raise SpecError(source, problems)
-    return spec
+    return spec.with_source(source)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            str(path),
+            [
+                (
+                    "",
+                    f"not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}): a spec is a YAML "
+                    "or JSON text file; save it as UTF-8",
+                )
+            ],
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            str(path), [("", f"cannot be read ({exc.strerror}): check its permissions")]
+        ) from None
+
+
+def _parse_text(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(str(path), [(where, f"invalid YAML: {problem}; fix the syntax there")]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            str(path), [(f"line {exc.lineno}", f"invalid JSON: {exc.msg}; fix the syntax there")]
+        ) from None
+    except RecursionError:
+        raise SpecError(
+            str(path), [("", f"nests too deeply to read: flatten it (at most {MAX_DEPTH} levels)")]
+        ) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # a value that parses as YAML but not as its type: a date like 2024-13-45, an integer of
+        # thousands of digits
+        raise SpecError(str(path), [("", f"a value cannot be read: {exc}; fix or quote it")]) from None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -92,17 +177,7 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"spec file {path} does not exist: check the path (examples/ has samples)")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(str(path), [(where, f"invalid YAML: {problem}; fix the syntax there")]) from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(str(path), [(f"line {exc.lineno}", f"invalid JSON: {exc.msg}")]) from None
-    return parse_spec(data, str(path))
+    return parse_spec(_parse_text(path, _read_text(path)), str(path))
 
 
 def apply_overrides(
@@ -120,8 +195,8 @@ def apply_overrides(
     """
     data = spec.model_dump(mode="json", by_alias=True)
     if scale is not None:
-        if not scale > 0:
-            raise SpecError(source, [("", f"--scale must be > 0, got {scale}")])
+        if not 0 < scale < 1e9:
+            raise SpecError(source, [("", f"--scale must be a number > 0 (and < 1e9), got {scale}")])
         for table in data["tables"].values():
             if table.get("llm") is None:  # LLM tables keep their samples: scaling them would buy calls
                 table["rows"] = max(1, round(table["rows"] * scale)) if table["rows"] else 0

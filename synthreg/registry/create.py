@@ -23,7 +23,13 @@ from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResu
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry.facts import file_facts
-from synthreg.registry.llm_tables import CURATION_VERSION, LlmTables, file_sha256, make_llm_data
+from synthreg.registry.llm_tables import (
+    CURATION_VERSION,
+    LlmTables,
+    check_models_reachable,
+    file_sha256,
+    make_llm_data,
+)
 from synthreg.registry.policy import check_rule
 from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
@@ -63,6 +69,12 @@ def create_version(
     """
     check_name(name)
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
+    if any(t.expectations for t in spec.tables.values()):  # a bad one is refused before generating
+        from synthreg.validators.plan import user_expectations
+
+        user_expectations(spec, spec.source)
+    if spec.uses_llm() and ws.settings.llm.model:  # an unreachable model is refused before any call
+        check_models_reachable(spec, ws.settings.llm)
     gateway = gateway_for(ws, **(llm_budget or {})) if spec.uses_llm() else None  # no model: fails here
     make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base, on_preflight)
     clock = Clock()
@@ -188,7 +200,9 @@ def _stage(
     rows = {n: t.rows for n, t in tables.items()}
     rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
-    validation = clock("validate", lambda: validate_tables(spec, staging / "tables")).to_dict()
+    validation = clock(
+        "validate", lambda: validate_tables(spec, staging / "tables", source=spec.source)
+    ).to_dict()
     if parent_dir is not None and max_drift is not None:
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from synthreg.digest import TableHasher
-from synthreg.errors import ConflictError, NotFoundError
+from synthreg.errors import ConflictError, NotFoundError, SpecError
 from synthreg.generators.engine import TableResult
 from synthreg.generators.spec import Spec
 
@@ -27,6 +27,7 @@ __all__ = [
     "CURATION_VERSION",
     "LlmTables",
     "carry_llm",
+    "check_models_reachable",
     "file_sha256",
     "llm_facts",
     "make_llm_data",
@@ -79,6 +80,35 @@ def make_llm_data(
         )
     fallbacks = tuple(f for f in gateway.fallbacks if isinstance(f, str))
     return LlmTables(tables, list(keys), api_base, fallbacks)
+
+
+def check_models_reachable(spec: Spec, llm: Any) -> None:
+    """Refuse, before anything is generated or called, a spec naming a model the workspace's
+    ``[llm]`` settings (``llm``, a ``LlmSettings``) cannot reach: no endpoint serving it, no key
+    (rules: ``synthreg.generators.llm.reach``). Raises ``SpecError`` naming each model and the
+    setting to add."""
+    from synthreg.generators.llm.reach import unreachable_reason
+
+    named: list[tuple[str, str]] = []
+    for name in spec.llm_tables():
+        table = spec.tables[name].llm
+        assert table is not None
+        named += [(f"tables.{name}.llm.models", m) for m in table.models]
+        if table.judge_model:
+            named.append((f"tables.{name}.llm.judge_model", table.judge_model))
+    for table_name, column in spec.llm_columns():
+        col = spec.tables[table_name].columns[column].llm
+        assert col is not None
+        named += [(f"tables.{table_name}.columns.{column}.llm.models", m) for m in col.models]
+    problems = []
+    for loc, model in dict.fromkeys(named):
+        why = unreachable_reason(
+            model, default_model=llm.model, api_base=llm.api_base, api_key_env=llm.api_key_env
+        )
+        if why:
+            problems.append((loc, f"{why}; nothing was generated or called"))
+    if problems:
+        raise SpecError(spec.source, problems)
 
 
 def _column_rows(spec: Spec, engine: dict[str, TableResult]) -> dict[str, list[dict[str, Any]]]:

@@ -105,7 +105,7 @@ class LabeledTextSpec(BaseModel):
     labels: dict[str, str] = Field(min_length=1)
     categories: dict[str, list[str]] = Field(min_length=1)
     examples: list[LabeledExample] = Field(default_factory=list)
-    samples: int = Field(ge=1)
+    samples: int = Field(ge=1, le=1_000_000)  # one call each (and a plan row): like llm_text max_rows
     models: list[str] = Field(min_length=1)
     temperature: float = Field(0.9, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
