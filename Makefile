@@ -13,14 +13,14 @@ UV := $(shell command -v uv 2>/dev/null)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Installs come from requirements.lock (exact versions with hashes), never from the ranges in
+# Installs come from requirements.txt (exact versions with hashes), never from the ranges in
 # pyproject.toml, so a fresh machine gets the packages CI passed with. `make lock` refreshes it on purpose.
-$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 ifdef UV
-	$(UV) pip install --compile-bytecode --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --compile-bytecode --python $(BIN)/python --require-hashes -r requirements.txt
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
 else
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 endif
 	$(BIN)/python -m pip check
@@ -31,7 +31,7 @@ lock:
 	$(PYTHON) -m pip install --quiet 'uv>=0.5'
 	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header \
-		--annotation-style line -o requirements.lock
+		--annotation-style line -o requirements.txt
 
 install: $(STAMP)
 

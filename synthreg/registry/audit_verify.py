@@ -83,12 +83,17 @@ def replay(events: list[AuditEvent]) -> GovState:
     return state
 
 
-def committed_log(root: Path) -> list[LoggedEvent] | None:
-    """The log at git HEAD (None when HEAD has no log: a workspace from before it moved to git)."""
-    listed = git.run(root, "ls-tree", "--name-only", "HEAD", "--", LOG_FILE)
-    if not listed:
+def _committed_text(root: Path) -> str | None:
+    """The log file's text at git HEAD (None when HEAD has no log: a workspace from before it)."""
+    if not git.run(root, "ls-tree", "--name-only", "HEAD", "--", LOG_FILE):
         return None
-    return parse_log(git.run(root, "show", f"HEAD:{LOG_FILE}", strip=False), f"{LOG_FILE} at git HEAD")
+    return git.run(root, "show", f"HEAD:{LOG_FILE}", strip=False)
+
+
+def committed_log(root: Path) -> list[LoggedEvent] | None:
+    """The events of the log at git HEAD (None when HEAD has no log)."""
+    text = _committed_text(root)
+    return None if text is None else parse_log(text, f"{LOG_FILE} at git HEAD")
 
 
 def git_anchors(root: Path) -> list[tuple[str, int | None, str]]:
@@ -131,11 +136,11 @@ def _chain(logged: list[LoggedEvent], key: bytes | None) -> tuple[list[str], int
     return problems, signed
 
 
-def _anchor_problems(root: Path, logged: list[LoggedEvent]) -> list[str]:
+def _anchor_problems(anchors: list[tuple[str, int | None, str]], logged: list[LoggedEvent]) -> list[str]:
     by_seq = {int(item.event.seq or 0): item.event.hash for item in logged}
     seq_of = {h: s for s, h in by_seq.items()}
     problems, anchored = [], set()
-    for sha, seq, head in git_anchors(root):
+    for sha, seq, head in anchors:
         at = seq if seq is not None else seq_of.get(head)
         if at is None or by_seq.get(at) != head:
             problems.append(
@@ -222,25 +227,24 @@ def verify_audit(ws: Workspace) -> Any:
 
     root = ws.root
     with ws.lock(), read_session(ws.engine) as session:
-        logged = committed_log(root)
-        if logged is None:
+        committed = _committed_text(root)
+        if committed is None:
             raise VerificationError(
                 f"no audit log is committed in git ({LOG_FILE}): this workspace predates it; run "
                 "'registry doctor --repair' to export the DB's events to git, then verify again",
                 result=VerifyResult("audit", False, {}, ["no audit log in git"]),
             )
+        logged = parse_log(committed, f"{LOG_FILE} at git HEAD")
         key = read_key(root)
         problems, signed = _chain(logged, key)
         work = root / LOG_FILE
-        if (
-            not work.is_file()
-            or work.read_bytes() != git.run(root, "show", f"HEAD:{LOG_FILE}", strip=False).encode()
-        ):
+        if not work.is_file() or work.read_bytes() != committed.encode():
             problems.append(
                 f"{LOG_FILE} in the work tree differs from the committed log (an interrupted write, "
                 "or an edit): run 'registry doctor --repair'"
             )
-        problems += _anchor_problems(root, logged)
+        anchors = git_anchors(root)
+        problems += _anchor_problems(anchors, logged)
         problems += _db_problems(session, logged)
         state = replay([item.event for item in logged])
         problems += _state_problems(session, state)
@@ -250,7 +254,7 @@ def verify_audit(ws: Workspace) -> Any:
             "events": len(logged),
             "head": head,
             "db_head": head_hash(session),
-            "git_anchors": len(git_anchors(root)),
+            "git_anchors": len(anchors),
             "signed": signed,
             "signatures": "checked"
             if key is not None
