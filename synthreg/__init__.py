@@ -29,11 +29,22 @@ def open(path: str | Path = ".") -> Registry:
     return Registry.open(path)
 
 
-def init(path: str | Path = ".", remote: str | None = None) -> Registry:
-    """Create (or reopen) a registry workspace at ``path`` and return it."""
+def init(
+    path: str | Path = ".",
+    remote: str | None = None,
+    *,
+    db: str | None = None,
+    endpoint: str | None = None,
+    mlflow: str | None = None,
+) -> Registry:
+    """Create (or reopen) a registry workspace at ``path`` and return it.
+
+    ``db``, ``remote`` (+ ``endpoint``) and ``mlflow`` choose team backends by URL; credentials
+    come from the environment only.
+    """
     from synthreg.registry.api import Registry
 
-    return Registry.init(path, remote=remote)
+    return Registry.init(path, remote=remote, db=db, endpoint=endpoint, mlflow=mlflow)
 
 
 def log_input(ref: str, context: str = "training", workspace: str | Path = ".") -> None:

@@ -6,30 +6,51 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from synthreg import env
 from synthreg.errors import WorkspaceError
 
-__all__ = ["CONFIG_FILE", "STATE_DIR", "LlmSettings", "Settings", "default_toml", "find_root"]
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_DIR",
+    "LlmSettings",
+    "Settings",
+    "default_toml",
+    "find_root",
+    "is_local_db",
+    "redact_url",
+    "refuse_credentials",
+]
 
 CONFIG_FILE = "registry.toml"
 STATE_DIR = ".registry"
 
 
-def default_toml(remote_url: str, remote_name: str = "local") -> str:
-    """The ``registry.toml`` that ``registry init`` writes."""
+def default_toml(
+    remote_url: str,
+    remote_name: str = "local",
+    *,
+    db_url: str | None = None,
+    mlflow_uri: str | None = None,
+    endpoint_url: str | None = None,
+) -> str:
+    """The ``registry.toml`` that ``registry init`` writes (team backends by URL, else the embedded ones)."""
+    endpoint = f'endpoint_url = "{endpoint_url}"\n' if endpoint_url else ""
     return f"""# synthreg workspace settings. Paths are relative to this file.
+# Credentials never live here: PostgreSQL reads PGPASSWORD (or ~/.pgpass), S3 reads
+# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or ~/.aws), from the environment of each machine.
 [registry]
-db_url = "sqlite:///{STATE_DIR}/registry.db"
+db_url = "{db_url or f"sqlite:///{STATE_DIR}/registry.db"}"
 
 [mlflow]
-tracking_uri = "sqlite:///{STATE_DIR}/mlflow.db"
+tracking_uri = "{mlflow_uri or f"sqlite:///{STATE_DIR}/mlflow.db"}"
 artifact_root = "{STATE_DIR}/mlartifacts"
 
 [dvc]
 remote = "{remote_name}"
 url = "{remote_url}"
-
+{endpoint}
 [review]
 # Versions whose validation passed are approved automatically, unless every
 # version needs a human approval (require_human = true). Set auto_approve to
@@ -51,6 +72,32 @@ require_human = false
 # fallbacks = ["groq/llama-3.3-70b-versatile"]
 # max_usd = 1.0
 """
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def refuse_credentials(url: str, what: str) -> None:
+    """A URL that carries a password or key is refused: credentials come from the environment only."""
+    if url and urlsplit(url).password is not None:
+        raise WorkspaceError(
+            f"{what} {redact_url(url)} carries a password: remove it from the URL and set it in the "
+            "environment instead (PGPASSWORD or ~/.pgpass for PostgreSQL, "
+            "MLFLOW_TRACKING_PASSWORD for MLflow, AWS_SECRET_ACCESS_KEY for S3)"
+        )
+
+
+def is_local_db(url: str) -> bool:
+    """True for the embedded SQLite store."""
+    return url.startswith("sqlite")
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:
@@ -100,6 +147,7 @@ class Settings:
     mlflow_artifact_root: Path
     dvc_remote: str
     dvc_url: str
+    dvc_endpoint: str | None = None
     auto_approve: str = "validation_passed"
     require_human: bool = False
     max_drift: float | None = None
@@ -125,13 +173,22 @@ class Settings:
         tracking = os.environ.get(env.MLFLOW_TRACKING_URI) or mlf.get(
             "tracking_uri", f"sqlite:///{STATE_DIR}/mlflow.db"
         )
+        db_url = str(reg.get("db_url", f"sqlite:///{STATE_DIR}/registry.db"))
+        for what, url in (
+            ("[registry] db_url", db_url),
+            ("[mlflow] tracking_uri", str(tracking)),
+            ("[dvc] url", str(dvc.get("url", ""))),
+            ("[dvc] endpoint_url", str(dvc.get("endpoint_url", ""))),
+        ):
+            refuse_credentials(url, f"{path}: {what}")
         return cls(
             root=root,
-            db_url=_resolve_sqlite(reg.get("db_url", f"sqlite:///{STATE_DIR}/registry.db"), root),
+            db_url=_resolve_sqlite(db_url, root),
             mlflow_tracking_uri=_resolve_sqlite(tracking, root),
             mlflow_artifact_root=(root / mlf.get("artifact_root", f"{STATE_DIR}/mlartifacts")).resolve(),
             dvc_remote=dvc.get("remote", "local"),
             dvc_url=dvc.get("url", f"{STATE_DIR}/dvc-remote"),
+            dvc_endpoint=dvc.get("endpoint_url") or None,
             auto_approve=str(review.get("auto_approve", "validation_passed")),
             require_human=bool(review.get("require_human", False)),
             max_drift=float(review["max_drift"]) if "max_drift" in review else None,

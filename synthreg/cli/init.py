@@ -1,4 +1,4 @@
-"""``registry init [PATH] [--remote URL]``."""
+"""``registry init [PATH] [--db URL] [--remote URL [--endpoint URL]] [--mlflow URL]``."""
 
 from __future__ import annotations
 
@@ -14,14 +14,33 @@ from synthreg.cli.common import emit_json, handles_errors
 def init(
     path: Annotated[Path, typer.Argument(help="Where to make the workspace.")] = Path("."),
     remote: Annotated[
-        str | None, typer.Option(help="DVC remote URL (default: a local .registry/dvc-remote).")
+        str | None,
+        typer.Option(help="DVC remote URL, e.g. s3://bucket/prefix (default: a local .registry/dvc-remote)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Metadata DB URL, e.g. postgresql+psycopg://user@host:5432/db (password: PGPASSWORD). "
+            "Default: SQLite in .registry/."
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint of an S3-compatible server for an s3:// --remote.")
+    ] = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking server URL, e.g. http://host:5000 (default: SQLite in .registry/)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Make a registry workspace: git, DVC with a remote, registry.toml, the metadata DB."""
+    """Make a registry workspace: git, DVC with a remote, registry.toml, the metadata DB.
+
+    Team backends are chosen by URL (each flag alone works too); credentials come from the
+    environment only, never from a flag or a file.
+    """
     from synthreg.registry.workspace import init_workspace
 
-    result = init_workspace(path, remote)
+    result = init_workspace(path, remote, db=db, endpoint=endpoint, mlflow=mlflow)
     if as_json:
         emit_json(result.to_dict())
     elif result.created:

@@ -40,12 +40,18 @@ def _cli(root: Path, *args: str) -> None:
         raise IntegrationError(f"dvc {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
 
 
-def init_workspace(root: Path, remote_name: str, remote_url: str) -> None:
-    """``dvc init`` with analytics off and a default remote, written to ``.dvc/config``."""
+def init_workspace(root: Path, remote_name: str, remote_url: str, endpoint: str | None = None) -> None:
+    """``dvc init`` with analytics off and a default remote, written to ``.dvc/config``.
+
+    An S3 remote gets its ``endpointurl`` there too; its credentials never do: dvc-s3 reads them
+    from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or ~/.aws.
+    """
     _cli(root, "init", "-q")
     _cli(root, "config", "core.analytics", "false")
     _cli(root, "config", "core.autostage", "false")
     _cli(root, "remote", "add", "-d", remote_name, remote_url)
+    if endpoint:
+        _cli(root, "remote", "modify", remote_name, "endpointurl", endpoint)
 
 
 @contextlib.contextmanager

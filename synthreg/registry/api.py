@@ -33,9 +33,17 @@ class Registry:
         return cls(Workspace.open(path))
 
     @classmethod
-    def init(cls, path: str | Path = ".", remote: str | None = None) -> Registry:
-        """Make (or reopen) a workspace at ``path``."""
-        result = init_workspace(path, remote)
+    def init(
+        cls,
+        path: str | Path = ".",
+        remote: str | None = None,
+        *,
+        db: str | None = None,
+        endpoint: str | None = None,
+        mlflow: str | None = None,
+    ) -> Registry:
+        """Make (or reopen) a workspace at ``path`` (team backends by URL: see ``registry init``)."""
+        result = init_workspace(path, remote, db=db, endpoint=endpoint, mlflow=mlflow)
         return cls(Workspace.open(result.root), result)
 
     @property

@@ -217,6 +217,9 @@ def _dataset(session: Session, cand: Candidate) -> Dataset:
 
 
 def _next_number(session: Session, dataset_id: int | None) -> tuple[int, int | None]:
+    # Lock the dataset's row while the next number is read and inserted (PostgreSQL; SQLite's
+    # BEGIN IMMEDIATE already holds the whole DB). UNIQUE(dataset_id, number) is the backstop.
+    session.exec(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update()).first()
     last = session.exec(select(func.max(Version.number)).where(Version.dataset_id == dataset_id)).one()
     return (last or 0) + 1, last
 

@@ -2,6 +2,10 @@
 
 SQLite runs in WAL mode with a busy timeout; write transactions start with
 ``BEGIN IMMEDIATE`` so that "read the max version, insert the next" cannot race.
+On PostgreSQL every write transaction first takes one advisory transaction lock (the same
+one-writer-at-a-time order, across machines), and version numbers are allocated under
+``SELECT ... FOR UPDATE`` of the dataset row; the UNIQUE constraints stay the backstop.
+The schema is Alembic's (``schema.py``), not ``create_all``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 __all__ = [
+    "WRITE_LOCK_KEY",
     "Alias",
     "AuditEvent",
     "Dataset",
@@ -144,8 +149,12 @@ class DiffRecord(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """One write, chained to the previous event by SHA-256."""
+    """One write, chained to the previous event by SHA-256 (the chain cannot fork: unique prev_hash)."""
 
+    __table_args__ = (
+        Index("ux_auditevent_hash", "hash", unique=True),
+        Index("ux_auditevent_prev_hash", "prev_hash", unique=True),
+    )
     seq: int | None = Field(default=None, primary_key=True)
     at: dt.datetime = Field(default_factory=utcnow)
     actor: str
@@ -172,15 +181,38 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
 
 
+#: Key of the PostgreSQL advisory lock every write transaction takes first.
+WRITE_LOCK_KEY = 0x5359_4E52
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created."""
+    """An engine for ``url``, its schema migrated to this release's head (see ``schema.py``)."""
+    from synthreg.registry.schema import ensure_schema
+
     is_sqlite = url.startswith("sqlite")
-    args = {"connect_args": {"timeout": 30}} if is_sqlite else {}
-    engine = create_engine(url, **args)
     if is_sqlite:
+        engine = create_engine(url, connect_args={"timeout": 30})
         _sqlite_hooks(engine)
-    SQLModel.metadata.create_all(engine)
+    elif url.startswith("postgresql"):
+        _require_driver(url)
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    else:
+        engine = create_engine(url)
+    ensure_schema(engine)
     return engine
+
+
+def _require_driver(url: str) -> None:
+    import importlib.util
+
+    from synthreg.errors import WorkspaceError
+
+    driver = url.split("://", 1)[0].partition("+")[2] or "psycopg2"
+    if importlib.util.find_spec(driver) is None:
+        raise WorkspaceError(
+            f"db_url {url.split('://', 1)[0]}://... needs the {driver} driver, which is not installed: "
+            "pip install 'synthreg[team]' (psycopg) and use postgresql+psycopg://"
+        )
 
 
 @contextmanager
@@ -197,6 +229,8 @@ def write_session(engine: Engine) -> Iterator[Session]:
         conn.info["immediate"] = True
         try:
             with Session(bind=conn, expire_on_commit=False) as session:
+                if conn.dialect.name == "postgresql":
+                    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
                 yield session
                 session.commit()
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from synthreg import env
-from synthreg.config import CONFIG_FILE, STATE_DIR, Settings, default_toml, find_root
+from synthreg.config import CONFIG_FILE, STATE_DIR, Settings, default_toml, find_root, refuse_credentials
 from synthreg.errors import WorkspaceError
 from synthreg.integrations import dvc, git
 from synthreg.registry.audit import LOG_FILE, anchor_lines, append_event
@@ -81,8 +81,26 @@ class InitResult:
         }
 
 
-def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitResult:
-    """Make a workspace at ``path``; re-running on an existing one changes nothing."""
+def init_workspace(
+    path: str | Path = ".",
+    remote: str | None = None,
+    *,
+    db: str | None = None,
+    endpoint: str | None = None,
+    mlflow: str | None = None,
+) -> InitResult:
+    """Make a workspace at ``path``; re-running on an existing one changes nothing.
+
+    ``db`` (a SQLAlchemy URL), ``remote`` (a DVC remote URL, e.g. ``s3://bucket/prefix``, with
+    ``endpoint`` for an S3-compatible server) and ``mlflow`` (a tracking server URL) choose the team
+    backends; each alone works too. None of them may carry a password: credentials come from the
+    environment.
+    """
+    for what, url in (("--db", db), ("--remote", remote), ("--endpoint", endpoint), ("--mlflow", mlflow)):
+        if url:
+            refuse_credentials(url, what)
+    if endpoint and not (remote or "").startswith("s3://"):
+        raise WorkspaceError("--endpoint is the S3 endpoint of an s3:// --remote: give --remote s3://BUCKET/PREFIX too")
     root = Path(path).expanduser().resolve()
     if (root / CONFIG_FILE).is_file():
         settings = Settings.load(root)
@@ -94,9 +112,13 @@ def init_workspace(path: str | Path = ".", remote: str | None = None) -> InitRes
     if fresh_git:
         git.init(root)
     remote_url = remote or f"{STATE_DIR}/dvc-remote"
+    remote_name = "store" if remote_url.startswith("s3://") else "local"
     if not (root / ".dvc").is_dir():
-        dvc.init_workspace(root, "local", remote_url)
-    (root / CONFIG_FILE).write_text(default_toml(remote_url), encoding="utf-8")
+        dvc.init_workspace(root, remote_name, remote_url, endpoint=endpoint)
+    (root / CONFIG_FILE).write_text(
+        default_toml(remote_url, remote_name, db_url=db, mlflow_uri=mlflow, endpoint_url=endpoint),
+        encoding="utf-8",
+    )
     _append_gitignore(root)
     for sub in ("data", "specs", "audit", STATE_DIR):
         (root / sub).mkdir(exist_ok=True)
