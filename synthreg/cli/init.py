@@ -29,7 +29,7 @@ def init(
     ] = None,
     mlflow: Annotated[
         str | None,
-        typer.Option(help="MLflow tracking server URL, e.g. http://host:5000 (default: SQLite in .registry/)"),
+        typer.Option(help="MLflow tracking server URL, e.g. http://host:5000 (default: SQLite in .registry)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -100,7 +100,9 @@ def init_workspace(
         if url:
             refuse_credentials(url, what)
     if endpoint and not (remote or "").startswith("s3://"):
-        raise WorkspaceError("--endpoint is the S3 endpoint of an s3:// --remote: give --remote s3://BUCKET/PREFIX too")
+        raise WorkspaceError(
+            "--endpoint is the S3 endpoint of an s3:// --remote: give --remote s3://BUCKET/PREFIX too"
+        )
     root = Path(path).expanduser().resolve()
     if (root / CONFIG_FILE).is_file():
         settings = Settings.load(root)
