@@ -24,6 +24,12 @@ def offline_defaults() -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # a tracking server's "View run" links would land on stdout, which is for data (--json)
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        # a tracking server that is down fails a command in seconds, not after minutes of retries
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(site_cache),
         "HF_HUB_OFFLINE": "1",

@@ -1,19 +1,31 @@
 """Crash points for tests: ``SYNTHREG_KILL_AT=publish.git`` makes the process SIGKILL itself
 at that step boundary, so tests can check that any crash leaves a state ``registry doctor``
-repairs (never a version without its git commit and audit event). Unset, a point costs one
-dictionary lookup."""
+repairs (never a version without its git commit and audit event). ``SYNTHREG_PAUSE_AT=
+publish.dvc:DIR`` instead waits there (writing ``DIR/reached``, until ``DIR/go`` exists, at most
+120 s), so a test can stop a backend server mid-command. Unset, a point costs one dictionary
+lookup."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
-__all__ = ["KILL_AT", "point"]
+__all__ = ["KILL_AT", "PAUSE_AT", "point"]
 
 KILL_AT = "SYNTHREG_KILL_AT"
+PAUSE_AT = "SYNTHREG_PAUSE_AT"
 
 
 def point(name: str) -> None:
     """A step boundary named ``name``: die here, uncleanly, when ``$SYNTHREG_KILL_AT`` names it."""
     if os.environ.get(KILL_AT) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get(PAUSE_AT)
+    if pause and pause.partition(":")[0] == name:
+        folder = Path(pause.partition(":")[2])
+        (folder / "reached").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 120
+        while not (folder / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)

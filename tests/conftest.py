@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,92 @@ def small_spec_model() -> Any:
 def small_spec_text() -> str:
     """SMALL_SPEC as YAML text."""
     return SMALL_SPEC
+
+
+# ----------------------------------------------------------------- team backends (issue 11)
+# One PostgreSQL server, one S3 endpoint (moto) and one `mlflow server` per session, all real and on
+# loopback (tests/team_servers.py). Each team workspace gets its own database and its own S3 prefix.
+
+
+@dataclass
+class Team:
+    """The session's team servers and a counter for fresh databases and prefixes."""
+
+    pg: Any
+    s3: Any
+    mlflow: Any
+    bucket: str = "synthreg-tests"
+    _n: int = 0
+
+    def fresh(self) -> tuple[str, str]:
+        """A new empty database URL and a new ``s3://`` remote prefix."""
+        self._n += 1
+        return self.pg.create_db("reg"), f"s3://{self.bucket}/ws{self._n}"
+
+    def init(self, root: Path, **overrides: str | None) -> Path:
+        """``registry init`` a workspace on all three team backends (or on those not overridden)."""
+        import synthreg as sr
+
+        db, remote = self.fresh()
+        urls: dict[str, str | None] = {
+            "db": db,
+            "remote": remote,
+            "endpoint": self.s3.endpoint,
+            "mlflow": self.mlflow.url,
+        }
+        urls.update(overrides)
+        sr.init(root, **urls)  # type: ignore[arg-type]
+        return root
+
+    def s3_keys(self, prefix: str = "") -> list[str]:
+        """Object keys in the test bucket under ``prefix``."""
+        pages = self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def team(mlflow_uri: str) -> Iterator[Team]:
+    """Real PostgreSQL 15, moto's S3 server and an MLflow server (PostgreSQL store, S3 artifacts).
+
+    Their test credentials reach synthreg through the environment only (PGPASSWORD, AWS_*), as they
+    would on a user's machine. A server that cannot start fails the tests that need it.
+    """
+    from team_servers import PG_PASSWORD
+    from team_servers import team as start_team
+
+    with start_team("synthreg-tests") as (pg, s3, ml):
+        saved = {k: os.environ.get(k) for k in ("PGPASSWORD", *s3.env())}
+        os.environ.update({"PGPASSWORD": PG_PASSWORD, **s3.env()})
+        try:
+            yield Team(pg, s3, ml)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture
+def team_env(team: Team, monkeypatch: pytest.MonkeyPatch) -> Team:
+    """The team servers, with MLflow's tracking URI pointed at the server for this test."""
+    monkeypatch.setenv(env.MLFLOW_TRACKING_URI, team.mlflow.url)
+    return team
+
+
+@pytest.fixture(params=["embedded", "team"])
+def backend(request: pytest.FixtureRequest, mlflow_uri: str) -> str:
+    """Run a test on the embedded backends (SQLite, local DVC remote, MLflow DB) and on the team ones."""
+    if request.param == "team":
+        request.getfixturevalue("team_env")
+    return str(request.param)
+
+
+def make_workspace(request: pytest.FixtureRequest, backend: str, root: Path) -> Path:
+    """``registry init`` ``root`` on ``backend``."""
+    import synthreg as sr
+
+    if backend == "team":
+        return request.getfixturevalue("team_env").init(root)
+    sr.init(root)
+    return root

@@ -72,7 +72,7 @@ class Postgres:
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError(
                 f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): "
-                "apt-get install -y postgresql (the Makefile's 'make servers' does it)"
+                "apt-get install -y postgresql ('make servers' does it)"
             )
         self.port = self.port or free_port()
         self.base.chmod(0o777)
@@ -82,11 +82,12 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres", "postgres")
         run = _as_postgres()
-        subprocess.run(
-            [*run, str(PG_BIN / "initdb"), "-D", str(self.data), "-U", PG_USER, "--pwfile", str(pwfile),
-             "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        if not (self.data / "PG_VERSION").exists():  # a restart keeps the data directory
+            subprocess.run(
+                [*run, str(PG_BIN / "initdb"), "-D", str(self.data), "-U", PG_USER, "--pwfile", str(pwfile),
+                 "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
+                check=True, capture_output=True,
+            )  # fmt: skip
         opts = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         )
@@ -146,8 +147,11 @@ class S3:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> S3:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self.port = self.port or free_port()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -128,12 +128,16 @@ def doctor(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check that DB, files, DVC and git agree; list (and optionally fix) problems."""
+    """Check that each backend answers (DB, DVC remote, MLflow) and that DB, files, DVC and git agree;
+    list (and optionally fix) problems."""
     result = open_registry(ctx).doctor(repair=repair, rebuild=rebuild)
     data = result.to_dict()
     if as_json:
         emit_json(data)
     else:
+        for b in data["backends"]:
+            if b["ok"]:
+                typer.echo(f"{'ok':<8} {'backend':<15} {b['backend']} at {b['url']}: {b['detail']}")
         for p in data["problems"]:
             typer.echo(f"{'fixed' if p['fixed'] else 'PROBLEM':<8} {p['kind']:<15} {p['detail']}")
         typer.echo("healthy" if data["healthy"] else "problems left: run with --repair or --rebuild")

@@ -100,13 +100,38 @@ def track_stage(root: Path, name: str, cmd: str, deps: list[str], outs: list[str
     return lock_md5(root, name)
 
 
+def _remote_label(root: Path) -> str:
+    """The default remote's URL (and endpoint), for messages; never its credentials."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(root / ".dvc" / "config")
+    name = config.get("core", "remote", fallback="")
+    section = f"'remote \"{name}\"'"
+    url = config.get(section, "url", fallback="?")
+    endpoint = config.get(section, "endpointurl", fallback="")
+    return url + (f" (endpoint {endpoint})" if endpoint else "")
+
+
+def _remote_error(root: Path, what: str, exc: BaseException) -> IntegrationError:
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    label = _remote_label(root)
+    fix = (
+        "check that the S3 endpoint is up and reachable, that the bucket exists, and AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY in the environment"
+        if label.startswith("s3://")
+        else "check that the folder exists and is writable ([dvc] url, .dvc/config)"
+    )
+    return IntegrationError(f"the DVC remote {label} did not answer ({what}): {detail}; {fix}")
+
+
 def push(root: Path, stages: list[str]) -> int:
     """Push the stages' outputs to the default remote; return files pushed."""
     try:
         with _repo(root) as repo:
             return int(repo.push(targets=stages))  # type: ignore[attr-defined]
     except Exception as exc:
-        raise IntegrationError(f"dvc push failed: {exc}; check the remote in .dvc/config") from exc
+        raise _remote_error(root, "dvc push", exc) from exc
 
 
 def lock_md5(root: Path, stage: str) -> str:
@@ -151,7 +176,7 @@ def pull(root: Path, stages: list[str]) -> None:
         with _repo(root) as repo:
             repo.pull(targets=stages, force=True)  # type: ignore[attr-defined]
     except Exception as exc:
-        raise IntegrationError(f"dvc pull {' '.join(stages)} failed: {exc}; check the remote") from exc
+        raise _remote_error(root, f"dvc pull {' '.join(stages)}", exc) from exc
 
 
 def cloud_status(root: Path, stages: list[str] | None = None) -> dict[str, object]:

@@ -19,9 +19,11 @@ __all__ = [
     "DIGEST_CHARS",
     "RunRecord",
     "delete_run",
+    "failure",
     "find_models_for_runs",
     "find_runs_by_digest",
     "get_run",
+    "is_server",
     "log_dataset",
     "log_version",
     "set_tag",
@@ -54,12 +56,35 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def _experiment_id(client: Any, name: str, artifact_root: Path) -> str:
+def is_server(tracking_uri: str) -> bool:
+    """True for a tracking server (``http(s)://``), False for a local store."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def _experiment_id(client: Any, name: str, artifact_root: Path, tracking_uri: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
+    if is_server(tracking_uri):  # the server keeps artifacts where it was told (--artifacts-destination)
+        return str(client.create_experiment(name))
     location = (artifact_root / name.replace("/", "_")).resolve().as_uri()
     return str(client.create_experiment(name, artifact_location=location))
+
+
+def failure(tracking_uri: str, what: str, exc: BaseException) -> IntegrationError:
+    """An MLflow store that is down or refuses: the URI (never a password) and the fix."""
+    from synthreg.config import redact_url
+
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if is_server(tracking_uri):
+        fix = (
+            "check that the tracking server is up and reachable (mlflow server ...), that its backend "
+            "store and artifact store answer, and MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
+            "if it needs them"
+        )
+    else:
+        fix = "check that the MLflow DB file is readable and writable"
+    return IntegrationError(f"MLflow at {redact_url(tracking_uri)} could not {what}: {detail}; {fix}")
 
 
 def _dataset_input(record: RunRecord) -> Any:
@@ -86,10 +111,16 @@ def _input(name: str, uri: str, content_digest: str, context: str, tags: dict[st
 
 def get_run(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
     """A run's id, experiment, name and status, or None when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
     try:
         run = _client(tracking_uri).get_run(run_id)
-    except Exception:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise failure(tracking_uri, f"read run {run_id}", exc) from exc
+    except Exception as exc:
+        raise failure(tracking_uri, f"read run {run_id}", exc) from exc
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
@@ -106,7 +137,7 @@ def log_dataset(
         tags = {"synthreg.content_digest": content_digest}
         _client(tracking_uri).log_inputs(run_id, datasets=[_input(name, uri, content_digest, context, tags)])
     except Exception as exc:
-        raise IntegrationError(f"MLflow could not log {name} to run {run_id}: {exc}") from exc
+        raise failure(tracking_uri, f"log {name} to run {run_id}", exc) from exc
 
 
 def set_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
@@ -140,7 +171,7 @@ def log_version(tracking_uri: str, artifact_root: Path, record: RunRecord) -> st
         from mlflow.entities import Metric, Param, RunTag
 
         client = _client(tracking_uri)
-        exp_id = _experiment_id(client, record.experiment, artifact_root)
+        exp_id = _experiment_id(client, record.experiment, artifact_root, tracking_uri)
         run = client.create_run(exp_id, run_name=record.run_name, tags=dict(record.tags))
         run_id = str(run.info.run_id)
         params = [Param(k, str(v)[:6000]) for k, v in record.params.items()]
@@ -155,7 +186,7 @@ def log_version(tracking_uri: str, artifact_root: Path, record: RunRecord) -> st
     except IntegrationError:
         raise
     except Exception as exc:
-        raise IntegrationError(f"MLflow logging failed ({tracking_uri}): {exc}") from exc
+        raise failure(tracking_uri, f"log run {record.run_name}", exc) from exc
 
 
 def delete_run(tracking_uri: str, run_id: str) -> None:

@@ -112,14 +112,19 @@ class Registry:
         return self.root / version.path
 
     def load(self, ref: str, table: str) -> pa.Table:
-        """One table of a version, as a pyarrow Table."""
+        """One table of a version, as a pyarrow Table (pulled from the DVC remote if it is not here)."""
         import pyarrow.parquet as pq
 
-        directory = self.path(ref) / "tables" / table
-        if not directory.is_dir():
-            tables = sorted(p.name for p in (directory.parent).glob("*") if p.is_dir())
+        from synthreg.registry.checkout import ensure_local, read_manifest
+
+        with read_session(self.workspace.engine) as session:
+            _, version = resolve(session, parse_ref(ref))
+        vdir = self.root / version.path
+        tables = sorted({f["path"].split("/")[1] for f in read_manifest(vdir)["files"]})
+        if table not in tables:
             raise NotFoundError(f"{ref} has no table {table!r}; tables: {', '.join(tables) or 'none'}")
-        return pq.read_table(sorted(directory.glob("part-*.parquet")))
+        ensure_local(self.workspace, version, table)
+        return pq.read_table(sorted((vdir / "tables" / table).glob("part-*.parquet")))
 
     def materialize(self, version_dir: str | Path) -> str:
         """Regenerate a version's tables from its frozen spec (the DVC stage command)."""

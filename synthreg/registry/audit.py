@@ -190,7 +190,9 @@ def _log_head(session: Session, root: Path) -> tuple[int, str]:
         raise WorkspaceError(
             f"the audit log in {LOG_FILE} (head {head[:12]}) and the DB (head {db_head[:12]}) disagree, "
             "after an interrupted write or a change behind synthreg's back: run 'registry doctor' "
-            "(then 'registry doctor --repair' or '--rebuild' as it says)"
+            "(then 'registry doctor --repair' or '--rebuild' as it says). A clone that shares a team DB "
+            "with other clones must be up to date first: 'git pull' the workspace, and 'git push' after "
+            "each write"
         )
     return seq, head
 

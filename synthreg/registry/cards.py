@@ -17,7 +17,7 @@ from synthreg.datacards.card import CARD_FILES, CardFacts, build_card, write_car
 from synthreg.generators.spec_io import load_spec
 from synthreg.integrations import git
 from synthreg.registry.audit import head_hash
-from synthreg.registry.checkout import read_manifest
+from synthreg.registry.checkout import ensure_local, read_manifest
 from synthreg.registry.query import aliases_of
 from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
 from synthreg.registry.workspace import Workspace
@@ -72,9 +72,10 @@ def _facts(ws: Workspace, session: Session, dataset: Dataset, version: Version) 
     vdir = ws.root / version.path
     m = read_manifest(vdir)
     spec = load_spec(vdir / "spec.yaml")
-    schemas = {
-        t: pq.read_schema(sorted((vdir / "tables" / t).glob("part-*.parquet"))[0]) for t in m["tables"]
-    }
+    schemas = {}
+    for t in m["tables"]:
+        ensure_local(ws, version, t)  # a clone on another machine may not have pulled this table yet
+        schemas[t] = pq.read_schema(sorted((vdir / "tables" / t).glob("part-*.parquet"))[0])
     usages = session.exec(select(Usage).where(Usage.version_id == version.id)).all()
     diff = session.exec(
         select(DiffRecord)

@@ -47,29 +47,36 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def missing_files(version_dir: Path, manifest: dict[str, Any], *, check_hashes: bool = False) -> list[str]:
-    """Data files of the manifest that are absent (or, with check_hashes, altered)."""
+def missing_files(
+    version_dir: Path, manifest: dict[str, Any], *, check_hashes: bool = False, table: str | None = None
+) -> list[str]:
+    """Data files of the manifest (of one table) that are absent (or, with check_hashes, altered)."""
     out = []
     for fact in manifest["files"]:
+        if table is not None and not fact["path"].startswith(f"tables/{table}/"):
+            continue
         path = version_dir / fact["path"]
         if not path.is_file() or (check_hashes and _sha256(path) != fact["sha256"]):
             out.append(fact["path"])
     return out
 
 
-def ensure_local(ws: Workspace, version: Version) -> str:
-    """Make the version's tables present: from the workspace, the DVC cache, or the remote."""
+def ensure_local(ws: Workspace, version: Version, table: str | None = None) -> str:
+    """Make the version's tables (or one table) present: from the workspace, the DVC cache, or the
+    remote. A fresh clone on another machine pulls only what it asks for."""
     vdir = ws.root / version.path
     manifest = read_manifest(vdir)
-    if not missing_files(vdir, manifest):
+    if not missing_files(vdir, manifest, table=table):
         return "workspace"
     stage = manifest["dvc"]["stage"]
+    # one table is a granular target inside the stage's output directory
+    target = stage if table is None else f"{version.path}/tables/{table}"
     with contextlib.suppress(IntegrationError):  # not in the cache: the remote is next
-        dvc.checkout(ws.root, [stage])
-    if not missing_files(vdir, manifest):
+        dvc.checkout(ws.root, [target])
+    if not missing_files(vdir, manifest, table=table):
         return "cache"
-    dvc.pull(ws.root, [stage])
-    still = missing_files(vdir, manifest)
+    dvc.pull(ws.root, [target])
+    still = missing_files(vdir, manifest, table=table)
     if still:
         raise ConflictError(
             f"{version.path}: {len(still)} files are neither in the cache nor on the remote "

@@ -46,6 +46,7 @@ class DoctorResult:
     """Problems found, and which were fixed."""
 
     problems: list[dict[str, Any]] = field(default_factory=list)
+    backends: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, kind: str, detail: str, fixed: bool = False) -> None:
         """Record a problem."""
@@ -58,13 +59,15 @@ class DoctorResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {"healthy": self.healthy, "problems": self.problems}
+        return {"healthy": self.healthy, "backends": self.backends, "problems": self.problems}
 
 
 def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> DoctorResult:
     """Check the workspace; optionally repair or rebuild the DB."""
     result = DoctorResult()
     repair = repair or rebuild  # a rebuild first clears what an interrupted write left
+    if not _backends(ws, result):
+        return result  # nothing else can be checked without the metadata DB
     with ws.lock():
         _staging(ws, result, repair)
         logged = _log(ws, result, repair)
@@ -83,6 +86,23 @@ def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> Doc
         if repair or rebuild:
             _event(ws, "doctor", {"repair": repair, "rebuild": rebuild, "problems": len(result.problems)})
     return result
+
+
+def _backends(ws: Workspace, result: DoctorResult) -> bool:
+    """Each backend answers (DB, DVC remote, MLflow); False when the metadata DB does not."""
+    from synthreg.integrations import probes
+
+    settings = ws.settings
+    checks = [
+        probes.probe_db(settings.db_url),
+        probes.probe_remote(settings.dvc_url, settings.dvc_endpoint, ws.root),
+        probes.probe_mlflow(settings.mlflow_tracking_uri),
+    ]
+    for probe in checks:
+        result.backends.append(probe.to_dict())
+        if not probe.ok:
+            result.add("backend", probe.message())
+    return checks[0].ok
 
 
 def _staging(ws: Workspace, result: DoctorResult, repair: bool) -> None:

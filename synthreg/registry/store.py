@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 __all__ = [
@@ -216,16 +217,27 @@ def _require_driver(url: str) -> None:
 
 
 @contextmanager
+def _backend_errors(engine: Engine) -> Iterator[None]:
+    """A DB that goes away or refuses mid-command: an error naming the URL and the fix (exit 1)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        from synthreg.registry.schema import backend_error
+
+        raise backend_error(engine, exc) from exc
+
+
+@contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
     """A session for reads."""
-    with Session(engine, expire_on_commit=False) as session:
+    with _backend_errors(engine), Session(engine, expire_on_commit=False) as session:
         yield session
 
 
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
-    with engine.connect() as conn:
+    with _backend_errors(engine), engine.connect() as conn:
         conn.info["immediate"] = True
         try:
             with Session(bind=conn, expire_on_commit=False) as session:

@@ -107,6 +107,7 @@ def init_workspace(
     if (root / CONFIG_FILE).is_file():
         settings = Settings.load(root)
         return InitResult(root, False, False, settings.dvc_url, git.head(root))
+    _probe_team_backends(root, db=db, remote=remote, endpoint=endpoint, mlflow=mlflow)
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"{root} exists and is not a directory: choose another path")
     root.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,25 @@ def init_workspace(
         git.add(root, [CONFIG_FILE, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore", LOG_FILE])
         sha = git.commit(root, f"registry init\n\n{anchor_lines(event)}")
     return InitResult(root, True, fresh_git, remote_url, sha)
+
+
+def _probe_team_backends(
+    root: Path, *, db: str | None, remote: str | None, endpoint: str | None, mlflow: str | None
+) -> None:
+    """Each team backend given must answer before anything is written (exit 1, nothing made)."""
+    from synthreg.errors import IntegrationError
+    from synthreg.integrations import probes
+
+    checks = []
+    if db and not db.startswith("sqlite"):
+        checks.append(probes.probe_db(db))
+    if remote and remote.startswith("s3://"):
+        checks.append(probes.probe_remote(remote, endpoint, root))
+    if mlflow and mlflow.startswith(("http://", "https://")):
+        checks.append(probes.probe_mlflow(mlflow))
+    failed = [c.message() for c in checks if not c.ok]
+    if failed:
+        raise IntegrationError("; ".join(failed) + f" (nothing was written to {root})")
 
 
 def _append_gitignore(root: Path) -> None:
