@@ -1,4 +1,5 @@
-"""Concurrent writers in real processes: no lost or duplicated version numbers, the chain holds."""
+"""Concurrent writers in real processes: no lost or duplicated version numbers, the chain holds;
+on the embedded backends and on the team ones (PostgreSQL, S3, MLflow server)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import make_workspace
+
 import synthreg
 
 
 def test_two_creates_and_a_rollback_at_the_same_moment(
-    tmp_path: Path, small_spec: Path, mlflow_uri: str
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, small_spec: Path
 ) -> None:
-    reg = synthreg.init(tmp_path / "ws")
+    reg = synthreg.open(make_workspace(request, backend, tmp_path / "ws"))
     reg.create("small", spec=small_spec, seed=1)
     root = str(reg.root)
     base = [sys.executable, "-m", "synthreg", "-C", root]
@@ -22,7 +26,7 @@ def test_two_creates_and_a_rollback_at_the_same_moment(
         [*base, "create", "small", "--spec", str(small_spec), "--seed", "3"],
         [*base, "rollback", "small", "--to", "v1", "--reason", "race"],
     ]
-    env = {**os.environ, "SYNTHREG_MLFLOW_TRACKING_URI": mlflow_uri}
+    env = dict(os.environ)  # the session's MLflow DB, or the team's server
     procs = [
         subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for c in commands

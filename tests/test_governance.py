@@ -1,17 +1,19 @@
-"""rollback, checkout, alias, review, use/lineage, audit, verify, doctor on real workspaces."""
+"""rollback, checkout, alias, review, use/lineage, audit, verify, doctor on real workspaces, each on
+the embedded backends (SQLite, local DVC remote, MLflow DB) and on the team ones (PostgreSQL, S3,
+MLflow server): the ``backend`` fixture of conftest.py."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_workspace
 from typer.testing import CliRunner
 
 import synthreg
@@ -25,16 +27,47 @@ def cli(root: Path, *args: str) -> Any:
 
 
 @pytest.fixture
-def two(tmp_path: Path, small_spec: Path, mlflow_uri: str) -> Path:
+def two(request: pytest.FixtureRequest, backend: str, tmp_path: Path, small_spec: Path) -> Path:
     """A workspace with small@v1 (seed 3) and small@v2 (seed 4); current = v2."""
-    reg = synthreg.init(tmp_path / "ws")
+    reg = synthreg.open(make_workspace(request, backend, tmp_path / "ws"))
     reg.create("small", spec=small_spec)
     reg.create("small", spec=small_spec, seed=4)
     return reg.root
 
 
-def _db(root: Path) -> sqlite3.Connection:
-    return sqlite3.connect(root / ".registry" / "registry.db")
+def _sql(root: Path, *statements: str) -> None:
+    """Change the metadata DB behind synthreg's back (SQLite or PostgreSQL), in one transaction."""
+    from sqlalchemy import text
+
+    with synthreg.open(root).workspace.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def _lose_db(root: Path) -> None:
+    """The metadata DB is gone: the SQLite files deleted, or every table of the PostgreSQL DB dropped."""
+    settings = synthreg.open(root).workspace.settings
+    if settings.db_url.startswith("postgresql"):
+        _sql(root, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+        return
+    for suffix in ("", "-wal", "-shm"):
+        (root / f".registry/registry.db{suffix}").unlink(missing_ok=True)
+
+
+def _remote_objects(root: Path) -> int:
+    """Content objects on the workspace's DVC remote (a local folder or an S3 prefix)."""
+    settings = synthreg.open(root).workspace.settings
+    if not settings.dvc_url.startswith("s3://"):
+        return _objects(root / ".registry/dvc-remote")
+    import boto3
+
+    bucket, _, prefix = settings.dvc_url.removeprefix("s3://").partition("/")
+    pages = (
+        boto3.client("s3", endpoint_url=settings.dvc_endpoint)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix=f"{prefix}/files/")
+    )
+    return sum(len(page.get("Contents", [])) for page in pages)
 
 
 def _objects(store: Path) -> int:
@@ -43,7 +76,7 @@ def _objects(store: Path) -> int:
 
 
 def test_rollback_appends_a_version_with_the_old_content(two: Path) -> None:
-    cache_before, remote_before = _objects(two / ".dvc/cache"), _objects(two / ".registry/dvc-remote")
+    cache_before, remote_before = _objects(two / ".dvc/cache"), _remote_objects(two)
     result = cli(two, "rollback", "small", "--to", "v1", "--reason", "seed 4 drifted", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -54,7 +87,7 @@ def test_rollback_appends_a_version_with_the_old_content(two: Path) -> None:
     assert reg.load("small@v3", "users").equals(reg.load("small@v1", "users"))
     assert v3["dvc_md5"] == v1["dvc_md5"]  # the same DVC object: nothing new in the cache or remote
     assert _objects(two / ".dvc/cache") == cache_before
-    assert _objects(two / ".registry/dvc-remote") == remote_before
+    assert _remote_objects(two) == remote_before
     log = subprocess.run(["git", "log", "-1", "--format=%s"], cwd=two, capture_output=True, text=True).stdout
     assert log.startswith("rollback small@v3")
     from synthreg.integrations import dvc
@@ -145,23 +178,23 @@ def test_verify_detects_an_edited_parquet_byte(two: Path) -> None:
 
 def test_audit_verify_detects_a_deleted_event(two: Path) -> None:
     assert cli(two, "audit", "verify").exit_code == 0
-    with _db(two) as con:
-        con.execute("delete from auditevent where seq = 2")
+    _sql(two, "delete from auditevent where seq = 2")
     result = cli(two, "audit", "verify")
     assert result.exit_code == 1 and "missing from the DB (e.g. seq 2)" in result.stderr
 
 
 def test_audit_verify_detects_a_deleted_newest_event(two: Path) -> None:
-    with _db(two) as con:
-        con.execute("delete from auditevent where seq = (select max(seq) from auditevent)")
+    _sql(two, "delete from auditevent where seq = (select max(seq) from auditevent)")
     result = cli(two, "audit", "verify")
     assert result.exit_code == 1 and "1 events of the log are missing from the DB" in result.stderr
 
 
 def test_audit_verify_detects_a_status_changed_in_the_db(two: Path) -> None:
-    with _db(two) as con:
-        con.execute("update version set status = 'approved' where number = 1")  # already approved: no change
-        con.execute("update version set status = 'rejected' where number = 2")
+    _sql(
+        two,
+        "update version set status = 'approved' where number = 1",  # already approved: no change
+        "update version set status = 'rejected' where number = 2",
+    )
     result = cli(two, "audit", "verify")
     assert (
         result.exit_code == 1
@@ -185,13 +218,14 @@ def test_audit_formats(two: Path, tmp_path: Path) -> None:
     assert json.loads(cli(two, "audit", "--format", "json", "--since", "2999-01-01").stdout) == []
 
 
-def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path, mlflow_uri: str) -> None:
+def test_use_and_lineage_find_runs_logged_with_and_without_synthreg(two: Path) -> None:
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     reg = synthreg.open(two)
     digest = reg.show("small@v1")["content_digest"]
+    mlflow_uri = reg.workspace.settings.mlflow_tracking_uri  # a local DB, or the team's server
     mlflow.set_tracking_uri(mlflow_uri)
     mlflow.set_experiment("someone-else")
     with mlflow.start_run() as outside:  # logged without synthreg: found by digest
@@ -236,8 +270,7 @@ def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
     assert result.exit_code == 1 and "orphan-staging" in result.stdout
     assert cli(two, "doctor", "--repair").exit_code == 0
     assert not (two / ".registry/staging/deadbeef").exists()
-    for suffix in ("", "-wal", "-shm"):
-        (two / f".registry/registry.db{suffix}").unlink(missing_ok=True)
+    _lose_db(two)
     rebuilt = cli(two, "doctor", "--rebuild", "--json")
     assert rebuilt.exit_code == 0, rebuilt.output
     fixed = [p["detail"] for p in json.loads(rebuilt.stdout)["problems"] if p["kind"] == "rebuilt"]
