@@ -8,7 +8,7 @@ REGISTRY := $(BIN)/registry
 # uv when it is on PATH (fast), else pip.
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: demo test lint install clean bench lock
+.PHONY: demo test lint install clean bench lock servers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,17 @@ demo: $(STAMP)
 	@echo "MLflow DB:  $(CURDIR)/$(DEMO)/.registry/mlflow.db  (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/$(DEMO)/.registry/mlflow.db)"
 	@echo "DataCard:   $(CURDIR)/$(DEMO)/data/fitness/v2/datacard.md"
 
-test: $(STAMP)
+# The team-backend tests start a real PostgreSQL 15 (Debian's server, initdb/pg_ctl as the postgres
+# user); S3 (moto) and the MLflow server come from the lock. Installs the server when it is missing.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+servers:
+	@test -x $(PG_BIN)/initdb || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL 15 is missing: sudo apt-get install -y postgresql" >&2; exit 1; fi; }
+	@test -x $(PG_BIN)/initdb || { echo "no $(PG_BIN)/initdb after installing postgresql" >&2; exit 1; }
+
+test: $(STAMP) servers
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
