@@ -352,3 +352,31 @@ def test_a_server_stopped_mid_create_leaves_nothing_half_registered(
         else:
             server.stop()
         shutil.rmtree(tmp_path / "gate", ignore_errors=True)
+
+
+def test_clones_that_share_the_db_write_in_turn(team_ws: Path, tmp_path: Path) -> None:
+    """A clone that is behind the shared DB's audit log is refused until it pulls; then it writes."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(team_ws), str(clone)], check=True)
+    moved = registry(clone, "alias", "set", "small@v1", "staging")
+    assert moved.returncode == 0, moved.stderr
+    behind = registry(team_ws, "alias", "set", "small@v2", "production")
+    assert behind.returncode == 2 and "git pull" in behind.stderr, behind.stderr
+    branch = subprocess.run(
+        ["git", "branch", "--show-current"], cwd=clone, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run(["git", "pull", "-q", "--ff-only", str(clone), branch], cwd=team_ws, check=True)
+    again = registry(team_ws, "alias", "set", "small@v2", "production")
+    assert again.returncode == 0, again.stderr
+    assert registry(team_ws, "audit", "verify").returncode == 0
+    assert synthreg.open(team_ws).show("small@staging")["version"] == 1
+
+
+def test_a_password_put_into_registry_toml_by_hand_is_refused(team_env: Team, tmp_path: Path) -> None:
+    root = team_env.init(tmp_path / "ws")
+    config = root / "registry.toml"
+    config.write_text(
+        config.read_text().replace("postgresql+psycopg://synthreg@", "postgresql+psycopg://synthreg:pw9@")
+    )
+    result = registry(root, "list")
+    assert result.returncode == 2 and "carries a password" in result.stderr and "pw9" not in result.stderr
