@@ -266,10 +266,13 @@ def test_doctor_repairs_and_rebuilds_a_lost_db(two: Path) -> None:
         (v["version"], v["content_digest"], v["status"]) for v in (reg.show(f"small@v{n}") for n in (1, 2))
     ]
     (two / ".registry/staging/deadbeef").mkdir(parents=True)
+    shutil.rmtree(two / "data/small/v2/tables/users")  # was here (it is in the cache): reported
     result = cli(two, "doctor")
     assert result.exit_code == 1 and "orphan-staging" in result.stdout
+    assert "data/small/v2: 1 data files missing locally" in result.stdout
     assert cli(two, "doctor", "--repair").exit_code == 0
     assert not (two / ".registry/staging/deadbeef").exists()
+    assert (two / "data/small/v2/tables/users").is_dir()
     _lose_db(two)
     rebuilt = cli(two, "doctor", "--rebuild", "--json")
     assert rebuilt.exit_code == 0, rebuilt.output

@@ -113,6 +113,8 @@ def test_a_clone_on_another_machine_pulls_only_what_it_needs(
     clone = tmp_path / "elsewhere"
     subprocess.run(["git", "clone", "-q", str(team_ws), str(clone)], check=True)
     assert not (clone / ".registry").exists() and not (clone / ".dvc/cache").exists()
+    fresh = registry(clone, "doctor")  # data on the remote, not pulled here: nothing is wrong
+    assert fresh.returncode == 0 and "healthy" in fresh.stdout, fresh.stdout + fresh.stderr
     reg = synthreg.open(clone)
     users = reg.load("small@v1", "users")
     assert users.equals(synthreg.open(team_ws).load("small@v1", "users"))

@@ -80,8 +80,9 @@ def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> Doc
         for path in sorted(set(on_disk) - set(known)):
             result.add("not-in-db", f"{path} has a manifest but no DB row: run 'registry doctor --rebuild'")
         _git_commits(ws, known, result)
-        _files(ws, known, result, repair)
-        _remote(ws, known, result, repair)
+        cloud = _cloud(ws, known, result)
+        _files(ws, known, cloud, result, repair)
+        _remote(ws, known, cloud, result, repair)
         _db_events(ws, logged, result)
         if repair or rebuild:
             _event(ws, "doctor", {"repair": repair, "rebuild": rebuild, "problems": len(result.problems)})
@@ -131,15 +132,23 @@ def _disk_versions(ws: Workspace, result: DoctorResult, repair: bool) -> dict[st
     return found
 
 
-def _files(ws: Workspace, known: dict[str, Version], result: DoctorResult, repair: bool) -> None:
+def _files(
+    ws: Workspace, known: dict[str, Version], cloud: dict[str, str] | None, result: DoctorResult, repair: bool
+) -> None:
+    """Data files missing locally are a problem only when the remote lacks them too: a clone on
+    another machine pulls what it needs (``registry checkout``, ``load``)."""
     for path, version in sorted(known.items()):
         vdir = ws.root / path
         if not (vdir / "manifest.json").is_file():
             result.add("no-files", f"{path} is in the DB but its directory is gone: restore it from git")
             continue
-        missing = missing_files(vdir, read_manifest(vdir))
+        manifest = read_manifest(vdir)
+        missing = missing_files(vdir, manifest)
         if not missing:
             continue
+        unsafe = cloud is None or any(p.startswith(f"{path}/") for p in cloud)
+        if not repair and not unsafe and not _in_cache(ws, manifest):
+            continue  # on the remote, never pulled on this machine
         fixed = False
         if repair:
             try:
@@ -150,23 +159,49 @@ def _files(ws: Workspace, known: dict[str, Version], result: DoctorResult, repai
         result.add("missing-data", f"{path}: {len(missing)} data files missing locally", fixed=fixed)
 
 
-def _remote(ws: Workspace, known: dict[str, Version], result: DoctorResult, repair: bool) -> None:
-    stages = [
+def _in_cache(ws: Workspace, manifest: dict[str, Any]) -> bool:
+    """Whether this machine's DVC cache holds any of the version's files (it was here once; the
+    listing alone proves nothing: ``dvc status --cloud`` fetches it)."""
+    cache = ws.root / ".dvc/cache/files/md5"
+    md5 = str(manifest.get("dvc", {}).get("md5", ""))
+    listing = cache / md5[:2] / md5[2:]
+    if not md5 or not listing.is_file():
+        return False
+    entries = json.loads(listing.read_text())
+    return any((cache / e["md5"][:2] / e["md5"][2:]).is_file() for e in entries if "md5" in e)
+
+
+def _stages(ws: Workspace, known: dict[str, Version]) -> list[str]:
+    return [
         read_manifest(ws.root / p)["dvc"]["stage"] for p in known if (ws.root / p / "manifest.json").is_file()
     ]
+
+
+def _cloud(ws: Workspace, known: dict[str, Version], result: DoctorResult) -> dict[str, str] | None:
+    """Outputs the DVC remote lacks or holds otherwise (``dvc status --cloud``, less 'deleted': on
+    the remote but not in this machine's cache, which is fine); None when it cannot be compared."""
+    stages = _stages(ws, known)
     if not stages:
-        return
+        return {}
     try:
-        missing = dvc.cloud_status(ws.root, stages)
+        status = dvc.cloud_status(ws.root, stages)
     except Exception as exc:  # no remote configured, unreachable remote
         result.add("remote", f"could not compare with the DVC remote: {exc}")
+        return None
+    return {str(p): str(s) for p, s in status.items() if s != "deleted"}
+
+
+def _remote(
+    ws: Workspace, known: dict[str, Version], cloud: dict[str, str] | None, result: DoctorResult, repair: bool
+) -> None:
+    if not cloud:
         return
-    if missing:
-        fixed = False
-        if repair:
-            dvc.push(ws.root, stages)
-            fixed = not dvc.cloud_status(ws.root, stages)
-        result.add("not-on-remote", f"{len(missing)} outputs are not on the DVC remote", fixed=fixed)
+    stages = _stages(ws, known)
+    fixed = False
+    if repair:
+        dvc.push(ws.root, stages)
+        fixed = not _cloud(ws, known, DoctorResult())
+    result.add("not-on-remote", f"{len(cloud)} outputs are not on the DVC remote", fixed=fixed)
 
 
 def _log(ws: Workspace, result: DoctorResult, repair: bool) -> list[LoggedEvent] | None:
