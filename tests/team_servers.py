@@ -260,6 +260,68 @@ class MlflowServer:
         self.stop()
 
 
+class Forwarder:
+    """A TCP forwarder on loopback in front of a server: ``stop()`` makes the server unreachable at
+    its address (listener and open connections closed), ``start()`` brings it back on the same port.
+    Cheaper than restarting a slow server to test "the server went away mid-command"."""
+
+    def __init__(self, target_port: int, port: int = 0) -> None:
+        self.target_port, self.port = target_port, port or free_port()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Forwarder:
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept() (close alone does not)
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._conns = []
+
+
 @contextlib.contextmanager
 def team(bucket: str = "synthreg") -> Iterator[tuple[Postgres, S3, MlflowServer]]:
     """All three servers: MLflow keeps its runs on the PostgreSQL server, artifacts on S3."""

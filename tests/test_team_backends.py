@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import Team
-from team_servers import PG_PASSWORD, S3, S3_KEY_ID, S3_SECRET, MlflowServer, Postgres, free_port
+from team_servers import PG_PASSWORD, S3, S3_KEY_ID, S3_SECRET, Forwarder, Postgres, free_port
 from typer.testing import CliRunner
 
 import synthreg
@@ -317,10 +317,8 @@ def test_a_server_stopped_mid_create_leaves_nothing_half_registered(
         server.make_bucket("own")
         team_env.init(root, remote="s3://own/dvc", endpoint=server.endpoint)
         point, stop = "publish.rename", server.stop
-    elif which == "mlflow":
-        store = tmp_path / "mlruns"
-        store.mkdir()
-        server = MlflowServer(f"sqlite:///{store}/m.db", str(store / "artifacts")).start()
+    elif which == "mlflow":  # the session's server behind a forwarder that goes away
+        server = Forwarder(team_env.mlflow.port).start()
         monkeypatch.setenv(env.MLFLOW_TRACKING_URI, server.url)
         team_env.init(root, mlflow=server.url)
         point, stop = "publish.dvc", server.stop
@@ -336,12 +334,9 @@ def test_a_server_stopped_mid_create_leaves_nothing_half_registered(
         assert code == 1, err
         assert "did not answer" in err or "could not" in err, err
         assert PG_PASSWORD not in err and S3_SECRET not in err
-        if which == "postgres":
-            server.start()  # the same data directory: the DB as it was before the create
-        elif which == "s3":
-            server.start()  # moto keeps its state in memory: the bucket is still there
-        else:
-            server.start()
+        # back at the same address: PostgreSQL on its data directory (the DB as it was before the
+        # create), moto with its in-memory state (the bucket), MLflow's forwarder
+        server.start()
         _assert_nothing_registered(root, head)
         doctor = registry(root, "doctor")
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
