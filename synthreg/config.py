@@ -57,6 +57,8 @@ url = "{remote_url}"
 # "never" to leave every version pending.
 auto_approve = "validation_passed"
 require_human = false
+# The author of a version may not approve it (always on in `registry serve`).
+four_eyes = false
 # Flag a new version whose distributions moved away from the current version's by
 # more than this (quantile shift / parent p10-p90 spread; category TVD). Unset: no check.
 # max_drift = 0.25
@@ -150,6 +152,7 @@ class Settings:
     dvc_endpoint: str | None = None
     auto_approve: str = "validation_passed"
     require_human: bool = False
+    four_eyes: bool = False
     max_drift: float | None = None
     llm: LlmSettings = LlmSettings()
 
@@ -191,6 +194,7 @@ class Settings:
             dvc_endpoint=dvc.get("endpoint_url") or None,
             auto_approve=str(review.get("auto_approve", "validation_passed")),
             require_human=bool(review.get("require_human", False)),
+            four_eyes=bool(review.get("four_eyes", False)),
             max_drift=float(review["max_drift"]) if "max_drift" in review else None,
             llm=LlmSettings.from_dict(data.get("llm", {})),
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Overrides the MLflow tracking URI of every workspace (tests share one DB this way).
@@ -46,8 +49,26 @@ def apply_offline_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+#: The authenticated user of a request of ``registry serve`` (set per request, in its thread).
+_REQUEST_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("synthreg_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Within this block (this thread or task), writes are recorded as ``user``'s."""
+    token = _REQUEST_ACTOR.set(user)
+    try:
+        yield
+    finally:
+        _REQUEST_ACTOR.reset(token)
+
+
 def actor() -> str:
-    """Who is acting: ``$SYNTHREG_ACTOR``, else the OS user."""
+    """Who is acting: the authenticated user of a service request, else ``$SYNTHREG_ACTOR``, else
+    the OS user."""
+    authenticated = _REQUEST_ACTOR.get()
+    if authenticated:
+        return authenticated
     explicit = os.environ.get(ACTOR)
     if explicit:
         return explicit

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from synthreg.cli import card, create, governance, init, inspect, listing, materialize, show, spec
+from synthreg.cli import card, create, governance, init, inspect, listing, materialize, serve, show, spec
 
 app = typer.Typer(
     name="registry",
@@ -62,9 +62,19 @@ app.command("verify")(inspect.verify)
 app.command("card")(card.card)
 app.add_typer(spec.spec_app, name="spec")
 app.command("doctor")(inspect.doctor)
+app.command("serve")(serve.serve)
+app.add_typer(serve.token_app, name="token")
 app.command("materialize", hidden=True)(materialize.materialize)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a cancelled job, a stopped container) unwinds like Ctrl-C: every write undoes itself."""
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()

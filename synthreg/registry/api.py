@@ -199,9 +199,17 @@ class Registry:
         return set_version_alias(self.workspace, ref, alias)
 
     def review(
-        self, ref: str, *, approve: bool, note: str = "", override_validation: bool = False, reason: str = ""
+        self,
+        ref: str,
+        *,
+        approve: bool,
+        note: str = "",
+        override_validation: bool = False,
+        reason: str = "",
+        four_eyes: bool | None = None,
     ) -> Any:
-        """Approve or reject a version (a failed one only with ``override_validation`` and a reason)."""
+        """Approve or reject a version (a failed one only with ``override_validation`` and a reason;
+        with ``four_eyes``, never by its author)."""
         from synthreg.registry.review import review
 
         return review(
@@ -211,6 +219,7 @@ class Registry:
             note=note,
             override_validation=override_validation,
             reason=reason,
+            four_eyes=four_eyes,
         )
 
     def use(self, ref: str, run_id: str, context: str = "training") -> Any:

@@ -67,15 +67,24 @@ def review(
     note: str = "",
     override_validation: bool = False,
     reason: str = "",
+    four_eyes: bool | None = None,
 ) -> ReviewResult:
     """Approve or reject a version; approving one that failed validation needs ``override_validation``
-    and a ``reason``."""
+    and a ``reason``. With four eyes (``[review] four_eyes``, always on in ``registry serve``) the
+    author of a version cannot approve it."""
+    if four_eyes is None:
+        four_eyes = ws.settings.four_eyes
     target = "approved" if approve else "rejected"
     _check_options(ws, approve=approve, note=note, override_validation=override_validation, reason=reason)
     with ws.lock(), write_session(ws.engine) as session:
         dataset, version = resolve(session, parse_ref(ref))
         label = f"{dataset.name}@v{version.number}"
         before = version.status
+        if approve and four_eyes and version.created_by == env.actor():
+            raise ConflictError(
+                f"refused: {label} was made by {version.created_by}, and the four-eyes rule says its "
+                "author cannot approve it: ask another reviewer"
+            )
         if before == target:
             raise ConflictError(f"{label} is already {target}: nothing to change")
         override = _override(label, version, approve, override_validation, reason)

@@ -20,7 +20,7 @@ from synthreg.errors import IntegrationError, WorkspaceError
 __all__ = ["BASELINE", "HEAD", "REVISIONS", "current_revision", "ensure_schema"]
 
 #: Every revision this release knows, oldest first (the files in migrations/versions).
-REVISIONS = ("0001", "0002")
+REVISIONS = ("0001", "0002", "0003")
 BASELINE, HEAD = REVISIONS[0], REVISIONS[-1]
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: Key of the PostgreSQL advisory lock held while migrating (two machines may open at once).
@@ -45,6 +45,9 @@ def ensure_schema(engine: Engine) -> str:
         if found == HEAD:
             return HEAD
         with engine.connect() as conn:
+            # SQLite: each transaction below starts with BEGIN IMMEDIATE (store.py's hook), so that two
+            # processes opening one DB at once read the revision and migrate in turn, not both at once.
+            conn.info["immediate"] = True
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK})
                 conn.commit()
@@ -55,6 +58,7 @@ def ensure_schema(engine: Engine) -> str:
                 if found != HEAD:
                     _upgrade(conn, found)
             finally:
+                conn.info.pop("immediate", None)
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK})
                     conn.commit()
@@ -110,8 +114,11 @@ def _upgrade(conn: Connection, found: str | None) -> None:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = conn
-    if found == BASELINE and "alembic_version" not in set(inspect(conn).get_table_names()):
-        command.stamp(config, BASELINE)  # a round-1 DB: its tables are the baseline
-        conn.commit()
-    command.upgrade(config, "head")
-    conn.commit()
+    # One transaction that alembic runs inside (it commits nothing itself): what it reads is what it
+    # migrates from (SQLite's DDL is not transactional to alembic, so it would otherwise commit per
+    # revision and a second process could apply the same revision in between), and a failed
+    # migration rolls back, stamp included.
+    with conn.begin():
+        if found == BASELINE and "alembic_version" not in set(inspect(conn).get_table_names()):
+            command.stamp(config, BASELINE)  # a round-1 DB: its tables are the baseline
+        command.upgrade(config, "head")

@@ -23,6 +23,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 __all__ = [
     "WRITE_LOCK_KEY",
     "Alias",
+    "ApiToken",
     "AuditEvent",
     "Dataset",
     "DiffRecord",
@@ -147,6 +148,21 @@ class DiffRecord(SQLModel, table=True):
     summary: str = ""
     at: dt.datetime = Field(default_factory=utcnow)
     actor: str = ""
+
+
+class ApiToken(SQLModel, table=True):
+    """A token of ``registry serve``: its user, role (viewer < editor < reviewer < admin) and, when
+    set, the one dataset it grants; only the token's SHA-256 is stored."""
+
+    __table_args__ = (Index("ux_apitoken_sha256", "token_sha256", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True)
+    role: str
+    dataset: str | None = None
+    token_sha256: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_by: str = ""
+    revoked_at: dt.datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):
