@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from synthreg import env
@@ -344,9 +344,18 @@ def create_app(root: str | Path, *, workers: int = 2) -> FastAPI:
         summary="A versioned registry for synthetic datasets, with governance.",
         lifespan=lifespan,
     )
-    app.state.registry, app.state.jobs = registry, jobs
-    for router in (reads, writes, admin):
+    app.state.registry, app.state.jobs, app.state.sessions = registry, jobs, {}
+    from fastapi.staticfiles import StaticFiles
+
+    from synthreg.service.pages import HERE, LoginNeeded, pages
+
+    for router in (reads, writes, admin, pages):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.exception_handler(LoginNeeded)
+    async def _login_needed(_: Request, exc: LoginNeeded) -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
 
     @app.exception_handler(SynthregError)
     async def _synthreg_error(_: Request, exc: SynthregError) -> JSONResponse:

@@ -1,0 +1,405 @@
+"""The web UI of ``registry serve``: server-rendered pages (Jinja2) with htmx, vendored (offline).
+
+A person logs in with a token once; the server keeps the session (an HttpOnly, SameSite=Strict
+cookie holds a random session id, never the token) and checks the token again on every request, so
+a revoked token logs its sessions out. Every form post carries the session's CSRF token, compared
+in constant time. Pages call the same registry functions as the API and the CLI, under the same
+roles.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from synthreg import env
+from synthreg.errors import SynthregError
+from synthreg.registry.api import Registry
+from synthreg.registry.refs import parse_ref
+from synthreg.registry.tokens import ROLES, Identity, authenticate
+from synthreg.service.jobs import JobQueue
+
+__all__ = ["pages"]
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+pages = APIRouter(include_in_schema=False)
+COOKIE = "synthreg_session"
+
+
+class Session:
+    """A logged-in browser: its token (kept server-side only) and its CSRF token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.csrf = secrets.token_urlsafe(24)
+
+
+def _sessions(request: Request) -> dict[str, Session]:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def _registry(request: Request) -> Registry:
+    return request.app.state.registry  # type: ignore[no-any-return]
+
+
+def _current(request: Request) -> tuple[Identity, Session] | None:
+    session = _sessions(request).get(request.cookies.get(COOKIE, ""))
+    if session is None:
+        return None
+    who = authenticate(_registry(request).workspace, session.token)
+    return (who, session) if who is not None else None
+
+
+class LoginNeeded(Exception):
+    """Send the browser to the login page."""
+
+
+def _login(request: Request) -> tuple[Identity, Session]:
+    found = _current(request)
+    if found is None:
+        raise LoginNeeded
+    return found
+
+
+def _csrf(session: Session, sent: str) -> None:
+    if not hmac.compare_digest(session.csrf.encode(), sent.encode()):
+        raise HTTPException(403, "the form's CSRF token does not match this session: reload the page")
+
+
+def _page(
+    request: Request, template: str, who: Identity | None, session: Session | None, **ctx: Any
+) -> Response:
+    context = {"who": who, "csrf": session.csrf if session else "", **ctx}
+    status = 400 if ctx.get("error") else 200
+    return templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def _visible(who: Identity, dataset: str, role: str = "viewer") -> None:
+    if not who.may_see(dataset):
+        raise HTTPException(404, f"no dataset {dataset!r}")
+    if not who.may(role, dataset):
+        raise HTTPException(403, f"{who.user} is a {who.role}; this needs {role} or above")
+
+
+# ------------------------------------------------------------------------ login
+
+
+@pages.get("/login")
+def login_form(request: Request) -> Response:
+    return _page(request, "login.html", None, None)
+
+
+@pages.post("/login")
+def login(request: Request, token: str = Form(max_length=200)) -> Response:
+    if authenticate(_registry(request).workspace, token.strip()) is None:
+        return _page(request, "login.html", None, None, message="that token is not valid", error=True)
+    sid = secrets.token_urlsafe(32)
+    _sessions(request)[sid] = Session(token.strip())
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
+    return response
+
+
+@pages.post("/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    _, session = _login(request)
+    _csrf(session, csrf)
+    _sessions(request).pop(request.cookies.get(COOKIE, ""), None)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# ------------------------------------------------------------------------ reads
+
+
+@pages.get("/")
+def datasets(request: Request, q: str = "") -> Response:
+    who, session = _login(request)
+    registry = _registry(request)
+    tag = tuple(q.split("=", 1)) if "=" in q else None
+    rows = [d for d in registry.list(tag) if who.may_see(d["dataset"])]  # type: ignore[arg-type]
+    if q and tag is None:  # a name, or part of one; a tag is K=V
+        rows = [d for d in rows if q.lower() in d["dataset"]]
+    return _page(request, "datasets.html", who, session, datasets=rows, q=q)
+
+
+def _versions(registry: Registry, name: str) -> list[dict[str, Any]]:
+    latest = registry.show(f"{name}@v{_latest(registry, name)}")
+    return [registry.show(f"{name}@v{v['version']}") for v in reversed(latest["versions"])]
+
+
+def _latest(registry: Registry, name: str) -> int:
+    for row in registry.list():
+        if row["dataset"] == name:
+            return int(row["latest"])
+    raise HTTPException(404, f"no dataset {name!r}")
+
+
+@pages.get("/datasets/{name}")
+def dataset(request: Request, name: str) -> Response:
+    who, session = _login(request)
+    _visible(who, name)
+    registry = _registry(request)
+    versions = _versions(registry, name)
+    spec_file = registry.root / "specs" / f"{name}.yaml"
+    spec = spec_file.read_text(encoding="utf-8") if spec_file.is_file() else ""
+    may_edit = who.may("editor", name)
+    return _page(
+        request, "dataset.html", who, session, name=name, versions=versions, spec=spec, may_edit=may_edit
+    )
+
+
+def _card_html(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    body = markdown.split("\n---\n", 1)[1] if markdown.startswith("---\n") else markdown  # YAML header
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(body))
+
+
+def _version_page(request: Request, ref: str, **extra: Any) -> Response:
+    who, session = _login(request)
+    _visible(who, parse_ref(ref).name)
+    registry = _registry(request)
+    info = registry.show(ref)
+    vdir = registry.root / info["path"]
+    tables = sorted(info.get("rows") or {})
+    plots = sorted(p.name for p in (vdir / "plots").glob("*.png")) if (vdir / "plots").is_dir() else []
+    first = None
+    if tables:
+        from synthreg.service.preview import page
+
+        first = page(registry, info["ref"], tables[0], 0, 20)
+    return _page(
+        request,
+        "version.html",
+        who,
+        session,
+        v=info,
+        tables=tables,
+        plots=plots,
+        page=first,
+        first_page=first is not None,
+        card_html=_card_html(registry.card(info["ref"], "md")),
+        may_review=who.may("reviewer", info["dataset"]),
+        **extra,
+    )
+
+
+@pages.get("/versions/{ref}")
+def version(request: Request, ref: str) -> Response:
+    return _version_page(request, ref)
+
+
+@pages.get("/versions/{ref}/preview")
+def preview(request: Request, ref: str, table: str, offset: int = 0) -> Response:
+    who, session = _login(request)
+    _visible(who, parse_ref(ref).name)
+    from synthreg.service.preview import page
+
+    found = page(_registry(request), ref, table, max(offset, 0), 20)
+    return _page(request, "preview.html", who, session, page=found)
+
+
+@pages.get("/versions/{ref}/files/{path:path}")
+def version_file(request: Request, ref: str, path: str) -> Response:
+    """A small file of the version (plots, validation report); never the tables, never outside it."""
+    who, _ = _login(request)
+    _visible(who, parse_ref(ref).name)
+    registry = _registry(request)
+    vdir = (registry.root / registry.show(ref)["path"]).resolve()
+    target = (vdir / path).resolve()
+    if vdir not in target.parents or "tables" in target.relative_to(vdir).parts or not target.is_file():
+        raise HTTPException(404, "no such file")
+    return FileResponse(target)
+
+
+@pages.get("/versions/{ref}/lineage")
+def lineage(request: Request, ref: str) -> Response:
+    who, _ = _login(request)
+    _visible(who, parse_ref(ref).name)
+    return JSONResponse(_registry(request).lineage(ref))
+
+
+@pages.get("/diff")
+def diff(request: Request, a: str, b: str) -> Response:
+    who, session = _login(request)
+    for ref in (a, b):
+        _visible(who, parse_ref(ref).name, "editor")
+    registry = _registry(request)
+    with env.acting_as(who.user):
+        result = registry.diff(a, b)
+    stored = Path(result["stored_at"])
+    plots = sorted(
+        f"{stored.as_posix()}/plots/{p.name}" for p in (registry.root / stored / "plots").glob("*.png")
+    )
+    return _page(request, "diff.html", who, session, a=a, b=b, d=result, plots=plots)
+
+
+@pages.get("/files/{path:path}")
+def diff_file(request: Request, path: str) -> Response:
+    """A stored diff's plot (under data/NAME/diffs/)."""
+    who, _ = _login(request)
+    registry = _registry(request)
+    target = (registry.root / path).resolve()
+    parts = (
+        target.relative_to(registry.root.resolve()).parts if registry.root.resolve() in target.parents else ()
+    )
+    if len(parts) < 3 or parts[0] != "data" or "diffs" not in parts or not target.is_file():
+        raise HTTPException(404, "no such file")
+    _visible(who, parts[1])
+    return FileResponse(target)
+
+
+@pages.get("/audit")
+def audit(request: Request, dataset: str | None = None, since: str | None = None) -> Response:
+    who, session = _login(request)
+    if dataset:
+        _visible(who, dataset)
+    events = _events(request, who, dataset, since)
+    query = "&".join(f"{k}={v}" for k, v in (("dataset", dataset), ("since", since)) if v)
+    may_verify = who.may("reviewer")
+    ctx = {"events": events, "dataset": dataset, "since": since, "query": query, "may_verify": may_verify}
+    return _page(request, "audit.html", who, session, **ctx)
+
+
+def _events(request: Request, who: Identity, dataset: str | None, since: str | None) -> list[dict[str, Any]]:
+    events = _registry(request).audit(dataset or who.dataset, since or None)
+    return [e for e in events if who.dataset is None or e.get("dataset") == who.dataset]
+
+
+@pages.get("/audit/export.json")
+def audit_export(request: Request, dataset: str | None = None, since: str | None = None) -> Response:
+    who, _ = _login(request)
+    if dataset:
+        _visible(who, dataset)
+    return JSONResponse(_events(request, who, dataset, since))
+
+
+# ------------------------------------------------------------------------ writes (forms)
+
+
+def _jobs(request: Request) -> JobQueue:
+    return request.app.state.jobs  # type: ignore[no-any-return]
+
+
+@pages.post("/datasets/{name}/versions")
+def create(
+    request: Request,
+    name: str,
+    csrf: str = Form(""),
+    spec: str = Form(max_length=1_000_000),
+    seed: str = Form(""),
+    message: str = Form("", max_length=10_000),
+) -> Response:
+    who, session = _login(request)
+    _csrf(session, csrf)
+    _visible(who, name, "editor")
+    options = ["--seed", seed.strip()] if seed.strip().isdigit() else []
+    options += ["--message", message] if message else []
+    job = _jobs(request).submit(name, who.user, spec, options)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+def _job(request: Request, job_id: str) -> tuple[Identity, Session, Any]:
+    who, session = _login(request)
+    job = _jobs(request).get(job_id)
+    if job is None or not who.may_see(job.dataset):
+        raise HTTPException(404, f"no job {job_id!r}")
+    _visible(who, job.dataset, "editor")
+    return who, session, job
+
+
+@pages.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> Response:
+    who, session, job = _job(request, job_id)
+    return _page(request, "job.html", who, session, job=_job_view(job))
+
+
+@pages.get("/jobs/{job_id}/status")
+def job_status(request: Request, job_id: str) -> Response:
+    who, session, job = _job(request, job_id)
+    return _page(request, "job_status.html", who, session, job=_job_view(job))
+
+
+def _job_view(job: Any) -> dict[str, Any]:
+    data: dict[str, Any] = job.to_dict()
+    if data["result"]:
+        data["result"]["ref"] = f"{data['result']['dataset']}@v{data['result']['version']}"
+    return data
+
+
+@pages.post("/jobs/{job_id}/cancel")
+def job_cancel(request: Request, job_id: str, csrf: str = Form("")) -> Response:
+    who, session, job = _job(request, job_id)
+    _csrf(session, csrf)
+    if job.user != who.user and not who.may("admin", job.dataset):
+        raise HTTPException(403, f"job {job_id} is {job.user}'s: only they or an admin may cancel it")
+    _jobs(request).cancel(job_id)
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@pages.post("/versions/{ref}/review")
+def review(
+    request: Request,
+    ref: str,
+    csrf: str = Form(""),
+    decision: str = Form(""),
+    note: str = Form("", max_length=10_000),
+) -> Response:
+    who, session = _login(request)
+    _csrf(session, csrf)
+    _visible(who, parse_ref(ref).name, "reviewer")
+    try:
+        with env.acting_as(who.user):
+            _registry(request).review(ref, approve=decision == "approve", note=note, four_eyes=True)
+    except SynthregError as exc:
+        return _version_page(request, ref, message=str(exc), error=True)
+    return _version_page(
+        request, ref, message=f"{ref}: {'approved' if decision == 'approve' else 'rejected'} by {who.user}"
+    )
+
+
+@pages.post("/versions/{ref}/disable")
+def disable(
+    request: Request,
+    ref: str,
+    csrf: str = Form(""),
+    table: str = Form(max_length=128),
+    where: str = Form(max_length=10_000),
+    reason: str = Form("", max_length=10_000),
+) -> Response:
+    who, session = _login(request)
+    _csrf(session, csrf)
+    _visible(who, parse_ref(ref).name, "reviewer")
+    try:
+        with env.acting_as(who.user):
+            result = _registry(request).disable(ref, reason=reason, table=table, where=where)
+    except SynthregError as exc:
+        return _version_page(request, ref, message=str(exc), error=True)
+    made = result.to_dict()
+    return RedirectResponse(f"/versions/{made['ref']}", status_code=303)
+
+
+@pages.post("/audit/verify")
+def audit_verify(request: Request, csrf: str = Form("")) -> Response:
+    who, session = _login(request)
+    _csrf(session, csrf)
+    if not who.may("reviewer"):
+        raise HTTPException(403, f"{who.user} is a {who.role}; this needs reviewer or above")
+    result = _registry(request).verify_audit()
+    events = _events(request, who, None, None)
+    ok = bool(getattr(result, "ok", False))
+    text = "the audit log verifies: chain, anchors and DB agree" if ok else f"audit verify FAILED: {result}"
+    return _page(request, "audit.html", who, session, events=events, dataset=None, since=None, query="",
+                 may_verify=True, message=text, error=not ok)  # fmt: skip
+
+
+__all__ += ["ROLES", "LoginNeeded"]
