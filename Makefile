@@ -46,15 +46,17 @@ demo: $(STAMP)
 	@echo "MLflow DB:  $(CURDIR)/$(DEMO)/.registry/mlflow.db  (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/$(DEMO)/.registry/mlflow.db)"
 	@echo "DataCard:   $(CURDIR)/$(DEMO)/data/fitness/v2/datacard.md"
 
-# The team-backend tests start a real PostgreSQL 15 (Debian's server, initdb/pg_ctl as the postgres
-# user); S3 (moto) and the MLflow server come from the lock. Installs the server when it is missing.
+# The tests start a real PostgreSQL 15 (Debian's server, initdb/pg_ctl as the postgres user) and drive
+# the web UI in Debian's Chromium; S3 (moto) and the MLflow server come from the lock. Installs the
+# Debian packages when they are missing.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 servers:
-	@test -x $(PG_BIN)/initdb || { \
+	@test -x $(PG_BIN)/initdb -a -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else echo "PostgreSQL 15 is missing: sudo apt-get install -y postgresql" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null; \
+	  else echo "missing: sudo apt-get install -y postgresql chromium" >&2; exit 1; fi; }
 	@test -x $(PG_BIN)/initdb || { echo "no $(PG_BIN)/initdb after installing postgresql" >&2; exit 1; }
+	@test -x /usr/bin/chromium || { echo "no /usr/bin/chromium after installing chromium" >&2; exit 1; }
 
 test: $(STAMP) servers
 	$(BIN)/python -m pytest -q

@@ -236,25 +236,24 @@ def diff(request: Request, a: str, b: str) -> Response:
     registry = _registry(request)
     with env.acting_as(who.user):
         result = registry.diff(a, b)
-    stored = Path(result["stored_at"])
-    plots = sorted(
-        f"{stored.as_posix()}/plots/{p.name}" for p in (registry.root / stored / "plots").glob("*.png")
-    )
+    stored = registry.root / result["stored_at"] / "plots"
+    plots = sorted(p.name for p in stored.glob("*.png"))
     return _page(request, "diff.html", who, session, a=a, b=b, d=result, plots=plots)
 
 
-@pages.get("/files/{path:path}")
-def diff_file(request: Request, path: str) -> Response:
-    """A stored diff's plot (under data/NAME/diffs/)."""
+@pages.get("/diff/plots/{name}")
+def diff_plot(request: Request, a: str, b: str, name: str) -> Response:
+    """A plot of the stored diff of ``a`` and ``b`` (made by /diff)."""
     who, _ = _login(request)
+    ref_a, ref_b = parse_ref(a), parse_ref(b)
+    for ref in (ref_a, ref_b):
+        _visible(who, ref.name)
     registry = _registry(request)
-    target = (registry.root / path).resolve()
-    parts = (
-        target.relative_to(registry.root.resolve()).parts if registry.root.resolve() in target.parents else ()
-    )
-    if len(parts) < 3 or parts[0] != "data" or "diffs" not in parts or not target.is_file():
-        raise HTTPException(404, "no such file")
-    _visible(who, parts[1])
+    va, vb = registry.show(a), registry.show(b)
+    folder = registry.root / "diffs" / f"{va['dataset']}_v{va['version']}__{vb['dataset']}_v{vb['version']}"
+    target = folder / "plots" / name
+    if "/" in name or name.startswith(".") or not target.is_file():
+        raise HTTPException(404, "no such plot")
     return FileResponse(target)
 
 
