@@ -232,3 +232,19 @@ def test_health_and_openapi(served: dict[str, Any]) -> None:
     assert {"/api/datasets", "/api/versions/{ref}/review", "/api/datasets/{name}/versions"} <= set(
         spec["paths"]
     )
+
+
+def test_metrics_after_the_jobs(served: dict[str, Any]) -> None:
+    """Runs after the job tests of this module: their outcomes and the routes are counted."""
+    text = served["client"].get("/metrics").text
+    assert (
+        'synthreg_jobs_total{state="succeeded"}' in text
+        and 'synthreg_jobs_total{state="cancelled"} 2.0' in text
+    )
+    assert (
+        'route="/api/versions/{ref}"' in text
+        and 'synthreg_create_stage_seconds_count{stage="generate"}' in text
+    )
+    assert "small@v1" not in text and not any(t in text for t in served["tokens"].values())
+    rows = [line for line in text.splitlines() if line.startswith("synthreg_rows_generated_total")]
+    assert float(rows[0].split()[-1]) >= 1200

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from synthreg import env
@@ -146,6 +146,14 @@ admin = APIRouter()
 def healthz(registry: Reg) -> str:
     registry.list()  # the metadata DB answers
     return "ok"
+
+
+@reads.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> Response:
+    """Prometheus text; no token needed (no dataset names or refs are labels)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @reads.get("/api/datasets")
@@ -331,8 +339,20 @@ def revoke(token_id: int, who: Who, registry: Reg) -> dict[str, Any]:
 
 def create_app(root: str | Path, *, workers: int = 2) -> FastAPI:
     """The service for the workspace at ``root``."""
+    from synthreg.service.metrics import Metrics
+
     registry = Registry.open(root)
-    jobs = JobQueue(registry.root, workers=workers)
+    metrics = Metrics()
+
+    def on_change(job: Any, event: str) -> None:
+        if event == "started":
+            metrics.jobs_running.inc()
+            return
+        if event == "finished":
+            metrics.jobs_running.dec()
+        metrics.job_finished(job.state, job.result)
+
+    jobs = JobQueue(registry.root, workers=workers, on_change=on_change)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -344,7 +364,7 @@ def create_app(root: str | Path, *, workers: int = 2) -> FastAPI:
         summary="A versioned registry for synthetic datasets, with governance.",
         lifespan=lifespan,
     )
-    app.state.registry, app.state.jobs, app.state.sessions = registry, jobs, {}
+    app.state.registry, app.state.jobs, app.state.sessions, app.state.metrics = registry, jobs, {}, metrics
     from fastapi.staticfiles import StaticFiles
 
     from synthreg.service.pages import HERE, LoginNeeded, pages
@@ -365,7 +385,10 @@ def create_app(root: str | Path, *, workers: int = 2) -> FastAPI:
     async def timing(request: Request, call_next: Callable[[Request], Any]) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
-        response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - started):.1f}"
+        elapsed = time.perf_counter() - started
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template, never a raw path
+        metrics.http.labels(request.method, route, str(response.status_code)).observe(elapsed)
+        response.headers["Server-Timing"] = f"app;dur={1000 * elapsed:.1f}"
         return response
 
     return app

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,11 @@ class Job:
 class JobQueue:
     """At most ``workers`` creates at a time; the rest wait in order."""
 
-    def __init__(self, root: Path, workers: int = 2) -> None:
+    def __init__(
+        self, root: Path, workers: int = 2, on_change: Callable[[Job, str], None] | None = None
+    ) -> None:
         self.root = root
+        self.on_change = on_change or (lambda job, event: None)
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthreg-job")
@@ -91,6 +95,7 @@ class JobQueue:
             if job._cancel:
                 return
             job.state, job.stage, job.started_at = "running", "generating", time.time()
+            self.on_change(job, "started")
             job._proc = subprocess.Popen(
                 [sys.executable, "-m", "synthreg", "-C", str(self.root), *job.args],
                 env={**os.environ, env.ACTOR: job.user},
@@ -110,6 +115,7 @@ class JobQueue:
             else:
                 job.state, job.stage = "failed", "failed"
                 job.error = (err.strip().splitlines() or ["failed"])[-1][:2000]
+            self.on_change(job, "finished")
         self._cleanup(job)
 
     def _cleanup(self, job: Job) -> None:
@@ -126,6 +132,7 @@ class JobQueue:
             job._cancel = True
             if job.state == "queued":
                 job.state, job.stage, job.ended_at = "cancelled", "cancelled", time.time()
+                self.on_change(job, "dropped")
                 self._pool.submit(self._cleanup, job)
             elif job._proc is not None:
                 job._proc.send_signal(signal.SIGTERM)
