@@ -188,8 +188,9 @@ def _sqlite_hooks(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA busy_timeout=30000")  # first: the switch to WAL below waits for a lock too
+        if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            cur.execute("PRAGMA journal_mode=WAL")  # once per file: processes opening a new DB at once
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
