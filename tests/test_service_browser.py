@@ -139,6 +139,9 @@ def test_create_review_diff_and_disable_in_a_browser(browser: Any, server: dict[
     shown = synthreg.open(server["root"]).show(derived)
     assert shown["derived_from"] == int(ref.rsplit("@v", 1)[1]) and shown["created_by"] == "bob"
     _shot(bob, "07-disabled")
+    bob.goto(f"{server['url']}/versions/{ref}/lineage")
+    assert f"v{derived.split('@v')[1]} (derived_from" in (bob.locator("#lineage").text_content() or "")
+    _shot(bob, "07b-lineage")
     bob.goto(f"{server['url']}/audit")
     bob.click("#verify")
     bob.wait_for_selector("#message")

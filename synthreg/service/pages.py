@@ -223,9 +223,10 @@ def version_file(request: Request, ref: str, path: str) -> Response:
 
 @pages.get("/versions/{ref}/lineage")
 def lineage(request: Request, ref: str) -> Response:
-    who, _ = _login(request)
+    """Parents, children, the MLflow runs that used the version and their models, as a picture."""
+    who, session = _login(request)
     _visible(who, parse_ref(ref).name)
-    return JSONResponse(_registry(request).lineage(ref))
+    return _page(request, "lineage.html", who, session, l=_registry(request).lineage(ref))
 
 
 @pages.get("/diff")
