@@ -124,6 +124,17 @@ def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
     )
     info = json.loads(runner.invoke(app, ["-C", str(root), "show", "shop@v1", "--json"]).stdout)
     assert info["llm"]["calls"] == 30 and info["llm"]["data"] and not info["llm"]["story"]
+    from fastapi.testclient import TestClient
+
+    from synthreg.registry.tokens import create_token
+    from synthreg.service.app import create_app
+
+    _, token = create_token(synthreg.open(root).workspace, "viewer1", "viewer")
+    with TestClient(create_app(root)) as client:  # the version page shows each row's provenance
+        client.post("/login", data={"token": token})
+        page = client.get("/versions/shop@v1").text
+    assert "orders.review.parquet (30 rows)" in page
+    assert str(provenance.column("call_key")[0].as_py())[:20] in page
     server.stop()
     report = synthreg.open(root).verify(f"shop@v{data['version']}", rebuild=True)
     assert report.ok, report

@@ -188,9 +188,29 @@ def _version_page(request: Request, ref: str, **extra: Any) -> Response:
         page=first,
         first_page=first is not None,
         card_html=_card_html(registry.card(info["ref"], "md")),
+        provenance=_provenance(vdir),
         may_review=who.may("reviewer", info["dataset"]),
         **extra,
     )
+
+
+def _provenance(vdir: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """Per-row LLM provenance (llm/*.parquet: model, template and prompt hashes, call key, seed,
+    tokens, cost), the first rows of each file, read by DuckDB."""
+    import duckdb
+
+    out = []
+    for path in sorted((vdir / "llm").glob("*.parquet")) if (vdir / "llm").is_dir() else []:
+        con = duckdb.connect()
+        try:
+            rel = con.execute("SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit])
+            columns = [d[0] for d in rel.description]
+            rows = [dict(zip(columns, r, strict=True)) for r in rel.fetchall()]
+            total = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()
+        finally:
+            con.close()
+        out.append({"file": path.name, "columns": columns, "rows": rows, "total": total[0] if total else 0})
+    return out
 
 
 @pages.get("/versions/{ref}")
