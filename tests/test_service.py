@@ -248,3 +248,20 @@ def test_metrics_after_the_jobs(served: dict[str, Any]) -> None:
     assert "small@v1" not in text and not any(t in text for t in served["tokens"].values())
     rows = [line for line in text.splitlines() if line.startswith("synthreg_rows_generated_total")]
     assert float(rows[0].split()[-1]) >= 1200
+
+
+def test_four_eyes_on_the_cli_when_the_workspace_asks(workspace: Path, small_spec: Path) -> None:
+    config = workspace / "registry.toml"
+    text = config.read_text().replace("require_human = false", "require_human = true")
+    config.write_text(text.replace("four_eyes = false", "four_eyes = true"))
+    base = [sys.executable, "-m", "synthreg", "-C", str(workspace)]
+    made = subprocess.run(
+        [*base, "--actor", "amy", "create", "small", "--spec", str(small_spec)], capture_output=True
+    )
+    assert made.returncode == 0, made.stderr
+    own = subprocess.run([*base, "--actor", "amy", "review", "small@v1", "--approve", "--note", "x"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert own.returncode == 5 and "four-eyes" in own.stderr
+    other = subprocess.run([*base, "--actor", "ben", "review", "small@v1", "--approve", "--note", "x"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert other.returncode == 0, other.stderr
