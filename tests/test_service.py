@@ -133,6 +133,7 @@ def test_a_job_runs_as_its_user_and_four_eyes_holds(served: dict[str, Any]) -> N
     assert submitted.status_code == 202, submitted.text
     job = _wait(served, "reviewer", submitted.json()["id"], ("succeeded", "failed"))
     assert job["state"] == "succeeded", job
+    assert job["rows_done"] == job["rows_total"] == 1200 and job["stage"] == "done"  # progress was read
     ref = f"small@v{job['result']['version']}"
     assert job["result"]["status"] == "pending"  # the workspace requires a human review
     assert call(served, "viewer", "GET", f"/api/jobs/{job['id']}").status_code == 403

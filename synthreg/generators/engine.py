@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -242,15 +243,29 @@ def _run(
     spec: Spec, segments: list[_Segment], opts: _Options, workers: int
 ) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float]:
     """Every segment written, and the sum of the pool workers' peak RSS in MB (0.0 without a pool)."""
+    from synthreg import progress
+
+    total = sum(spec.tables[n].rows for n in spec.engine_order())
+    rows_done = 0
     if workers <= 1 or len(segments) <= 1:
-        return [_write_segment(spec, seg, opts) for seg in segments], 0.0
+        written = []
+        for seg in segments:
+            written.append(_write_segment(spec, seg, opts))
+            rows_done += written[-1][2]
+            progress.report(stage="generate", rows_done=rows_done, rows_total=total)
+        return written, 0.0
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = [pool.submit(_write_segment_measured, spec, seg, opts) for seg in segments]
-        measured = [f.result() for f in futures]
+        futures = {pool.submit(_write_segment_measured, spec, seg, opts): i for i, seg in enumerate(segments)}
+        results: dict[int, Any] = {}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            rows_done += results[futures[future]][0][2]
+            progress.report(stage="generate", rows_done=rows_done, rows_total=total)
+        measured = [results[i] for i in range(len(segments))]
     peaks: dict[int, float] = {}
     for _, pid, peak in measured:
         peaks[pid] = max(peaks.get(pid, 0.0), peak)

@@ -94,6 +94,9 @@ class Clock:
         self.started = time.perf_counter()
 
     def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        from synthreg import progress
+
+        progress.report(stage=name)
         start = time.perf_counter()
         try:
             return fn()

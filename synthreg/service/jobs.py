@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthreg import env
+from synthreg import env, progress
 
 __all__ = ["Job", "JobQueue"]
 
@@ -40,6 +40,8 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None
+    rows_done: int = 0
+    rows_total: int = 0
     result: dict[str, Any] | None = None
     error: str = ""
     exit_code: int | None = None
@@ -54,6 +56,8 @@ class Job:
             "user": self.user,
             "state": self.state,
             "stage": self.stage,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -96,14 +100,28 @@ class JobQueue:
                 return
             job.state, job.stage, job.started_at = "running", "generating", time.time()
             self.on_change(job, "started")
+            out_file = open(self._dir / job.id / "out.json", "w+")  # noqa: SIM115
             job._proc = subprocess.Popen(
                 [sys.executable, "-m", "synthreg", "-C", str(self.root), *job.args],
-                env={**os.environ, env.ACTOR: job.user},
-                stdout=subprocess.PIPE,
+                env={**os.environ, env.ACTOR: job.user, progress.PROGRESS: "1"},
+                stdout=out_file,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-        out, err = job._proc.communicate()
+        proc, tail = job._proc, list[str]()
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines as they come; the rest is kept for an error
+            fields = progress.parse(line)
+            if fields is None:
+                tail = [*tail[-50:], line]
+                continue
+            job.stage = str(fields.get("stage", job.stage))
+            job.rows_done = int(fields.get("rows_done", job.rows_done))  # type: ignore[call-overload]
+            job.rows_total = int(fields.get("rows_total", job.rows_total))  # type: ignore[call-overload]
+        proc.wait()
+        out_file.seek(0)
+        out, err = out_file.read(), "".join(tail)
+        out_file.close()
         with self._lock:
             job.exit_code, job.ended_at = job._proc.returncode, time.time()
             job._proc = None
