@@ -29,7 +29,7 @@ endif
 # Re-resolve the lock from pyproject's ranges (run on purpose, then run `make test` and commit both).
 lock:
 	$(PYTHON) -m pip install --quiet 'uv>=0.5'
-	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --extra team --generate-hashes \
+	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --extra team --extra dask --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header \
 		--annotation-style line -o requirements.txt
 

@@ -153,6 +153,7 @@ class Settings:
     auto_approve: str = "validation_passed"
     require_human: bool = False
     four_eyes: bool = False
+    compute_scheduler: str | None = None
     max_drift: float | None = None
     llm: LlmSettings = LlmSettings()
 
@@ -195,6 +196,7 @@ class Settings:
             auto_approve=str(review.get("auto_approve", "validation_passed")),
             require_human=bool(review.get("require_human", False)),
             four_eyes=bool(review.get("four_eyes", False)),
+            compute_scheduler=str(data.get("compute", {}).get("scheduler", "")) or None,
             max_drift=float(review["max_drift"]) if "max_drift" in review else None,
             llm=LlmSettings.from_dict(data.get("llm", {})),
         )

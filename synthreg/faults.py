@@ -12,15 +12,24 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["KILL_AT", "PAUSE_AT", "point"]
+__all__ = ["KILL_AT", "KILL_ONCE", "PAUSE_AT", "point"]
 
 KILL_AT = "SYNTHREG_KILL_AT"
+KILL_ONCE = "SYNTHREG_KILL_ONCE"
 PAUSE_AT = "SYNTHREG_PAUSE_AT"
 
 
 def point(name: str) -> None:
-    """A step boundary named ``name``: die here, uncleanly, when ``$SYNTHREG_KILL_AT`` names it."""
+    """A step boundary named ``name``: die here, uncleanly, when ``$SYNTHREG_KILL_AT`` names it
+    (only the first time, when ``$SYNTHREG_KILL_ONCE`` names a flag file: a retry then goes on)."""
     if os.environ.get(KILL_AT) == name:
+        once = os.environ.get(KILL_ONCE)
+        if once:
+            try:
+                with open(once, "x"):
+                    pass
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)
     pause = os.environ.get(PAUSE_AT)
     if pause and pause.partition(":")[0] == name:

@@ -34,6 +34,12 @@ def create(
     workers: Annotated[
         int | None, typer.Option(help="Generation processes (default: every core; never changes the data).")
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run generation on Dask: tcp://SCHEDULER:8786, or local:N (started and stopped here)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a dataset version from a spec and register it (validated, tracked, logged)."""
@@ -71,6 +77,7 @@ def create(
         story=drafted,
         on_preflight=_print_preflight,
         llm_budget=budget,
+        cluster=cluster,
     )
     if as_json:
         emit_json(result.to_dict())

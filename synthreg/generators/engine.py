@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthreg import env
+from synthreg import env, faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, table_digest
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
 from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
@@ -176,12 +176,15 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> tuple[_Segment,
     table_dir = opts.out_dir / "tables" / seg.table
     table_dir.mkdir(parents=True, exist_ok=True)
     path = table_dir / f"part-{seg.index:05d}.parquet"
+    # written under a temporary name and renamed: a retried task (a Dask worker that died) rewrites
+    # the same bytes, and no reader ever sees half a part
+    partial = table_dir / f".part-{seg.index:05d}.parquet.{os.getpid()}.tmp"
     hasher = TableHasher(schema)
     # Dictionary-encode only what already is (categories, vocabularies): trying it on
     # high-cardinality numbers and falling back costs 3x the write time.
     dict_columns = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     with pq.ParquetWriter(
-        path,
+        partial,
         schema,
         compression=opts.compression,
         use_dictionary=dict_columns or False,
@@ -192,6 +195,8 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> tuple[_Segment,
             for chunk in _rechunk(batches, opts.chunk_rows, schema):
                 hasher.update(chunk)
                 writer.write_table(chunk, row_group_size=opts.chunk_rows)
+                faults.point(f"engine.segment.{seg.table}.{seg.index}")
+    os.replace(partial, path)
     return seg, path, hasher.rows, hasher.block_digests()
 
 
@@ -240,13 +245,23 @@ def worker_peak_rss_mb() -> float:
 
 
 def _run(
-    spec: Spec, segments: list[_Segment], opts: _Options, workers: int
+    spec: Spec, segments: list[_Segment], opts: _Options, workers: int, cluster: str | None = None
 ) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float]:
     """Every segment written, and the sum of the pool workers' peak RSS in MB (0.0 without a pool)."""
     from synthreg import progress
 
     total = sum(spec.tables[n].rows for n in spec.engine_order())
     rows_done = 0
+    if cluster:
+        from synthreg.compute.dask import run_tasks
+
+        def done(_: int, result: Any) -> None:
+            nonlocal rows_done
+            rows_done += result[0][2]
+            progress.report(stage="generate", rows_done=rows_done, rows_total=total)
+
+        measured = run_tasks(cluster, _write_segment_measured, [(spec, seg, opts) for seg in segments], done)
+        return [r[0] for r in measured], _peaks(measured)
     if workers <= 1 or len(segments) <= 1:
         written = []
         for seg in segments:
@@ -266,12 +281,17 @@ def _run(
             rows_done += results[futures[future]][0][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
         measured = [results[i] for i in range(len(segments))]
+    return [done for done, _, _ in measured], _peaks(measured)
+
+
+def _peaks(measured: list[Any]) -> float:
+    """The sum over workers of each one's peak RSS (MB), remembered for ``worker_peak_rss_mb``."""
     peaks: dict[int, float] = {}
     for _, pid, peak in measured:
         peaks[pid] = max(peaks.get(pid, 0.0), peak)
     workers_mb = sum(peaks.values())
     _WorkerPeak.mb = max(_WorkerPeak.mb, workers_mb)
-    return [done for done, _, _ in measured], workers_mb
+    return workers_mb
 
 
 def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) -> dict[str, TableResult]:
@@ -314,6 +334,7 @@ def generate(
     logical_block_rows: int = LOGICAL_BLOCK_ROWS,
     compression: str = "snappy",
     workers: int | None = None,
+    cluster: str | None = None,
 ) -> GenerationResult:
     """Generate every table of ``spec`` as Parquet under ``out_dir/tables/<table>/``.
 
@@ -324,12 +345,17 @@ def generate(
     """
     if chunk_rows <= 0 or logical_block_rows <= 0:
         raise ValueError("chunk_rows and logical_block_rows must be positive")
+    if cluster and workers is None:  # segments sized for the cluster's workers (local:N), else 8
+        count = cluster.removeprefix("local:")
+        workers = int(count) if cluster.startswith("local:") and count.isdigit() else 8
     workers = default_workers() if workers is None else max(1, workers)
     started = time.perf_counter()
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
-    done, workers_mb = _run(spec, segments, opts, workers)
+    done, workers_mb = _run(spec, segments, opts, workers, cluster)
+    for leftover in out_dir.glob("tables/*/.part-*.tmp"):  # of a worker killed mid-write (retried)
+        leftover.unlink(missing_ok=True)
     tables = _collect(spec, done)
     notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
     seconds = time.perf_counter() - started
@@ -339,6 +365,8 @@ def generate(
         "compression": compression,
         "workers": workers,
     }
+    if cluster:
+        params["cluster"] = cluster if cluster.startswith("local:") else "dask"  # no scheduler address
     if any(notes.values()):
         params["constraints"] = {k: v for k, v in notes.items() if v}
     noise = {

@@ -65,6 +65,7 @@ class Registry:
         story: Any = None,
         on_preflight: Any = None,
         llm_budget: dict[str, Any] | None = None,
+        cluster: str | None = None,
     ) -> CreateResult:
         """Generate and register the next version of ``name``.
 
@@ -86,6 +87,7 @@ class Registry:
             story=story,
             on_preflight=on_preflight,
             llm_budget=llm_budget,
+            cluster=cluster,
         )
 
     def list(self, tag: tuple[str, str] | None = None) -> list[dict[str, Any]]:

@@ -56,8 +56,12 @@ def create_version(
     story: Any = None,
     on_preflight: Any = None,
     llm_budget: dict[str, Any] | None = None,
+    cluster: str | None = None,
 ) -> VersionResult:
     """Generate ``spec`` and register it as the next version of ``name``.
+
+    ``cluster`` (or ``[compute] scheduler``) runs the engine's segments on a Dask cluster
+    (``tcp://HOST:PORT`` or ``local:N``) instead of the local process pool; the data is the same.
 
     ``on_preflight`` (a callable) receives the LLM cost estimate before any call is made,
     when the spec has LLM tables or ``llm_text`` columns (after the engine: column prompts
@@ -68,6 +72,11 @@ def create_version(
     after the engine; their calls join that slice.
     """
     check_name(name)
+    cluster = cluster or ws.settings.compute_scheduler
+    if cluster:
+        from synthreg.compute.dask import check_cluster
+
+        check_cluster(cluster)  # a bad --cluster is refused before anything is generated
     check_rule(ws.settings.auto_approve)  # a broken policy is reported before anything is generated
     if any(t.expectations for t in spec.tables.values()):  # a bad one is refused before generating
         from synthreg.validators.plan import user_expectations
@@ -81,7 +90,7 @@ def create_version(
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
-        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm)
+        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm, cluster)
         if story is not None:
             _record_story(cand, story)
         _export_calls(ws, cand)
@@ -188,12 +197,15 @@ def _stage(
     parent_dir: Path | None = None,
     max_drift: float | None = None,
     make_llm: Callable[[Spec, Path, dict[str, TableResult]], LlmTables] | None = None,
+    cluster: str | None = None,
 ) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
-    gen: GenerationResult = clock("generate", lambda: generate(spec, staging, workers=workers))
+    gen: GenerationResult = clock(
+        "generate", lambda: generate(spec, staging, workers=workers, cluster=cluster)
+    )
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
     tables = {n: made[n] for n in spec.table_order()}

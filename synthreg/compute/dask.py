@@ -1,0 +1,92 @@
+"""Segments on a Dask cluster: ``--cluster tcp://scheduler:8786`` or ``--cluster local:N``.
+
+The futures API over the same segments the process pool uses: ``client.map`` one task per
+segment, each task writes its own part (a name fixed by table and segment, written to a temporary
+name and renamed, so a retried task rewrites the same bytes), and only small facts come back to
+the client (rows, block digests, the worker's peak memory). A worker that dies mid-task is
+replaced and its task rerun by the scheduler (``distributed.scheduler.allowed-failures``).
+Dask is an optional extra (``pip install 'synthreg[dask]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from synthreg.errors import UsageError
+
+__all__ = ["check_cluster", "client_for", "run_tasks"]
+
+
+def _parse(cluster: str) -> tuple[str, int]:
+    if cluster.startswith("local:"):
+        count = cluster.removeprefix("local:")
+        if not count.isdigit() or not 1 <= int(count) <= 256:
+            raise UsageError(f"--cluster {cluster}: use local:N with N workers (1..256), e.g. local:2")
+        return "local", int(count)
+    if cluster.startswith(("tcp://", "tls://")):
+        return "remote", 0
+    raise UsageError(f"--cluster {cluster}: use tcp://HOST:PORT (a Dask scheduler) or local:N")
+
+
+def check_cluster(cluster: str) -> None:
+    """A bad ``--cluster`` value, or Dask not installed: UsageError (exit 2), before any work."""
+    _parse(cluster)
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError("--cluster needs Dask: pip install 'synthreg[dask]'")
+
+
+@contextlib.contextmanager
+def client_for(cluster: str) -> Iterator[Any]:
+    """A client of ``cluster``; a ``local:N`` cluster is started here and stopped after."""
+    kind, workers = _parse(cluster)
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise UsageError(f"--cluster needs Dask: pip install 'synthreg[dask]' ({exc})") from exc
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.logging.distributed": "error"}):
+        if kind == "local":
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=40,
+                ) as local,
+                Client(local) as client,
+            ):  # fmt: skip
+                yield client
+        else:
+            try:
+                client = Client(cluster, timeout=30)
+            except OSError as exc:
+                raise UsageError(f"--cluster {cluster}: no Dask scheduler answered ({exc})") from exc
+            with client:
+                yield client
+
+
+def run_tasks(
+    cluster: str,
+    fn: Callable[..., Any],
+    args: Sequence[tuple[Any, ...]],
+    on_done: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """``fn(*a)`` for each ``a`` in ``args`` on the cluster; results in the order of ``args``."""
+    from distributed import as_completed
+
+    with client_for(cluster) as client:
+        run = uuid.uuid4().hex[:8]
+        columns = list(zip(*args, strict=True)) if args else []
+        keys = [f"synthreg-segment-{run}-{i}" for i in range(len(args))]
+        futures = client.map(fn, *columns, key=keys, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: dict[int, Any] = {}
+        for future in as_completed(futures):
+            i = index[future.key]
+            results[i] = future.result()
+            if on_done is not None:
+                on_done(i, results[i])
+        return [results[i] for i in range(len(args))]
