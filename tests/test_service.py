@@ -175,46 +175,19 @@ def test_cancel_a_running_and_a_queued_job_leaves_nothing(served: dict[str, Any]
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
 
+def _token_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "synthreg", "-C", str(root), "token", "create", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 def test_tokens_through_the_cli_and_the_api(served: dict[str, Any]) -> None:
     root: Path = served["root"]
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "synthreg",
-            "-C",
-            str(root),
-            "token",
-            "create",
-            "--user",
-            "zoe",
-            "--role",
-            "viewer",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    made = _token_cli(root, "--user", "zoe", "--role", "viewer")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     assert served["client"].get("/api/datasets", headers=headers).status_code == 200
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "synthreg",
-            "-C",
-            str(root),
-            "token",
-            "create",
-            "--user",
-            "zoe",
-            "--role",
-            "boss",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = _token_cli(root, "--user", "zoe", "--role", "boss")
     assert bad.returncode == 2 and "viewer, editor, reviewer, admin" in bad.stderr
     listed = call(served, "admin", "GET", "/api/tokens").json()
     zoe = next(t for t in listed if t["user"] == "zoe")

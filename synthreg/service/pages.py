@@ -366,6 +366,14 @@ def job_cancel(request: Request, job_id: str, csrf: str = Form("")) -> Response:
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
+def _reviewer_form(request: Request, ref: str, csrf: str) -> Identity:
+    """A reviewer's form post on a version: logged in, CSRF token matches, reviewer of its dataset."""
+    who, session = _login(request)
+    _csrf(session, csrf)
+    _visible(who, parse_ref(ref).name, "reviewer")
+    return who
+
+
 @pages.post("/versions/{ref}/review")
 def review(
     request: Request,
@@ -374,9 +382,7 @@ def review(
     decision: str = Form(""),
     note: str = Form("", max_length=10_000),
 ) -> Response:
-    who, session = _login(request)
-    _csrf(session, csrf)
-    _visible(who, parse_ref(ref).name, "reviewer")
+    who = _reviewer_form(request, ref, csrf)
     try:
         with env.acting_as(who.user):
             _registry(request).review(ref, approve=decision == "approve", note=note, four_eyes=True)
@@ -396,9 +402,7 @@ def disable(
     where: str = Form(max_length=10_000),
     reason: str = Form("", max_length=10_000),
 ) -> Response:
-    who, session = _login(request)
-    _csrf(session, csrf)
-    _visible(who, parse_ref(ref).name, "reviewer")
+    who = _reviewer_form(request, ref, csrf)
     try:
         with env.acting_as(who.user):
             result = _registry(request).disable(ref, reason=reason, table=table, where=where)
