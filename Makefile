@@ -46,6 +46,17 @@ demo: $(STAMP)
 	@echo "MLflow DB:  $(CURDIR)/$(DEMO)/.registry/mlflow.db  (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/$(DEMO)/.registry/mlflow.db)"
 	@echo "DataCard:   $(CURDIR)/$(DEMO)/data/fitness/v2/datacard.md"
 
+# The same on the team backends, started here on loopback: PostgreSQL 15 (Debian's server, installed
+# when missing and we are root), S3 (moto's server) and an MLflow server; stopped at the end.
+# Credentials reach the CLI through the environment only. HOLD=1 keeps the servers up until Enter.
+.PHONY: demo-team
+demo-team: $(STAMP)
+	@test -x $(PG_BIN)/initdb || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL 15 is missing: sudo apt-get install -y postgresql" >&2; exit 1; fi; }
+	$(BIN)/python benchmarks/bench_team.py --demo --demo-dir demo-team-registry $(if $(HOLD),--hold)
+
 # The tests start a real PostgreSQL 15 (Debian's server, initdb/pg_ctl as the postgres user) and drive
 # the web UI in Debian's Chromium; S3 (moto) and the MLflow server come from the lock. Installs the
 # Debian packages when they are missing.
@@ -70,4 +81,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(DEMO) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO) demo-team-registry build .pytest_cache .mypy_cache .ruff_cache

@@ -221,6 +221,7 @@ class MlflowServer:
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", self.artifacts_destination, "--workers", "1",
         ]  # fmt: skip
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
             self._proc = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -252,6 +253,7 @@ class MlflowServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc = None
+        shutil.rmtree(self.log.parent, ignore_errors=True)  # its log folder (read it before stop)
 
     def __enter__(self) -> MlflowServer:
         return self.start()

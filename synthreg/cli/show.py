@@ -74,7 +74,7 @@ def _render(info: dict[str, Any]) -> None:
         ("git commit", info["git_commit"]),
         ("dvc md5", info["dvc_md5"]),
         ("mlflow run", info["mlflow_run_id"]),
-        ("mlflow db", info["mlflow_tracking_uri"]),
+        ("mlflow", info["mlflow_tracking_uri"]),
         ("versions", ", ".join(f"v{v['version']} ({v['status']})" for v in info["versions"])),
     ]:
         facts.add_row(f"[dim]{key}[/dim]", str(value))
