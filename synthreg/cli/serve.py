@@ -24,7 +24,8 @@ def serve(
     from synthreg.service.app import create_app
 
     app = create_app(open_registry(ctx).root, workers=workers)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # keep-alive longer than clients keep idle connections (httpx: 5 s), so none races a server close
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=30)
 
 
 @token_app.command("create")
