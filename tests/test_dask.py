@@ -6,8 +6,6 @@ end; a bad --cluster is exit 2 before anything is generated."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +56,20 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_changes(
     assert _parts(tmp_path / "killed") == _parts(tmp_path / "clean")  # no duplicate, no .tmp left
 
 
-def test_create_with_a_cluster_end_to_end(workspace: Path, small_spec: Path) -> None:
-    base = [
-        sys.executable,
-        "-m",
-        "synthreg",
-        "-C",
-        str(workspace),
-        "create",
-        "small",
-        "--spec",
-        str(small_spec),
-    ]
-    on_dask = subprocess.run([*base, "--cluster", "local:2", "--json"], capture_output=True, text=True)
-    assert on_dask.returncode == 0, on_dask.stderr
-    on_pool = subprocess.run([*base, "--json"], capture_output=True, text=True)
-    a, b = json.loads(on_dask.stdout), json.loads(on_pool.stdout)
-    assert a["content_digest"] == b["content_digest"] and (a["version"], b["version"]) == (1, 2)
-    manifest = json.loads((workspace / a["path"] / "manifest.json").read_text())
+def test_create_with_a_cluster_end_to_end(workspace: Path, small_spec: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from synthreg.cli.app import app
+    from synthreg.generators.spec_io import load_spec
+
+    base = ["-C", str(workspace), "create", "small", "--spec", str(small_spec)]
+    on_dask = CliRunner().invoke(app, [*base, "--cluster", "local:2", "--json"])
+    assert on_dask.exit_code == 0, on_dask.output
+    made = json.loads(on_dask.stdout)
+    pool = generate(load_spec(small_spec), tmp_path / "pool", workers=2)
+    assert made["content_digest"] == pool.content_digest and made["version"] == 1
+    manifest = json.loads((workspace / made["path"] / "manifest.json").read_text())
     assert manifest["params"]["cluster"] == "local:2"
-    bad = subprocess.run([*base, "--cluster", "somewhere"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "tcp://HOST:PORT" in bad.stderr
-    assert not list((workspace / "data/small").glob("v3"))
+    bad = CliRunner().invoke(app, [*base, "--cluster", "somewhere"])
+    assert bad.exit_code == 2 and "tcp://HOST:PORT" in bad.stderr
+    assert not list((workspace / "data/small").glob("v2"))
