@@ -34,6 +34,7 @@ __all__ = [
     "VersionNotFoundError",
     "WorkspaceError",
     "exit_code_for",
+    "first_line",
 ]
 
 
@@ -123,3 +124,9 @@ class IntegrationError(SynthregError):
 def exit_code_for(error: BaseException) -> int:
     """The CLI exit code for an error (1 for anything that is not ours)."""
     return getattr(error, "exit_code", 1) if isinstance(error, SynthregError) else 1
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception (of its DB-API cause when wrapped), at most 300 characters."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:300]

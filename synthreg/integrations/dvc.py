@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from synthreg.errors import IntegrationError
+from synthreg.errors import IntegrationError, first_line
 
 __all__ = [
     "checkout",
@@ -114,7 +114,7 @@ def _remote_label(root: Path) -> str:
 
 
 def _remote_error(root: Path, what: str, exc: BaseException) -> IntegrationError:
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    detail = first_line(exc)
     label = _remote_label(root)
     fix = (
         "check that the S3 endpoint is up and reachable, that the bucket exists, and AWS_ACCESS_KEY_ID / "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthreg.errors import IntegrationError
+from synthreg.errors import IntegrationError, first_line
 
 __all__ = [
     "DIGEST_CHARS",
@@ -75,7 +75,7 @@ def failure(tracking_uri: str, what: str, exc: BaseException) -> IntegrationErro
     """An MLflow store that is down or refuses: the URI (never a password) and the fix."""
     from synthreg.config import redact_url
 
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    detail = first_line(exc)
     if is_server(tracking_uri):
         fix = (
             "check that the tracking server is up and reachable (mlflow server ...), that its backend "

@@ -19,8 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from synthreg.config import redact_url
+from synthreg.errors import first_line
 
-__all__ = ["Probe", "probe_db", "probe_mlflow", "probe_remote"]
+__all__ = ["Probe", "db_fix", "probe_db", "probe_mlflow", "probe_remote"]
 
 TIMEOUT_S = 10
 
@@ -52,9 +53,14 @@ class Probe:
         }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0][:300]
+def db_fix(dialect: str) -> str:
+    """What to check when the metadata DB does not answer (probes and errors mid-command alike)."""
+    if dialect == "postgresql":
+        return (
+            "check that the server is up and reachable, that the database exists (createdb), and that "
+            "PGPASSWORD (or ~/.pgpass) holds this user's password"
+        )
+    return "check that the file is readable and not corrupt (registry doctor --rebuild rebuilds it from git)"
 
 
 def probe_db(url: str) -> Probe:
@@ -73,20 +79,13 @@ def probe_db(url: str) -> Probe:
         engine = create_engine(url, connect_args={"connect_timeout": TIMEOUT_S} if is_pg else {})
     except Exception as exc:  # a bad URL or a missing driver
         return Probe(
-            "db", shown, False, _first_line(exc), "fix [registry] db_url (pip install 'synthreg[team]')"
+            "db", shown, False, first_line(exc), "fix [registry] db_url (pip install 'synthreg[team]')"
         )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        if is_pg:
-            fix = (
-                "check that the server is up and reachable, that the database exists (createdb), and that "
-                "PGPASSWORD (or ~/.pgpass) holds this user's password"
-            )
-        else:
-            fix = "check that the file is readable and not corrupt (registry doctor --rebuild rebuilds it)"
-        return Probe("db", shown, False, _first_line(exc), fix)
+        return Probe("db", shown, False, first_line(exc), db_fix(engine.dialect.name))
     finally:
         engine.dispose()
     return Probe("db", shown, True, f"{engine.dialect.name} answers")
@@ -126,10 +125,10 @@ def probe_remote(url: str, endpoint: str | None, root: Path) -> Probe:
             fix = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the server refused them"
         else:
             fix = "check [dvc] url and endpoint_url"
-        return Probe("remote", shown, False, f"{code}: {_first_line(exc)}", fix)
+        return Probe("remote", shown, False, f"{code}: {first_line(exc)}", fix)
     except BotoCoreError as exc:
         return Probe(
-            "remote", shown, False, _first_line(exc),
+            "remote", shown, False, first_line(exc),
             "check that the S3 endpoint is up and reachable ([dvc] endpoint_url)",
         )  # fmt: skip
     return Probe("remote", shown, True, f"bucket {bucket!r} answers")

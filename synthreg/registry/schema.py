@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from synthreg.config import redact_url
-from synthreg.errors import IntegrationError, WorkspaceError
+from synthreg.errors import IntegrationError, WorkspaceError, first_line
 
 __all__ = ["BASELINE", "HEAD", "REVISIONS", "current_revision", "ensure_schema"]
 
@@ -70,17 +70,11 @@ def ensure_schema(engine: Engine) -> str:
 def backend_error(engine: Engine, exc: BaseException) -> IntegrationError:
     """A DB that does not answer or refuses: the URL (never its password) and the fix."""
     url = redact_url(engine.url.render_as_string(hide_password=True))
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-    if engine.dialect.name == "postgresql":
-        fix = (
-            "check that the server is up and reachable, that the database exists, and that PGPASSWORD "
-            "(or ~/.pgpass) holds this user's password"
-        )
-    else:
-        fix = (
-            "check that the file is readable and not corrupt (registry doctor --rebuild rebuilds it from git)"
-        )
-    return IntegrationError(f"the metadata DB at {url} did not answer: {detail}; {fix}")
+    from synthreg.integrations.probes import db_fix
+
+    return IntegrationError(
+        f"the metadata DB at {url} did not answer: {first_line(exc)}; {db_fix(engine.dialect.name)}"
+    )
 
 
 def _revision_fast(conn: Connection) -> str | None:

@@ -29,8 +29,9 @@ from synthreg.errors import (
     ValidationFailedError,
 )
 from synthreg.registry.api import Registry
-from synthreg.registry.refs import check_name, parse_ref
+from synthreg.registry.refs import check_name
 from synthreg.registry.tokens import Identity, authenticate
+from synthreg.service.access import allowed, dataset_of, jobs_of, registry_of
 from synthreg.service.jobs import JobQueue
 
 __all__ = ["create_app"]
@@ -87,18 +88,10 @@ class TokenBody(BaseModel):
     dataset: str | None = Field(default=None, max_length=64)
 
 
-def _registry(request: Request) -> Registry:
-    return request.app.state.registry  # type: ignore[no-any-return]
-
-
-def _jobs(request: Request) -> JobQueue:
-    return request.app.state.jobs  # type: ignore[no-any-return]
-
-
 def _identity(request: Request) -> Identity:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    who = authenticate(_registry(request).workspace, token.strip()) if scheme.lower() == "bearer" else None
+    who = authenticate(registry_of(request).workspace, token.strip()) if scheme.lower() == "bearer" else None
     if who is None:
         raise HTTPException(
             401,
@@ -109,21 +102,8 @@ def _identity(request: Request) -> Identity:
 
 
 Who = Annotated[Identity, Depends(_identity)]
-Reg = Annotated[Registry, Depends(_registry)]
-Jobs = Annotated[JobQueue, Depends(_jobs)]
-
-
-def allowed(who: Identity, role: str, dataset: str | None) -> None:
-    """404 for a dataset the identity may not see (as for a missing one); 403 below the role."""
-    if dataset is not None and not who.may_see(dataset):
-        raise HTTPException(404, f"no dataset {dataset!r}")
-    if not who.may(role, dataset):
-        raise HTTPException(403, f"{who.user} is a {who.role}; this needs {role} or above")
-
-
-def dataset_of(ref: str) -> str:
-    """The dataset a ref names."""
-    return parse_ref(ref).name
+Reg = Annotated[Registry, Depends(registry_of)]
+Jobs = Annotated[JobQueue, Depends(jobs_of)]
 
 
 def write(who: Identity, fn: Callable[[], Any]) -> dict[str, Any]:

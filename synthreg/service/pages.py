@@ -23,7 +23,7 @@ from synthreg.errors import SynthregError
 from synthreg.registry.api import Registry
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.tokens import ROLES, Identity, authenticate
-from synthreg.service.jobs import JobQueue
+from synthreg.service.access import allowed, jobs_of, registry_of
 
 __all__ = ["pages"]
 
@@ -45,15 +45,11 @@ def _sessions(request: Request) -> dict[str, Session]:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
-def _registry(request: Request) -> Registry:
-    return request.app.state.registry  # type: ignore[no-any-return]
-
-
 def _current(request: Request) -> tuple[Identity, Session] | None:
     session = _sessions(request).get(request.cookies.get(COOKIE, ""))
     if session is None:
         return None
-    who = authenticate(_registry(request).workspace, session.token)
+    who = authenticate(registry_of(request).workspace, session.token)
     return (who, session) if who is not None else None
 
 
@@ -81,13 +77,6 @@ def _page(
     return templates.TemplateResponse(request, template, context, status_code=status)
 
 
-def _visible(who: Identity, dataset: str, role: str = "viewer") -> None:
-    if not who.may_see(dataset):
-        raise HTTPException(404, f"no dataset {dataset!r}")
-    if not who.may(role, dataset):
-        raise HTTPException(403, f"{who.user} is a {who.role}; this needs {role} or above")
-
-
 # ------------------------------------------------------------------------ login
 
 
@@ -98,7 +87,7 @@ def login_form(request: Request) -> Response:
 
 @pages.post("/login")
 def login(request: Request, token: str = Form(max_length=200)) -> Response:
-    if authenticate(_registry(request).workspace, token.strip()) is None:
+    if authenticate(registry_of(request).workspace, token.strip()) is None:
         return _page(request, "login.html", None, None, message="that token is not valid", error=True)
     sid = secrets.token_urlsafe(32)
     _sessions(request)[sid] = Session(token.strip())
@@ -123,7 +112,7 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 @pages.get("/")
 def datasets(request: Request, q: str = "") -> Response:
     who, session = _login(request)
-    registry = _registry(request)
+    registry = registry_of(request)
     tag = tuple(q.split("=", 1)) if "=" in q else None
     rows = [d for d in registry.list(tag) if who.may_see(d["dataset"])]  # type: ignore[arg-type]
     if q and tag is None:  # a name, or part of one; a tag is K=V
@@ -146,8 +135,8 @@ def _latest(registry: Registry, name: str) -> int:
 @pages.get("/datasets/{name}")
 def dataset(request: Request, name: str) -> Response:
     who, session = _login(request)
-    _visible(who, name)
-    registry = _registry(request)
+    allowed(who, "viewer", name)
+    registry = registry_of(request)
     versions = _versions(registry, name)
     spec_file = registry.root / "specs" / f"{name}.yaml"
     spec = spec_file.read_text(encoding="utf-8") if spec_file.is_file() else ""
@@ -166,8 +155,8 @@ def _card_html(markdown: str) -> str:
 
 def _version_page(request: Request, ref: str, **extra: Any) -> Response:
     who, session = _login(request)
-    _visible(who, parse_ref(ref).name)
-    registry = _registry(request)
+    allowed(who, "viewer", parse_ref(ref).name)
+    registry = registry_of(request)
     info = registry.show(ref)
     vdir = registry.root / info["path"]
     tables = sorted(info.get("rows") or {})
@@ -197,19 +186,15 @@ def _version_page(request: Request, ref: str, **extra: Any) -> Response:
 def _provenance(vdir: Path, limit: int = 20) -> list[dict[str, Any]]:
     """Per-row LLM provenance (llm/*.parquet: model, template and prompt hashes, call key, seed,
     tokens, cost), the first rows of each file, read by DuckDB."""
-    import duckdb
+    import pyarrow.parquet as pq
+
+    from synthreg.service.preview import read_rows
 
     out = []
     for path in sorted((vdir / "llm").glob("*.parquet")) if (vdir / "llm").is_dir() else []:
-        con = duckdb.connect()
-        try:
-            rel = con.execute("SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit])
-            columns = [d[0] for d in rel.description]
-            rows = [dict(zip(columns, r, strict=True)) for r in rel.fetchall()]
-            total = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()
-        finally:
-            con.close()
-        out.append({"file": path.name, "columns": columns, "rows": rows, "total": total[0] if total else 0})
+        columns, rows = read_rows([str(path)], limit)
+        total = pq.ParquetFile(path).metadata.num_rows  # from the footer
+        out.append({"file": path.name, "columns": columns, "rows": rows, "total": total})
     return out
 
 
@@ -221,10 +206,10 @@ def version(request: Request, ref: str) -> Response:
 @pages.get("/versions/{ref}/preview")
 def preview(request: Request, ref: str, table: str, offset: int = 0) -> Response:
     who, session = _login(request)
-    _visible(who, parse_ref(ref).name)
+    allowed(who, "viewer", parse_ref(ref).name)
     from synthreg.service.preview import page
 
-    found = page(_registry(request), ref, table, max(offset, 0), 20)
+    found = page(registry_of(request), ref, table, max(offset, 0), 20)
     return _page(request, "preview.html", who, session, page=found)
 
 
@@ -232,8 +217,8 @@ def preview(request: Request, ref: str, table: str, offset: int = 0) -> Response
 def version_file(request: Request, ref: str, path: str) -> Response:
     """A small file of the version (plots, validation report); never the tables, never outside it."""
     who, _ = _login(request)
-    _visible(who, parse_ref(ref).name)
-    registry = _registry(request)
+    allowed(who, "viewer", parse_ref(ref).name)
+    registry = registry_of(request)
     vdir = (registry.root / registry.show(ref)["path"]).resolve()
     target = (vdir / path).resolve()
     if vdir not in target.parents or "tables" in target.relative_to(vdir).parts or not target.is_file():
@@ -245,16 +230,16 @@ def version_file(request: Request, ref: str, path: str) -> Response:
 def lineage(request: Request, ref: str) -> Response:
     """Parents, children, the MLflow runs that used the version and their models, as a picture."""
     who, session = _login(request)
-    _visible(who, parse_ref(ref).name)
-    return _page(request, "lineage.html", who, session, l=_registry(request).lineage(ref))
+    allowed(who, "viewer", parse_ref(ref).name)
+    return _page(request, "lineage.html", who, session, l=registry_of(request).lineage(ref))
 
 
 @pages.get("/diff")
 def diff(request: Request, a: str, b: str) -> Response:
     who, session = _login(request)
     for ref in (a, b):
-        _visible(who, parse_ref(ref).name, "editor")
-    registry = _registry(request)
+        allowed(who, "editor", parse_ref(ref).name)
+    registry = registry_of(request)
     with env.acting_as(who.user):
         result = registry.diff(a, b)
     stored = registry.root / result["stored_at"] / "plots"
@@ -268,8 +253,8 @@ def diff_plot(request: Request, a: str, b: str, name: str) -> Response:
     who, _ = _login(request)
     ref_a, ref_b = parse_ref(a), parse_ref(b)
     for ref in (ref_a, ref_b):
-        _visible(who, ref.name)
-    registry = _registry(request)
+        allowed(who, "viewer", ref.name)
+    registry = registry_of(request)
     va, vb = registry.show(a), registry.show(b)
     folder = registry.root / "diffs" / f"{va['dataset']}_v{va['version']}__{vb['dataset']}_v{vb['version']}"
     target = folder / "plots" / name
@@ -282,7 +267,7 @@ def diff_plot(request: Request, a: str, b: str, name: str) -> Response:
 def audit(request: Request, dataset: str | None = None, since: str | None = None) -> Response:
     who, session = _login(request)
     if dataset:
-        _visible(who, dataset)
+        allowed(who, "viewer", dataset)
     events = _events(request, who, dataset, since)
     query = "&".join(f"{k}={v}" for k, v in (("dataset", dataset), ("since", since)) if v)
     may_verify = who.may("reviewer")
@@ -291,7 +276,7 @@ def audit(request: Request, dataset: str | None = None, since: str | None = None
 
 
 def _events(request: Request, who: Identity, dataset: str | None, since: str | None) -> list[dict[str, Any]]:
-    events = _registry(request).audit(dataset or who.dataset, since or None)
+    events = registry_of(request).audit(dataset or who.dataset, since or None)
     return [e for e in events if who.dataset is None or e.get("dataset") == who.dataset]
 
 
@@ -299,15 +284,11 @@ def _events(request: Request, who: Identity, dataset: str | None, since: str | N
 def audit_export(request: Request, dataset: str | None = None, since: str | None = None) -> Response:
     who, _ = _login(request)
     if dataset:
-        _visible(who, dataset)
+        allowed(who, "viewer", dataset)
     return JSONResponse(_events(request, who, dataset, since))
 
 
 # ------------------------------------------------------------------------ writes (forms)
-
-
-def _jobs(request: Request) -> JobQueue:
-    return request.app.state.jobs  # type: ignore[no-any-return]
 
 
 @pages.post("/datasets/{name}/versions")
@@ -321,19 +302,19 @@ def create(
 ) -> Response:
     who, session = _login(request)
     _csrf(session, csrf)
-    _visible(who, name, "editor")
+    allowed(who, "editor", name)
     options = ["--seed", seed.strip()] if seed.strip().isdigit() else []
     options += ["--message", message] if message else []
-    job = _jobs(request).submit(name, who.user, spec, options)
+    job = jobs_of(request).submit(name, who.user, spec, options)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
 def _job(request: Request, job_id: str) -> tuple[Identity, Session, Any]:
     who, session = _login(request)
-    job = _jobs(request).get(job_id)
+    job = jobs_of(request).get(job_id)
     if job is None or not who.may_see(job.dataset):
         raise HTTPException(404, f"no job {job_id!r}")
-    _visible(who, job.dataset, "editor")
+    allowed(who, "editor", job.dataset)
     return who, session, job
 
 
@@ -362,7 +343,7 @@ def job_cancel(request: Request, job_id: str, csrf: str = Form("")) -> Response:
     _csrf(session, csrf)
     if job.user != who.user and not who.may("admin", job.dataset):
         raise HTTPException(403, f"job {job_id} is {job.user}'s: only they or an admin may cancel it")
-    _jobs(request).cancel(job_id)
+    jobs_of(request).cancel(job_id)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
@@ -370,7 +351,7 @@ def _reviewer_form(request: Request, ref: str, csrf: str) -> Identity:
     """A reviewer's form post on a version: logged in, CSRF token matches, reviewer of its dataset."""
     who, session = _login(request)
     _csrf(session, csrf)
-    _visible(who, parse_ref(ref).name, "reviewer")
+    allowed(who, "reviewer", parse_ref(ref).name)
     return who
 
 
@@ -385,7 +366,7 @@ def review(
     who = _reviewer_form(request, ref, csrf)
     try:
         with env.acting_as(who.user):
-            _registry(request).review(ref, approve=decision == "approve", note=note, four_eyes=True)
+            registry_of(request).review(ref, approve=decision == "approve", note=note, four_eyes=True)
     except SynthregError as exc:
         return _version_page(request, ref, message=str(exc), error=True)
     return _version_page(
@@ -405,7 +386,7 @@ def disable(
     who = _reviewer_form(request, ref, csrf)
     try:
         with env.acting_as(who.user):
-            result = _registry(request).disable(ref, reason=reason, table=table, where=where)
+            result = registry_of(request).disable(ref, reason=reason, table=table, where=where)
     except SynthregError as exc:
         return _version_page(request, ref, message=str(exc), error=True)
     made = result.to_dict()
@@ -418,7 +399,7 @@ def audit_verify(request: Request, csrf: str = Form("")) -> Response:
     _csrf(session, csrf)
     if not who.may("reviewer"):
         raise HTTPException(403, f"{who.user} is a {who.role}; this needs reviewer or above")
-    result = _registry(request).verify_audit()
+    result = registry_of(request).verify_audit()
     events = _events(request, who, None, None)
     ok = bool(getattr(result, "ok", False))
     text = "the audit log verifies: chain, anchors and DB agree" if ok else f"audit verify FAILED: {result}"
