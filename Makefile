@@ -7,6 +7,8 @@ DEMO := demo-registry
 REGISTRY := $(BIN)/registry
 # uv when it is on PATH (fast), else pip.
 UV := $(shell command -v uv 2>/dev/null)
+# Local wheels (this machine's CPU build of torch for the `text` extra); uv looks there only when told.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: demo test lint install clean bench lock servers
 
@@ -17,10 +19,10 @@ $(BIN)/python:
 # pyproject.toml, so a fresh machine gets the packages CI passed with. `make lock` refreshes it on purpose.
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 ifdef UV
-	$(UV) pip install --compile-bytecode --python $(BIN)/python --require-hashes -r requirements.txt
+	$(UV) pip install --compile-bytecode --python $(BIN)/python --require-hashes $(FIND_LINKS) -r requirements.txt
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
 else
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps $(FIND_LINKS) -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 endif
 	$(BIN)/python -m pip check
@@ -29,9 +31,9 @@ endif
 # Re-resolve the lock from pyproject's ranges (run on purpose, then run `make test` and commit both).
 lock:
 	$(PYTHON) -m pip install --quiet 'uv>=0.5'
-	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --extra team --extra dask --generate-hashes \
+	$(PYTHON) -m uv pip compile pyproject.toml build-requirements.in --extra dev --extra team --extra dask --extra text --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header \
-		--annotation-style line -o requirements.txt
+		--annotation-style line $(FIND_LINKS) -c lock-constraints.txt -o requirements.txt
 
 install: $(STAMP)
 
