@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from synthreg.cli import card, create, governance, init, inspect, listing, materialize, serve, show, spec
+from synthreg.cli import (
+    card,
+    create,
+    evaluate,
+    governance,
+    init,
+    inspect,
+    listing,
+    materialize,
+    serve,
+    show,
+    spec,
+)
 
 app = typer.Typer(
     name="registry",
@@ -60,6 +72,8 @@ app.command("lineage")(inspect.lineage)
 app.add_typer(inspect.audit_app, name="audit")
 app.command("verify")(inspect.verify)
 app.command("card")(card.card)
+app.command("evaluate")(evaluate.evaluate)
+app.command("compare")(evaluate.compare)
 app.add_typer(spec.spec_app, name="spec")
 app.command("doctor")(inspect.doctor)
 app.command("serve")(serve.serve)

@@ -24,13 +24,14 @@ def show(
     ``--spec`` shows the frozen spec of any version. With ``--json`` they are ``story`` (None for
     a spec version) and ``spec_yaml``. A version that used an LLM shows its calls (``llm``)."""
     import synthreg
-    from synthreg.registry.cards import llm_card_facts
+    from synthreg.registry.cards import evaluation_card_facts, llm_card_facts
     from synthreg.registry.query import frozen_spec
 
     reg = synthreg.open(workspace_path(ctx))
     info = reg.show(ref)
     made_from = frozen_spec(reg.root / info["path"])
     info["llm"] = llm_card_facts(reg.root / info["path"])
+    info["evaluation"] = evaluation_card_facts(reg.root / info["path"])
     info["story"] = made_from["story"]
     if spec or made_from["story"] is not None:
         info["spec_yaml"] = made_from["spec_yaml"]
@@ -69,6 +70,7 @@ def _render(info: dict[str, Any]) -> None:
         ("model", gen.get("model", "-")),
         ("engine time", f"{gen.get('seconds', 0):.2f}s ({gen.get('rows_per_s', 0):,.0f} rows/s)"),
         *([("llm calls", _llm_line(info["llm"]))] if info.get("llm") else []),
+        *([("evaluation", _evaluation_line(info["evaluation"]))] if info.get("evaluation") else []),
         ("path", info["path"]),
         ("datacard", info["datacard"]),
         ("git commit", info["git_commit"]),
@@ -93,6 +95,16 @@ def _llm_line(llm: dict[str, Any]) -> str:
         f"{llm['calls']:,} ({', '.join(llm['models']) or 'no model'}), {llm['tokens_in']:,} tokens in, "
         f"{llm['tokens_out']:,} out, ${llm['cost_usd']:.4f}; made {' and '.join(made) or 'nothing'}; "
         "replayable from llm_calls.jsonl"
+    )
+
+
+def _evaluation_line(evaluation: dict[str, Any]) -> str:
+    s = evaluation["summary"]
+    num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    util = f", TSTR/TRTR {num(s.get('tstr_ratio'))}" if s.get("tstr_ratio") is not None else ""
+    return (
+        f"fidelity {num(s.get('fidelity'))}, DCR share {num(s.get('dcr_share'))}, "
+        f"exact matches {s.get('exact_matches')}{util} (evaluation.html)"
     )
 
 

@@ -49,6 +49,7 @@ class CardFacts:
     plots: list[str] = field(default_factory=list)  # relative paths of PNGs in the version dir
     pii: dict[str, Any] | None = None
     llm: dict[str, Any] | None = None  # the LLM calls behind the version (registry.cards.llm_card_facts)
+    evaluation: dict[str, Any] | None = None  # registry evaluate's scores (cards.evaluation_card_facts)
 
 
 def size_category(rows: int) -> str:
@@ -231,6 +232,7 @@ def build_card(facts: CardFacts) -> dict[str, Any]:
             ],
         },
         "validation": {**facts.validation, "review_status": facts.status, "quality": facts.quality},
+        **({"evaluation": facts.evaluation} if facts.evaluation else {}),
         "changes": {"origin": facts.origin, "diff": facts.changes},
         "uses": {
             "aliases": facts.aliases,
@@ -344,6 +346,26 @@ def _uses_md(card: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _evaluation_md(evaluation: dict[str, Any] | None) -> list[str]:
+    if not evaluation:
+        return []
+    s = evaluation["summary"]
+    num = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    against = ", ".join(f"{t} ({n:,} rows)" for t, n in evaluation["against"].items())
+    lines = [
+        "## Evaluation against real data",
+        "",
+        f"- real tables: {against}; holdout: {evaluation['split']}",
+        f"- fidelity: {num(s.get('fidelity'))} (column shapes {num(s.get('column_shapes'))}, "
+        f"pair trends {num(s.get('column_pair_trends'))}, cardinality {num(s.get('cardinality'))})",
+        f"- privacy: DCR share {num(s.get('dcr_share'))} (0.5 is ideal), NNDR p10 {num(s.get('nndr'))}, "
+        f"exact matches {s.get('exact_matches')}",
+    ]
+    if evaluation.get("target"):
+        lines.append(f"- utility: TSTR/TRTR {num(s.get('tstr_ratio'))} for {evaluation['target']}")
+    return [*lines, f"- report: `{evaluation['report']}`", ""]
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """``datacard.md``: the Hugging Face YAML header, then the sections."""
     ident, gen, val = card["identity"], card["generation"], card["validation"]
@@ -386,6 +408,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{val.get('failed', 0)} failed ({val.get('engine', '')})",
         f"- review status: {ident['status']}",
         "",
+        *_evaluation_md(card.get("evaluation")),
         "## Risks and limitations",
         "",
         card["risks"]["synthetic"],

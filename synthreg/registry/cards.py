@@ -22,7 +22,7 @@ from synthreg.registry.query import aliases_of
 from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["card_for", "dir_facts", "llm_card_facts", "refresh_card"]
+__all__ = ["card_for", "dir_facts", "evaluation_card_facts", "llm_card_facts", "refresh_card"]
 
 
 def _json(path: Path) -> Any:
@@ -36,6 +36,23 @@ def dir_facts(vdir: Path) -> dict[str, Any]:
         "plots": sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
         "pii": _json(vdir / "pii.json"),
         "llm": llm_card_facts(vdir),
+        "evaluation": evaluation_card_facts(vdir),
+    }
+
+
+def evaluation_card_facts(vdir: Path) -> dict[str, Any] | None:
+    """What a card shows of ``registry evaluate``'s evaluation.json (None before any evaluate)."""
+    data = _json(vdir / "evaluation.json")
+    if not isinstance(data, dict) or "summary" not in data:
+        return None
+    util = data.get("utility") or {}
+    return {
+        "summary": data["summary"],
+        "against": {t: v.get("rows") for t, v in (data.get("inputs") or {}).get("against", {}).items()},
+        "split": (data.get("inputs") or {}).get("split"),
+        "target": util.get("target"),
+        "mlflow_runs": data.get("mlflow_runs") or {},
+        "report": "evaluation.html",
     }
 
 

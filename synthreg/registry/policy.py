@@ -1,7 +1,8 @@
 """The review policy of ``registry.toml``: what status a new version starts in.
 
 ``auto_approve`` is a boolean expression over the version's facts, e.g.
-``"validation_passed and quality_score >= 0.9"``; ``"never"`` leaves every passing
+``"validation_passed and quality_score >= 0.9"`` or, with the facts of ``registry evaluate``,
+``"validation_passed and fidelity >= 0.8 and dcr_share <= 0.55"``; ``"never"`` leaves every passing
 version pending, and ``require_human = true`` does too. A version whose validation
 failed is always rejected. The expression is parsed by hand (names, numbers,
 comparisons, and/or/not, parentheses): no ``eval``.
@@ -16,10 +17,13 @@ from typing import Any
 from synthreg.config import Settings
 from synthreg.errors import WorkspaceError
 
-__all__ = ["FACTS", "check_rule", "evaluate_rule", "review_status"]
+__all__ = ["EVALUATION_FACTS", "FACTS", "check_rule", "evaluate_rule", "review_status"]
 
+#: the facts ``registry evaluate`` adds (None until a version is evaluated: a rule using them
+#: then leaves it pending, and the evaluate that measures them approves it when the rule holds)
+EVALUATION_FACTS = ("fidelity", "dcr_share", "nndr", "exact_matches", "tstr_ratio")
 #: the names a rule may use
-FACTS = ("validation_passed", "quality_score", "success_ratio", "failed_checks", "rows")
+FACTS = ("validation_passed", "quality_score", "success_ratio", "failed_checks", "rows", *EVALUATION_FACTS)
 _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d+)?)|(<=|>=|==|!=|<|>)|(\(|\))|([A-Za-z_]+))")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda a, b: a < b,

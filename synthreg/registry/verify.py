@@ -65,6 +65,7 @@ def verify_version(ws: Workspace, ref: str, *, rebuild: bool = False) -> VerifyR
     problems += spec_problems(vdir, manifest, version)
     in_git, checked["small_files"] = git_problems(ws, version)
     problems += in_git
+    problems += _evaluation_problems(ws, dataset.name, version)
     if rebuild:
         checked["rebuilt_digest"] = _rebuild(vdir)
         if checked["rebuilt_digest"] != version.content_digest:
@@ -103,6 +104,13 @@ def _data_problems(
         if digest != version.content_digest:
             problems.append(f"content digest {digest[:16]} != recorded {version.content_digest[:16]}")
     return problems
+
+
+def _evaluation_problems(ws: Workspace, dataset: str, version: Version) -> list[str]:
+    from synthreg.registry.evaluate_store import evaluation_problems
+
+    with read_session(ws.engine) as session:
+        return evaluation_problems(ws, session, dataset, version)
 
 
 def _record(ws: Workspace, action: str, dataset: str, version: int, details: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ version, so git is their reference:
   committed afterwards is caught too;
 - the DataCards (datacard.md/.json, README.md, croissant.json) are rewritten by review,
   alias and use, each time committed: they must equal HEAD;
+- evaluation.json and evaluation.html, added by ``registry evaluate`` and committed by it, must
+  equal HEAD too (:mod:`synthreg.registry.evaluate_store` checks evaluation.json against its audit event);
 - nothing in the directory may be untracked (the data tables are ignored: DVC holds them).
 
 ``spec.yaml`` must also hash to the recorded ``spec_sha256`` (the hash of the frozen YAML,
@@ -24,6 +26,7 @@ from typing import Any
 
 from synthreg.datacards.card import CARD_FILES
 from synthreg.integrations import git
+from synthreg.registry.evaluate_store import EVALUATION_FILES
 from synthreg.registry.store import Version
 from synthreg.registry.workspace import Workspace
 
@@ -60,10 +63,18 @@ def git_problems(ws: Workspace, version: Version) -> tuple[list[str], int]:
             "then run 'registry doctor'"
         ], 0
     cards = {f"{rel}/{name}" for name in CARD_FILES}
+    evaluation = {f"{rel}/{name}" for name in EVALUATION_FILES}  # added later by registry evaluate
     problems = [
-        _changed(status, path, base) for status, path in _diff(ws.root, base, rel) if path not in cards
+        _changed(status, path, base)
+        for status, path in _diff(ws.root, base, rel)
+        if path not in cards | evaluation
     ]
     problems += [_card_changed(status, path) for status, path in _diff(ws.root, "HEAD", *sorted(cards))]
+    problems += [
+        f"{path} differs from git HEAD ({'deleted' if status == 'D' else 'edited'}): restore it with "
+        f"git checkout HEAD -- {path}"
+        for status, path in _diff(ws.root, "HEAD", *sorted(evaluation))
+    ]
     untracked = git.run(ws.root, "ls-files", "--others", "--exclude-standard", "--", rel).splitlines()
     problems += [
         f"{path} is not tracked by git, so it is not part of the version: remove it" for path in untracked
