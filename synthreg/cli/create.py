@@ -18,6 +18,10 @@ def create(
     spec: Annotated[Path | None, typer.Option("--spec", help="YAML or JSON spec file.")] = None,
     story: Annotated[str | None, typer.Option(help="The dataset in plain language (uses [llm]).")] = None,
     story_file: Annotated[Path | None, typer.Option(help="A file holding the story.")] = None,
+    like: Annotated[
+        list[Path] | None,
+        typer.Option("--like", help="Infer the spec from real tables (as `spec infer`; repeatable)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     rows: Annotated[
         list[str] | None, typer.Option("--rows", help="Override a table's rows: TABLE=N (repeatable).")
@@ -43,8 +47,10 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Generate a dataset version from a spec and register it (validated, tracked, logged)."""
-    if spec is None and story is None and story_file is None:
-        raise UsageError("create needs --spec FILE (see examples/fitness.yaml) or --story TEXT")
+    if like and (spec is not None or story is not None or story_file is not None):
+        raise UsageError("give either --like PATH or --spec/--story, not both")
+    if spec is None and story is None and story_file is None and not like:
+        raise UsageError("create needs --spec FILE (see examples/fitness.yaml), --story TEXT or --like PATH")
     if spec is not None and (story is not None or story_file is not None):
         raise UsageError("give either --spec or --story/--story-file, not both")
     if workers is not None and workers < 1:
@@ -59,7 +65,14 @@ def create(
     reg = synthreg.open(workspace_path(ctx))
     source: Any = spec
     drafted: Any = None
-    if spec is None:
+    if like:
+        from synthreg.registry.infer import infer_spec
+
+        inferred = infer_spec(like)
+        for note in inferred.notes:
+            typer.echo(f"note: {note}", err=True)
+        source = inferred.spec
+    elif spec is None:
         from synthreg.cli.spec import read_story
         from synthreg.registry.story import draft
 

@@ -146,8 +146,8 @@ def _children(con: Any, t: _Table, column: str, parent: _Table) -> dict[str, Any
     c = next(x for x in t.profile.columns if x.name == column)
     assert parent.key is not None
     row = con.execute(
-        f"WITH n AS (SELECT p.{parent.key.expr} AS k, count(c.{c.expr}) AS n FROM {quote(parent.name)} p "
-        f"LEFT JOIN {quote(t.name)} c ON c.{c.expr} = p.{parent.key.expr} GROUP BY 1), "
+        f"WITH n AS (SELECT {parent.key.of('p')} AS k, count({c.of('c')}) AS n FROM {quote(parent.name)} p "
+        f"LEFT JOIN {quote(t.name)} c ON {c.of('c')} = {parent.key.of('p')} GROUP BY 1), "
         "r AS (SELECT n, row_number() OVER (ORDER BY n DESC) AS i, count(*) OVER () AS total FROM n) "
         "SELECT min(n), max(n), sum(n) FILTER (WHERE i <= greatest(1, total // 10)) / sum(n) FROM r"
     ).fetchone()
@@ -239,9 +239,9 @@ def _time_order(con: Any, t: _Table, tables: dict[str, _Table]) -> None:
             assert parent.key is not None
             for pc in (x for x in parent.profile.columns if x.kind in ("date", "datetime") and x.non_null):
                 broken, gap = con.execute(
-                    f"SELECT count(*) FILTER (WHERE c.{c.expr}::TIMESTAMP < p.{pc.expr}::TIMESTAMP), "
-                    f"avg(epoch(c.{c.expr}::TIMESTAMP) - epoch(p.{pc.expr}::TIMESTAMP)) "
-                    f"FROM {quote(t.name)} c JOIN {quote(pname)} p ON c.{fkc.expr} = p.{parent.key.expr}"
+                    f"SELECT count(*) FILTER (WHERE {c.of('c')}::TIMESTAMP < {pc.of('p')}::TIMESTAMP), "
+                    f"avg(epoch({c.of('c')}::TIMESTAMP) - epoch({pc.of('p')}::TIMESTAMP)) "
+                    f"FROM {quote(t.name)} c JOIN {quote(pname)} p ON {fkc.of('c')} = {parent.key.of('p')}"
                 ).fetchone()
                 if broken == 0 and gap is not None and (best is None or gap < best[0]):
                     best = (gap, f"{pname}.{pc.name}", fk)

@@ -70,7 +70,11 @@ class ColumnProfile:
     @property
     def expr(self) -> str:
         """The SQL expression for the column's values (text dates are cast)."""
-        col = quote(self.real)
+        return self.of("")
+
+    def of(self, alias: str) -> str:
+        """``expr`` on the table aliased ``alias`` in a join."""
+        col = f"{alias}.{quote(self.real)}" if alias else quote(self.real)
         if self.duck_type == "VARCHAR" and self.kind in ("datetime", "date"):
             return f"TRY_CAST({col} AS TIMESTAMP)"
         return col

@@ -132,6 +132,7 @@ def _single(con: Any, name: str, path: Path, kind: str) -> None:
             con.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()
         else:
             con.execute(f"CREATE TABLE {quote(name)} AS SELECT * FROM read_csv({literal}, header = true)")
+            _recheck_csv(con, name, literal)
     except duckdb.Error as exc:
         fix = (
             "check that it is a valid Parquet file (rewrite it with pyarrow or DuckDB)"
@@ -139,6 +140,16 @@ def _single(con: Any, name: str, path: Path, kind: str) -> None:
             else "check the delimiter, the quoting and that every row has the header's columns"
         )
         raise UsageError(f"{path}: cannot be read as {kind.upper()} ({first_line(exc)}): {fix}") from None
+
+
+def _recheck_csv(con: Any, name: str, literal: str) -> None:
+    """One column whose header holds a delimiter: the sniffer gave up on ragged rows; read strictly."""
+    described = con.execute(f"DESCRIBE {quote(name)}").fetchall()
+    delim = next((d for d in ",;\t|" if d in described[0][0]), None)
+    if len(described) == 1 and delim is not None:
+        con.execute(f"DROP TABLE {quote(name)}")
+        sql = f"SELECT * FROM read_csv({literal}, header = true, delim = '{delim}', quote = '\"')"
+        con.execute(f"CREATE TABLE {quote(name)} AS {sql}")
 
 
 def _duckdb_tables(con: Any, path: Path, index: int) -> list[str]:
