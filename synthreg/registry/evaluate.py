@@ -12,7 +12,6 @@ rows, the second the holdout. Fidelity always compares against the ``--against``
 from __future__ import annotations
 
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ class EvaluationRun:
     label: str
     data: dict[str, Any]  # what evaluation.json holds (less what storing adds)
     utility: Any = None  # validators.utility.UtilityResult
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> seconds, peak_mb
+    stages: dict[str, dict[str, float | None]] = field(default_factory=dict)  # stage -> seconds, peak_rss_mb
 
 
 def evaluate(
@@ -121,22 +120,34 @@ def _target(target: str | None, tables: dict[str, Any], keys: dict[str, set[str]
 
 
 class _Stage:
-    """Time and peak traced memory of one stage (tracemalloc sees numpy and pandas buffers)."""
+    """Wall time and peak RSS of one stage (Linux: the high-water mark is reset at the start
+    through /proc/self/clear_refs; elsewhere the peak is None)."""
 
-    def __init__(self, stages: dict[str, dict[str, float]], name: str):
+    def __init__(self, stages: dict[str, dict[str, float | None]], name: str):
         self.stages, self.name = stages, name
 
     def __enter__(self) -> None:
-        tracemalloc.start()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
         self.stages[self.name] = {
             "seconds": round(time.perf_counter() - self.t0, 3),
-            "peak_mb": round(peak / 2**20, 1),
+            "peak_rss_mb": _hwm_mb(),
         }
+
+
+def _hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def compute(
@@ -149,7 +160,7 @@ def compute(
 ) -> EvaluationRun:
     """Read and score; write nothing. Bad input raises UsageError before any scoring."""
     dataset, version, inp = _prepare(ws, ref, against, holdout, target)
-    stages: dict[str, dict[str, float]] = {}
+    stages: dict[str, dict[str, float | None]] = {}
     with _Stage(stages, "read"):
         synth, real, held = _read_all(inp, seed)
     kinds, skipped = {}, {}
