@@ -34,7 +34,8 @@ tables:
     columns:
       customer_id: {{type: int}}
       segment: {{type: category, values: {{retail: 0.6, smb: 0.3, enterprise: 0.1}}}}
-      income: {{type: float, distribution: {{kind: lognormal, mean: {income}, sigma: 0.6}}, min: 1, decimals: 2}}
+      income:
+        {{type: float, distribution: {{kind: lognormal, mean: {income}, sigma: 0.6}}, min: 1, decimals: 2}}
       age: {{type: int, distribution: {{kind: normal, mean: {age}, std: 11}}, min: 18, max: 95}}
       signed_up_at: {{type: datetime, start: 2020-01-01, end: 2024-12-31}}
       churned: {{type: bool, p: {churn}}}
@@ -60,7 +61,8 @@ from synthreg.registry.evaluate_store import store
 root, real = Path(sys.argv[1]), Path(sys.argv[2])
 ws = synthreg.open(root).workspace
 start = time.perf_counter()
-run = compute(ws, "bench@v2", [real / "customers.parquet", real / "purchases.parquet"], target="purchases.channel")
+tables = [real / "customers.parquet", real / "purchases.parquet"]
+run = compute(ws, "bench@v2", tables, target="purchases.channel")
 t = time.perf_counter()
 data = store(ws, run)
 stored = time.perf_counter() - t

@@ -11,6 +11,7 @@ rows, the second the holdout. Fidelity always compares against the ``--against``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,10 +128,8 @@ class _Stage:
         self.stages, self.name = stages, name
 
     def __enter__(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
