@@ -113,7 +113,9 @@ def test_parquet_infers_types_keys_time_order_and_privacy(real: dict[str, Any]) 
     assert customers.columns["code"].pattern == r"CU-\d{5}" and customers.columns["code"].unique
     assert customers.columns["vip"].type == "bool"
     assert customers.columns["signed_up_at"].start.year == 2023
-    assert RARE not in text and SECRET not in text and "parcel" not in text
+    assert RARE not in text and SECRET not in text and "secret" not in text
+    note = orders.columns["note"]  # free text: only tokens seen in >= 16 rows (1% of 1,600)
+    assert set(note.words) == {"order", "note", "about", "parcel", *("x" * k for k in range(1, 7))}
     assert "Privacy:" in spec.description and "max(5 rows, 1%" in spec.description
 
 
@@ -210,3 +212,48 @@ def test_create_like_registers_the_inferred_spec(real: dict[str, Any], workspace
     assert frozen["tables"]["orders"]["columns"]["customer_id"]["foreign_key"] == "customers.customer_id"
     card = (version / "datacard.md").read_text()
     assert "Privacy:" in card and RARE not in card
+
+
+def test_words_column_generates_only_its_tokens(tmp_path: Path) -> None:
+    spec = parse_spec(
+        {
+            "tables": {
+                "t": {
+                    "rows": 2000,
+                    "columns": {
+                        "note": {
+                            "type": "text",
+                            "words": {"a": 0.7, "b": 0.3},
+                            "min_words": 2,
+                            "max_words": 3,
+                        }
+                    },
+                }
+            }
+        },
+        "words.yaml",
+    )
+    generate(spec, tmp_path, workers=1)
+    notes = pq.read_table(tmp_path / "tables" / "t")["note"].to_pylist()
+    tokens = [w for n in notes for w in n.split(" ")]
+    assert {len(n.split(" ")) for n in notes} == {2, 3} and set(tokens) == {"a", "b"}
+    assert abs(tokens.count("a") / len(tokens) - 0.7) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ({"type": "text", "words": {"a": 0.5, "b": 0.4}}, "add up to 1"),
+        ({"type": "text", "words": {"a b": 1.0}}, "hold no spaces"),
+        ({"type": "text", "words": {"a": 1.0}, "min_words": 3, "max_words": 2}, "swap them"),
+        ({"type": "text", "words": {"a": 1.0}, "unique": True}, "cannot be unique"),
+        ({"type": "text", "vocab": "city", "min_words": 2}, "apply to a text column with 'words'"),
+        ({"type": "int", "words": {"a": 1.0}}, "apply to text columns"),
+        ({"type": "text", "words": {"a": 1.0}, "pattern": "A"}, "needs either"),
+    ],
+)
+def test_bad_words_columns_are_spec_errors(column: dict[str, Any], expected: str) -> None:
+    from synthreg.errors import SpecError
+
+    with pytest.raises(SpecError, match=expected):
+        parse_spec({"tables": {"t": {"rows": 1, "columns": {"c": column}}}}, "words.yaml")

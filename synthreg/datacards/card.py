@@ -141,6 +141,8 @@ def _describe(col: Any) -> str:
         return f"written by {', '.join(col.llm.models)} from the prompt: {col.llm.prompt}"
     if col.type == "text" and col.pattern:
         return f"pattern {col.pattern}" + (" (unique)" if col.unique else "")
+    if col.type == "text" and col.words:
+        return f"{col.min_words or 1}-{col.max_words or col.min_words or 1} of {len(col.words)} tokens"
     if col.type == "text":
         return f"{col.vocab} ({col.locale})"
     if col.expr:

@@ -159,7 +159,7 @@ def arrow_type(spec: Spec, table: str, name: str) -> pa.DataType:
     if col.type == "category":
         return pa.dictionary(_index_type(len(col.categories)), pa.string())
     if col.type == "text":
-        if col.pattern is not None or col.vocab in STRING_VOCABS:
+        if col.pattern is not None or col.words is not None or col.vocab in STRING_VOCABS:
             return pa.string()
         return pa.dictionary(pa.int32(), pa.string())
     if col.type in ("uuid", "llm_text"):
@@ -364,6 +364,8 @@ def _numbers(ctx: BlockContext, name: str, low: int, high: int, purpose: str) ->
 def _text(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:
     if col.pattern is not None:
         return _pattern(col, ctx, name)
+    if col.words is not None:
+        return _words(col, ctx, name)
     assert col.vocab
     builders: dict[str, Callable[[], pa.Array]] = {
         "email": lambda: _email(col, ctx, name),
@@ -396,6 +398,22 @@ def _pattern(col: Column, ctx: BlockContext, name: str, text: str | None = None)
         return patterns.render_indices(compiled, patterns.decode_number(compiled, values))
     choice = ctx.rng(name, "pattern").integers(0, 1 << 30, size=(ctx.rows, len(compiled)))
     return patterns.render_indices(compiled, choice)
+
+
+def _words(col: Column, ctx: BlockContext, name: str) -> pa.Array:
+    """Tokens drawn by their probabilities, ``min_words``..``max_words`` of them, joined by spaces."""
+    assert col.words is not None
+    tokens = pa.array(list(col.words), type=pa.string())
+    low = col.min_words or 1
+    high = max(col.max_words or low, low)
+    counts = ctx.rng(name, "extra").integers(low, high + 1, size=ctx.rows)
+    cum = np.cumsum(list(col.words.values()))
+    cum[-1] = 1.0
+    u = ctx.rng(name).random(int(counts.sum()))
+    idx = np.minimum(np.searchsorted(cum, u, side="right"), len(tokens) - 1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(_arrow(offsets, pa.int32()), tokens.take(_arrow(idx, pa.int32())))
+    return pc.binary_join(lists, " ")
 
 
 def _uuid(col: Column, ctx: BlockContext, name: str, typ: pa.DataType) -> pa.Array:

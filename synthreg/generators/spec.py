@@ -170,6 +170,9 @@ class Column(_Strict):
     end: dt.datetime | None = None
     vocab: str | None = None
     pattern: str | None = None
+    words: dict[str, float] | None = None  # a text column of tokens: token -> probability
+    min_words: int | None = Field(default=None, ge=1, le=200)
+    max_words: int | None = Field(default=None, ge=1, le=200)
     expr: str | None = None
     after: str | None = None
     via: str | None = None
@@ -244,6 +247,7 @@ class Column(_Strict):
                 raise ValueError("a derived column ('expr') cannot also have a distribution or foreign_key")
         if self.llm is not None and self.type != "llm_text":
             raise ValueError(f"'llm' (a prompt for the LLM) applies to llm_text columns, not {self.type}")
+        self._check_words_placement()
         if self.after is not None and self.type not in ("datetime", "date"):
             raise ValueError("'after' (time order) applies to datetime and date columns")
         if self.foreign_key is not None:
@@ -255,6 +259,14 @@ class Column(_Strict):
                     "e.g. foreign_key: users.user_id"
                 )
         return self
+
+    def _check_words_placement(self) -> None:
+        if (self.words, self.min_words, self.max_words) != (None, None, None) and self.type != "text":
+            raise ValueError("'words', 'min_words' and 'max_words' apply to text columns")
+        if (self.min_words is not None or self.max_words is not None) and self.words is None:
+            raise ValueError(
+                "min_words and max_words apply to a text column with 'words': add words or remove them"
+            )
 
     def _check_category(self) -> None:
         if not self.values:
@@ -272,11 +284,14 @@ class Column(_Strict):
             raise ValueError("category values must be distinct")
 
     def _check_text(self) -> None:
-        if (self.vocab is None) == (self.pattern is None):
+        if sum(k is not None for k in (self.vocab, self.pattern, self.words)) != 1:
             raise ValueError(
-                f"a text column needs either 'vocab' (one of {', '.join(VOCABULARIES)}) "
-                "or 'pattern' (e.g. 'ORD-\\d{6}')"
+                f"a text column needs either 'vocab' (one of {', '.join(VOCABULARIES)}), "
+                "'pattern' (e.g. 'ORD-\\d{6}') or 'words' (a map token -> probability)"
             )
+        if self.words is not None:
+            self._check_words()
+            return
         if self.pattern is not None:
             from synthreg.generators.pattern import parse_pattern
 
@@ -293,6 +308,18 @@ class Column(_Strict):
             raise ValueError(
                 "an email column is derived from names: add from: [first_name_column, last_name_column]"
             )
+
+    def _check_words(self) -> None:
+        words = self.words or {}
+        if not words or any(p < 0 for p in words.values()) or abs(sum(words.values()) - 1.0) > 1e-6:
+            raise ValueError("'words' needs tokens with probabilities >= 0 that add up to 1")
+        if any(not w or any(ch.isspace() for ch in w) for w in words):
+            raise ValueError("'words' tokens must be non-empty and hold no spaces: split them")
+        low, high = self.min_words or 1, self.max_words or self.min_words or 1
+        if low > high:
+            raise ValueError(f"min_words ({low}) > max_words ({high}): swap them")
+        if self.unique:
+            raise ValueError("a 'words' column cannot be unique: use a pattern for unique text")
 
     def _check_llm_text(self) -> None:
         if self.llm is None:

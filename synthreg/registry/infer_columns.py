@@ -250,7 +250,26 @@ def _string(con: Any, table: str, c: ColumnProfile, opts: InferOptions) -> tuple
         return out, "pattern"
     if frequent and covered >= 0.5:
         return _category(frequent, c, threshold)
-    return {"type": "text", "vocab": "review"}, "review"
+    return _words(con, table, c, threshold)
+
+
+def _words(con: Any, table: str, c: ColumnProfile, threshold: int) -> tuple[dict[str, Any], str]:
+    """Free text: its tokens that appear in at least ``threshold`` rows, weighted by those rows."""
+    split = rf"string_split_regex(trim({c.expr}), '\s+')"
+    tokens = con.execute(
+        f"SELECT tok, count(*) AS n FROM (SELECT unnest(list_distinct({split})) AS tok FROM {quote(table)} "
+        f"WHERE {c.expr} IS NOT NULL) WHERE tok <> '' GROUP BY tok HAVING count(*) >= ? "
+        "ORDER BY n DESC, tok LIMIT 500",
+        [threshold],
+    ).fetchall()
+    if not tokens:
+        return {"type": "text", "vocab": "review"}, "review"
+    low, high = con.execute(
+        f"SELECT quantile_disc(len({split}), [0.05, 0.95]) FROM {quote(table)} WHERE {c.expr} IS NOT NULL"
+    ).fetchone()[0]
+    out = {"type": "text", "words": _category(tokens, c, threshold)[0]["values"]}
+    out.update(min_words=max(1, min(int(low), 200)), max_words=max(1, min(int(high), 200)))
+    return out, f"tokens (each in >= {threshold} rows)"
 
 
 def _category(
