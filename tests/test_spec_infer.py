@@ -257,3 +257,28 @@ def test_bad_words_columns_are_spec_errors(column: dict[str, Any], expected: str
 
     with pytest.raises(SpecError, match=expected):
         parse_spec({"tables": {"t": {"rows": 1, "columns": {"c": column}}}}, "words.yaml")
+
+
+def test_messy_columns_still_make_a_valid_spec(tmp_path: Path) -> None:
+    n = 300
+    rng = np.random.default_rng(3)
+    table = pa.table(
+        {
+            "Order Date": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(n)],
+            "city": [f"Zoë-{i}" for i in range(n)],
+            "label": [f"Ünïcødé {i} ~ {'x' * (i % 40)}" for i in range(n)],
+            "tags": [[1, 2]] * n,
+            "nothing": pa.nulls(n, pa.string()),
+            "ratio": np.where(rng.random(n) < 0.5, np.nan, rng.random(n)),
+        }
+    )
+    pq.write_table(table, tmp_path / "messy data.parquet")
+    result = runner.invoke(app, ["spec", "infer", str(tmp_path / "messy data.parquet")])
+    assert result.exit_code == 0, result.output
+    spec = parse_spec(yaml.safe_load(result.stdout), "messy.yaml")
+    columns = spec.tables["messy_data"].columns
+    assert columns["Order_Date"].type == "date" and columns["city"].vocab == "city"
+    assert "tags" not in columns and "nothing" not in columns
+    assert 0.4 < columns["ratio"].null_rate < 0.6  # NaN counts as null
+    assert "named 'Order_Date'" in result.stderr and "tags: left out" in result.stderr
+    generate(spec, tmp_path / "out", workers=1)

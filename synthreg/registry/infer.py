@@ -64,6 +64,7 @@ def infer_spec(
         )
     notes: list[str] = []
     with open_sources([Path(p) for p in paths], memory_limit) as src:
+        notes += [f"table '{real}': named '{name}' in the spec" for name, real in src.renamed.items()]
         tables = {name: _profile(src, name, notes) for name in src.origin}
         for t in tables.values():
             t.key = _primary_key(t)
@@ -267,20 +268,23 @@ def _spec_data(
 
 
 def _privacy_note(src: Sources, opts: InferOptions, kinds: dict[str, set[str]]) -> str:
-    cats = sorted(next((v for k, v in kinds.items() if k == "categories"), set()))
+    threshold = f"max({opts.min_count} rows, {opts.min_share:.0%} of the column's non-null rows)"
+    held = [
+        f"{what} of {', '.join(sorted(kinds[key]))}"
+        for key, what in (("categories", "category values"), ("tokens", "free-text tokens"))
+        if kinds.get(key)
+    ]
     real = (
-        f"Real values appear only as category values of {', '.join(cats)}, each seen in at least "
-        f"max({opts.min_count} rows, {opts.min_share:.0%} of the column's non-null rows); rarer values "
-        "were left out."
-        if cats
-        else "No real value appears verbatim: no category value passed the frequency threshold "
-        f"(max({opts.min_count} rows, {opts.min_share:.0%} of the column's non-null rows))."
+        f"Real values appear only as {' and as '.join(held)}, each seen in at least {threshold}; "
+        "rarer ones were left out."
+        if held
+        else f"No real value appears verbatim: none was seen in at least {threshold}."
     )
     return (
-        f"Inferred by `registry spec infer` from {', '.join(src.files)}. "
-        f"Privacy: {real} Numbers are quantiles and shares (aggregates), dates are whole-day ranges, "
-        "keys are renumbered 1..n, other text is a pattern of character classes, a built-in vocabulary "
-        "or built-in sentences; no row was copied."
+        f"Inferred by `registry spec infer` from {', '.join(src.files)}. Privacy: {real} Numbers are "
+        "quantiles and shares (aggregates), dates whole-day ranges, keys renumbered 1..n; text patterns keep "
+        "only punctuation and a prefix every value shares; other text is a built-in vocabulary. No row was "
+        "copied."
     )
 
 

@@ -10,6 +10,7 @@ vocabulary chosen by the column's name, or the shared ``review`` sentences.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,8 @@ _UUID_RE = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 _VOCAB_HINTS = {
     "first_name": ("first_name", "firstname", "given_name", "forename"),
     "last_name": ("last_name", "lastname", "surname", "family_name"),
-    "full_name": ("full_name", "fullname", "name", "customer_name", "contact_name"),
+    "full_name": ("full_name", "fullname", "customer_name", "contact_name"),
+    "product": ("product", "product_name"),
     "email": ("email", "e_mail", "email_address", "mail"),
     "username": ("username", "user_name", "login", "handle"),
     "city": ("city", "town"),
@@ -82,7 +84,7 @@ class ColumnProfile:
     @property
     def null_rate(self) -> float:
         """Share of nulls, rounded to 4 decimals (always < 1)."""
-        return round(1 - self.non_null / self.rows, 4) if self.rows else 0.0
+        return min(round(1 - self.non_null / self.rows, 4), 0.9999) if self.rows else 0.0
 
 
 @dataclass
@@ -184,13 +186,17 @@ def _numeric(con: Any, table: str, c: ColumnProfile, opts: InferOptions) -> tupl
     probs = [round(i / (opts.quantiles - 1), 6) for i in range(opts.quantiles)]
     agg = "approx_quantile" if c.rows > 2_000_000 else "quantile_cont"
     expr = f"{c.expr}::DOUBLE"
-    parts = [f"{agg}({expr}, {probs})"]
+    finite = f"FILTER (WHERE isfinite({expr}))"
+    parts = [f"count(*) FILTER (WHERE NOT isfinite({expr}))", f"{agg}({expr}, {probs}) {finite}"]
     if c.kind == "float":
-        parts += [f"bool_and({expr} = round({expr}, {d}))" for d in range(5)]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {quote(table)} WHERE isfinite({expr})").fetchone()
+        parts += [f"bool_and({expr} = round({expr}, {d})) {finite}" for d in range(5)]
+    nonfinite, *row = con.execute(f"SELECT {', '.join(parts)} FROM {quote(table)}").fetchone()
+    c.non_null -= int(nonfinite)  # NaN and infinities count as nulls: the engine draws finite numbers
+    if row[0] is None:  # no finite value: a constant under the nulls
+        return {"type": c.kind, "min": 0, "max": 0}, "quantiles"
     digits = next((d for d, exact in enumerate(row[1:]) if exact), None)
     places = 3 if c.kind == "int" else (digits + 2 if digits is not None else None)
-    quantiles = [_round(float(q), places) for q in row[0]]
+    quantiles = [_round(float(q), places) for q in itertools.accumulate(row[0], max)]  # monotone
     if c.kind == "int":
         quantiles = [int(q) if q == int(q) else q for q in quantiles]
     out: dict[str, Any] = {"type": c.kind, "distribution": {"kind": "empirical", "quantiles": quantiles}}
@@ -262,6 +268,7 @@ def _words(con: Any, table: str, c: ColumnProfile, threshold: int) -> tuple[dict
         "ORDER BY n DESC, tok LIMIT 500",
         [threshold],
     ).fetchall()
+    tokens = [(t, n) for t, n in tokens if not any(ch.isspace() for ch in t)]  # Unicode spaces RE2 kept
     if not tokens:
         return {"type": "text", "vocab": "review"}, "review"
     low, high = con.execute(
@@ -317,7 +324,8 @@ def _pattern(con: Any, table: str, c: ColumnProfile, threshold: int) -> str | No
         return None
     shape_text, count, low, high = row
     prefix = _common_prefix(low, high) if count >= threshold else ""
-    return _render(prefix, shape_text[len(prefix) :])
+    pattern = _render(prefix, shape_text[len(prefix) :])
+    return pattern if pattern.isascii() else None  # patterns are ASCII-only
 
 
 def _common_prefix(a: str, b: str) -> str:
