@@ -37,6 +37,7 @@ def offline_defaults() -> dict[str, str]:
         "DVC_SITE_CACHE_DIR": str(site_cache),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",  # the text extra's model loads from site-packages
         "GX_ANALYTICS_ENABLED": "false",
         "MPLBACKEND": "Agg",
         "GIT_PYTHON_REFRESH": "quiet",

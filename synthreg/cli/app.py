@@ -22,6 +22,7 @@ from synthreg.cli import (
     serve,
     show,
     spec,
+    text,
 )
 
 app = typer.Typer(
@@ -64,6 +65,8 @@ app.command("show")(show.show)
 app.command("diff")(inspect.diff)
 app.command("rollback")(governance.rollback)
 app.command("checkout")(governance.checkout)
+app.command("search")(text.search)
+app.command("export")(text.export)
 app.add_typer(governance.alias_app, name="alias")
 app.command("review")(governance.review)
 app.command("disable")(governance.disable)

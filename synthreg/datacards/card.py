@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from synthreg.datacards.text_card import semantic_md
 from synthreg.generators.spec import Spec
 
 __all__ = ["CARD_FILES", "CardFacts", "build_card", "render_markdown", "size_category", "write_card"]
@@ -411,6 +412,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- review status: {ident['status']}",
         "",
         *_evaluation_md(card.get("evaluation")),
+        *semantic_md(val.get("quality")),
         "## Risks and limitations",
         "",
         card["risks"]["synthetic"],

@@ -194,6 +194,18 @@ class Registry:
 
         return checkout(self.workspace, ref, Path(dest) if dest else None)
 
+    def search(self, ref: str, query: str, where: str | None = None, limit: int = 20) -> dict[str, Any]:
+        """Full-text search over a version's free text: hits with tags and provenance."""
+        from synthreg.registry.search import search
+
+        return search(self.workspace, ref, query, where, limit)
+
+    def export(self, ref: str, fmt: str, dest: str | Path | None = None) -> Any:
+        """Write a version as jsonl, csv or hf (``datasets.load_from_disk``) with its DataCard."""
+        from synthreg.registry.export import export
+
+        return export(self.workspace, ref, fmt, Path(dest) if dest else None)
+
     def alias(self, ref: str, alias: str) -> Any:
         """Point ``alias`` at a version."""
         from synthreg.registry.review import set_version_alias

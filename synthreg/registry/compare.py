@@ -21,6 +21,7 @@ from synthreg.registry.events import record
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import DiffRecord, read_session, write_session
+from synthreg.registry.text_monitor import diff_markdown, diff_page, diff_semantic
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["diff", "diffs_of"]
@@ -42,11 +43,14 @@ def diff(ws: Workspace, ref_a: str, ref_b: str, report: Path | None = None) -> d
     result: DiffResult = diff_versions(
         ws.root / va.path, ws.root / vb.path, label_a, label_b, plots_dir=out / "plots"
     )
-    data = result.to_dict()
+    dirs, labels = (ws.root / va.path, ws.root / vb.path), (label_a, label_b)
+    semantic = diff_semantic(dirs, labels, out / "plots", ws.settings.state_dir)  # None: no shared text
+    data = result.to_dict() | ({"semantic": semantic} if semantic else {})
     (out / "diff.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    (out / "diff.md").write_text(render_markdown(result, "plots"))
+    (out / "diff.md").write_text(render_markdown(result, "plots") + diff_markdown(semantic))
     if report is not None:
         text = render_html(result, out / "plots") if report.suffix == ".html" else render_markdown(result)
+        text = diff_page(text, semantic, out / "plots", report.suffix == ".html")
         report.write_text(text, encoding="utf-8")
     with ws.lock(), write_session(ws.engine) as session:
         session.add(

@@ -35,6 +35,7 @@ from synthreg.registry.publish import Candidate, Clock, VersionResult, publish
 from synthreg.registry.refs import check_name
 from synthreg.registry.store import utcnow
 from synthreg.registry.story import export_calls, gateway_for
+from synthreg.registry.text_monitor import cache_dir_of, with_semantic
 from synthreg.registry.workspace import Workspace
 from synthreg.validators.quality import quality_metrics
 from synthreg.validators.report import render_validation_report
@@ -219,9 +220,12 @@ def _stage(
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
     quality = clock("quality", lambda: quality_metrics(spec, staging / "tables", validation))
+    # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
+    cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
+    quality = clock("semantic", lambda: with_semantic(quality, spec, staging, cache))
     (staging / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     (staging / "validation.html").write_text(
-        render_validation_report(f"{name}: validation", validation, quality), encoding="utf-8"
+        render_validation_report(f"{name}: validation", validation, quality, staging), encoding="utf-8"
     )
     clock("card", lambda: _card_inputs(staging, spec))
     total = sum(gen.rows.values())

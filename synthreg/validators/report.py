@@ -1,9 +1,9 @@
 """A validation report as one self-contained HTML page.
 
-Inline CSS only: no scripts, no stylesheets or images fetched, no external URL at
-all. Every value from the data is HTML-escaped, and ``://`` in it is written as
-``:&#47;&#47;`` so that no ``http://`` or ``https://`` appears in the page source
-(browsers still show the text as it was; nothing becomes a link).
+Inline CSS only: no scripts, no stylesheets or images fetched (the text monitor's plots are
+embedded as ``data:`` URIs), no external URL at all. Every value from the data is HTML-escaped,
+and ``://`` in it is written as ``:&#47;&#47;`` so that no ``http://`` or ``https://`` appears in
+the page source (browsers still show the text as it was; nothing becomes a link).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["render_validation_report"]
@@ -29,15 +30,19 @@ td.json { font: 12px ui-monospace, monospace; white-space: pre-wrap; max-width: 
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
 .score { font-size: 2rem; font-weight: 700; }
 """
-_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def render_validation_report(
-    title: str, validation: dict[str, Any], quality: dict[str, Any] | None = None
+    title: str,
+    validation: dict[str, Any],
+    quality: dict[str, Any] | None = None,
+    images_dir: Path | None = None,
 ) -> str:
     """One HTML page: summary, failed checks, all checks per table, then quality metrics.
 
     ``validation`` is ``ValidationResult.to_dict()``; ``quality`` is ``quality_metrics(...)``.
+    ``images_dir``: the version directory the semantic figures' plots are relative to (embedded).
     """
     checks = list(validation.get("checks") or [])
     failed = [c for c in checks if not c.get("success")]
@@ -51,6 +56,10 @@ def render_validation_report(
     ]
     if quality is not None:
         body.append(_quality(quality))
+    if quality is not None and quality.get("semantic"):
+        from synthreg.validators.semantic_report import semantic_html
+
+        body.append(semantic_html(quality["semantic"], images_dir))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
