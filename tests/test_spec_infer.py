@@ -282,3 +282,13 @@ def test_messy_columns_still_make_a_valid_spec(tmp_path: Path) -> None:
     assert 0.4 < columns["ratio"].null_rate < 0.6  # NaN counts as null
     assert "named 'Order_Date'" in result.stderr and "tags: left out" in result.stderr
     generate(spec, tmp_path / "out", workers=1)
+
+
+def test_shapes_of_a_large_column_come_from_a_sample(
+    real: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthreg.registry import infer_columns
+
+    monkeypatch.setattr(infer_columns, "SHAPE_SAMPLE", 100)  # 400 customers: a sample of 100
+    spec, _ = _infer(real["parquet"][0])
+    assert spec.tables["customers"].columns["code"].pattern == r"CU-\d{5}"

@@ -307,23 +307,43 @@ def email_hint(name: str) -> bool:
     return any(lower == n or lower.endswith("_" + n) for n in _VOCAB_HINTS["email"])
 
 
-_SHAPE = (
-    "regexp_replace(regexp_replace(regexp_replace({e}, '[0-9]', '9', 'g'), '[A-Z]', 'A', 'g'), "
-    "'[a-z]', 'a', 'g')"
+_SHAPE = (  # digits -> 9, upper-case ASCII letters -> A, lower-case -> a (translate: no regex, fast)
+    "translate({e}, '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', "
+    f"'{'9' * 10}{'A' * 26}{'a' * 26}')"
 )
 
 
+#: above this many values, shapes are read from a seeded sample of this many rows
+SHAPE_SAMPLE = 200_000
+
+
 def _pattern(con: Any, table: str, c: ColumnProfile, threshold: int) -> str | None:
-    """A fixed-length pattern of character classes, when 90% of the values share one shape."""
+    """A fixed-length pattern of character classes, when 90% of the values share one shape.
+
+    Lengths first (cheap): 90% of the values must share one. Shapes then come from every value,
+    or from a seeded sample of ``SHAPE_SAMPLE`` rows of a larger column (the share is an estimate;
+    a prefix is kept only when the rows sharing it stand for at least ``threshold`` rows)."""
+    (top,) = con.execute(
+        f"SELECT max(n) FROM (SELECT count(*) AS n FROM {quote(table)} WHERE {c.expr} IS NOT NULL "
+        f"GROUP BY length({c.expr}))"
+    ).fetchone()
+    if not top or top < 0.9 * c.non_null:
+        return None
+    source = quote(table)
+    if c.non_null > SHAPE_SAMPLE:  # rows sampled before the WHERE: the total is counted after it
+        source = (
+            f"(SELECT * FROM {source} USING SAMPLE reservoir({SHAPE_SAMPLE} ROWS) REPEATABLE (0)) AS sampled"
+        )
     shape = _SHAPE.format(e=c.expr)
     row = con.execute(
-        f"SELECT {shape} AS s, count(*) AS n, min({c.expr}), max({c.expr}) FROM {quote(table)} "
-        f"WHERE {c.expr} IS NOT NULL GROUP BY s ORDER BY n DESC LIMIT 1"
+        f"SELECT {shape} AS s, count(*) AS n, min({c.expr}), max({c.expr}), sum(count(*)) OVER () "
+        f"FROM {source} WHERE {c.expr} IS NOT NULL GROUP BY s ORDER BY n DESC LIMIT 1"
     ).fetchone()
-    if row is None or row[1] < 0.9 * c.non_null or not 0 < len(row[0]) <= 64:
+    if row is None or row[1] < 0.9 * row[4] or not 0 < len(row[0]) <= 64:
         return None
-    shape_text, count, low, high = row
-    prefix = _common_prefix(low, high) if count >= threshold else ""
+    total = int(row[4])
+    shape_text, count, low, high, _ = row
+    prefix = _common_prefix(low, high) if count * c.non_null / total >= threshold else ""
     pattern = _render(prefix, shape_text[len(prefix) :])
     return pattern if pattern.isascii() else None  # patterns are ASCII-only
 
