@@ -169,6 +169,9 @@ def test_threshold_is_an_option(real: dict[str, Any]) -> None:
     spec, _ = _infer(*real["parquet"], "--min-count", "2", "--min-share", "0")
     assert RARE in spec.tables["customers"].columns["segment"].categories
     assert "max(2 rows, 0% " in spec.description
+    for bad in (["--min-share", "1.5"], ["--min-count", "0"], ["--memory-limit", "1GB'; DROP"]):
+        result = runner.invoke(app, ["spec", "infer", str(real["parquet"][0]), *bad])
+        assert result.exit_code == 2 and bad[0] in result.stderr, result.output
     spec, _ = _infer(*real["parquet"], "--min-share", "0.5")
     segment = spec.tables["customers"].columns["segment"]
     assert segment.categories == ["retail"] and "rarer values (4" in segment.description

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from synthreg.errors import UsageError
 from synthreg.generators.spec import Spec
 from synthreg.generators.spec_io import parse_spec
 from synthreg.registry.infer_columns import (
@@ -57,8 +58,6 @@ def infer_spec(
     """Infer a spec from real tables (Parquet/CSV files, or DuckDB/SQLite databases)."""
     opts = options or InferOptions()
     if opts.min_count < 1 or not 0 <= opts.min_share < 1:
-        from synthreg.errors import UsageError
-
         raise UsageError(
             "--min-count must be >= 1 and --min-share in [0, 1): e.g. --min-count 5 --min-share 0.01"
         )
@@ -80,8 +79,6 @@ def infer_spec(
 
 
 def _profile(src: Sources, name: str, notes: list[str]) -> _Table:
-    from synthreg.errors import UsageError
-
     seen: dict[str, str] = {}
 
     def spec_name(real: str) -> str:

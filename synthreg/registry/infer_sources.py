@@ -77,6 +77,8 @@ def open_sources(paths: list[Path], memory_limit: str = "1GB") -> Iterator[Sourc
 
     if not paths:
         raise UsageError("give at least one file: a Parquet or CSV file per table, or a database")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", memory_limit, flags=re.IGNORECASE):
+        raise UsageError(f"--memory-limit {memory_limit!r}: give a size such as 512MB or 2GB")
     with tempfile.TemporaryDirectory(prefix="synthreg-infer-") as tmp:
         con = duckdb.connect(str(Path(tmp) / "infer.duckdb"))
         try:
