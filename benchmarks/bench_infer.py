@@ -7,7 +7,8 @@ each stage runs as its own process, measured by ``tree_memory.run_measured`` (wa
 PSS and RSS of the whole process tree):
 
 1. ``registry spec infer customers.parquet orders.parquet``
-2. ``registry spec infer customers.parquet orders.csv`` (the CSV is copied into DuckDB first)
+2. ``registry spec infer customers.parquet orders.csv`` (the CSV is copied into DuckDB first), and
+   again with ``--memory-limit 256MB`` (DuckDB's default here is 1GB)
 3. ``registry create shop --like customers.parquet --like orders.parquet`` in a fresh workspace
 
     .venv/bin/python benchmarks/bench_infer.py                      # ~1-2 minutes on 2 cores
@@ -115,7 +116,9 @@ def main() -> None:
         infer = [REGISTRY, "spec", "infer", str(root / "customers.parquet")]
         line, spec = _measure("spec infer (Parquet)", [*infer, str(root / "orders.parquet")], root)
         lines.append(line)
-        lines.append(_measure("spec infer (orders as CSV)", [*infer, str(root / "orders.csv")], root)[0])
+        csv = [*infer, str(root / "orders.csv")]
+        lines.append(_measure("spec infer (orders as CSV)", csv, root)[0])
+        lines.append(_measure("  same, --memory-limit 256MB", [*csv, "--memory-limit", "256MB"], root)[0])
         if args.infer_only:
             lines += ["", "the inferred spec (Parquet):", *spec.splitlines()]
             return _report(lines, args.out)

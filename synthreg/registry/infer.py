@@ -151,8 +151,8 @@ def _children(con: Any, t: _Table, column: str, parent: _Table) -> dict[str, Any
     ).fetchone()
     low, high, top = int(row[0]), int(row[1]), float(row[2] or 0.0)
     out: dict[str, Any] = {"type": "int", "foreign_key": f"{parent.name}.{parent.key.name}"}
-    if low >= 1:
-        out.update(min_children=low, max_children=max(high, 1))
+    if low >= 1:  # null keys draw parents too: room for every row of the child table
+        out.update(min_children=low, max_children=max(high, -(-t.profile.rows // parent.profile.rows)))
     else:
         skew = _fit_skew(parent.profile.rows, c.non_null, top)
         if skew >= 0.1:  # below: chance, not popularity
@@ -189,7 +189,6 @@ def _fit_skew(parents: int, children: int, observed: float) -> float:
 def _columns(
     con: Any, t: _Table, tables: dict[str, _Table], opts: InferOptions, kinds: dict[str, set[str]]
 ) -> None:
-    names = {c.name: c for c in t.profile.columns}
     for c in t.profile.columns:
         if c.kind == "other" or not c.non_null:
             continue
@@ -205,7 +204,7 @@ def _columns(
             continue
         spec, note = column_spec(con, t.name, c, opts)
         if c.kind == "string" and email_hint(c.name) and spec.get("type") != "category":
-            spec = _email(spec, names, t)
+            spec = _email(spec, t)
             note = "vocab" if "vocab" in spec else note
         t.columns[c.name] = spec
         kinds.setdefault(note.split(" (")[0], set()).add(f"{t.name}.{c.name}")
@@ -213,7 +212,7 @@ def _columns(
             spec["description"] = f"inferred: {note}"
 
 
-def _email(spec: dict[str, Any], names: dict[str, ColumnProfile], t: _Table) -> dict[str, Any]:
+def _email(spec: dict[str, Any], t: _Table) -> dict[str, Any]:
     """An email column built from the table's first and last name columns, when it has both."""
     first = next((n for n, s in t.columns.items() if s.get("vocab") == "first_name"), None)
     last = next((n for n, s in t.columns.items() if s.get("vocab") == "last_name"), None)
