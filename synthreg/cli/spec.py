@@ -81,8 +81,9 @@ def infer(
 ) -> None:
     """Infer a spec from real tables and print it as YAML (nothing is registered).
 
-    Numbers become quantiles, text frequent categories (above the threshold), patterns or built-in
-    vocabularies; keys, foreign keys and time order are found across tables. Notes go to stderr."""
+    Numbers become quantiles; text becomes its frequent categories or tokens (above the threshold),
+    a pattern or a built-in vocabulary; keys, foreign keys and time order are found across tables.
+    Notes go to stderr."""
     from synthreg.registry.infer import InferOptions, infer_spec
 
     if quantiles < 2:
