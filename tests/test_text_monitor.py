@@ -258,3 +258,24 @@ def test_export_bad_input_leaves_nothing(ws: Path, tmp_path: Path) -> None:
         assert message in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+
+
+def test_label_agreement_and_diversity_on_known_vectors() -> None:
+    from synthreg.validators.semantic import TextSample, column_metrics
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(8)[:2]
+    vectors = np.repeat(axes, 20, axis=0) + rng.normal(scale=0.05, size=(40, 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"text number {i}" for i in range(40)]
+    separated = column_metrics(TextSample(np.arange(40), texts, ["a"] * 20 + ["b"] * 20, vectors), 1)
+    assert separated["semantic_label_agreement"]["accuracy"] == 1.0
+    assert separated["semantic_label_agreement"]["chance"] == 0.5
+    assert separated["semantic_per_label"]["a"]["semantic_diversity"] < 0.05  # one direction each
+    assert 0.45 < separated["semantic_diversity"] < 0.6  # half the pairs are orthogonal
+    shuffled = ["a", "b"] * 20
+    mixed = column_metrics(TextSample(np.arange(40), texts, shuffled, vectors), 1)
+    assert mixed["semantic_label_agreement"]["accuracy"] < 0.7
+    same = np.tile(vectors[:1], (40, 1))
+    dup = column_metrics(TextSample(np.arange(40), texts, None, same), 1)
+    assert dup["semantic_diversity"] == 0.0 and dup["semantic_near_duplicates"]["rate"] == 1.0

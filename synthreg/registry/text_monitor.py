@@ -48,7 +48,7 @@ __all__ = [
 #: The tags every row of a text column carries in search results and exports.
 TAG_COLUMNS = ("tag_task_type", "tag_language", "tag_label", "tag_topic_cluster")
 #: Tables with more distinct texts than this get no topic tag (each text would be embedded).
-MAX_TAGGED_TEXTS = 50_000
+MAX_TAGGED_TEXTS = 10_000
 
 
 def cache_dir_of(state_dir: Path) -> Path:

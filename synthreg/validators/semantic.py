@@ -56,7 +56,7 @@ __all__ = [
     "topic_centroids",
 ]
 
-SAMPLE = 2_000
+SAMPLE = 500
 #: Points per version on the style map (t-SNE is quadratic).
 MAP_POINTS = 300
 NEAR_DUPLICATE_COSINE = 0.95
@@ -192,7 +192,7 @@ def grade(text: str) -> float:
 def _near_duplicates(sample: TextSample) -> dict[str, Any]:
     distinct = sorted(set(sample.texts))
     index = {t: i for i, t in enumerate(distinct)}
-    first = {}
+    first: dict[str, int] = {}
     for pos, text in enumerate(sample.texts):
         first.setdefault(text, pos)
     vectors = sample.vectors[[first[t] for t in distinct]] if distinct else sample.vectors[:0]
@@ -261,7 +261,7 @@ def _per_label(sample: TextSample) -> dict[str, Any]:
         out[lab] = {
             "rows": int(mask.sum()),
             "semantic_diversity": _mean_distance(sample.vectors[mask]),
-            "mean_chars": _r(np.mean([len(t) for t in texts])),
+            "mean_chars": _r(float(np.mean([len(t) for t in texts]))),
         }
     return out
 
