@@ -79,3 +79,22 @@ def actor() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return "unknown"
+
+
+class _Process:
+    """Facts about this process that are not in the environment."""
+
+    #: True in the ``registry`` command, one command per process. ``create`` then imports Great
+    #: Expectations and MLflow in its helper process, off its own critical path. A library user's
+    #: long-lived process imports them once, itself, and every helper forked later inherits them.
+    one_shot = False
+
+
+def mark_one_shot() -> None:
+    """This process runs one command and exits (the ``registry`` entry point calls this)."""
+    _Process.one_shot = True
+
+
+def one_shot() -> bool:
+    """Whether :func:`mark_one_shot` was called in this process."""
+    return _Process.one_shot

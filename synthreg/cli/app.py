@@ -93,5 +93,8 @@ def main() -> None:
     """Console-script entry point."""
     import signal
 
+    from synthreg import env
+
     signal.signal(signal.SIGTERM, _terminated)
+    env.mark_one_shot()
     app()

@@ -56,6 +56,12 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def preload(tracking_uri: str) -> None:
+    """Import MLflow and open the tracking store (a local DB is checked and migrated once per
+    process), so that a later :func:`log_version` in this process starts at once."""
+    _client(tracking_uri)
+
+
 def is_server(tracking_uri: str) -> bool:
     """True for a tracking server (``http(s)://``), False for a local store."""
     return tracking_uri.startswith(("http://", "https://"))

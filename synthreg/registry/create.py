@@ -22,6 +22,7 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, generate
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
+from synthreg.registry import sidecar
 from synthreg.registry.facts import file_facts
 from synthreg.registry.llm_tables import (
     CURATION_VERSION,
@@ -37,7 +38,7 @@ from synthreg.registry.store import utcnow
 from synthreg.registry.story import export_calls, gateway_for
 from synthreg.registry.text_monitor import cache_dir_of, with_semantic
 from synthreg.registry.workspace import Workspace
-from synthreg.validators.quality import quality_metrics
+from synthreg.validators.quality import score_quality, table_quality
 from synthreg.validators.report import render_validation_report
 from synthreg.validators.suite import validate_tables
 
@@ -89,15 +90,20 @@ def create_version(
     make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base, on_preflight)
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
+    helper = sidecar.start(ws.settings.mlflow_tracking_uri)  # imports GX while the engine runs
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
-        cand = _stage(staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm, cluster)
+        cand = _stage(
+            staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm, cluster, helper
+        )
         if story is not None:
             _record_story(cand, story)
         _export_calls(ws, cand)
         cand.tags, cand.message = dict(tags or {}), message
         result = publish(ws, cand, clock)
     finally:
+        if helper is not None:
+            helper.close()
         if gateway is not None:
             gateway.store.close()
         shutil.rmtree(staging, ignore_errors=True)
@@ -199,6 +205,7 @@ def _stage(
     max_drift: float | None = None,
     make_llm: Callable[[Spec, Path, dict[str, TableResult]], LlmTables] | None = None,
     cluster: str | None = None,
+    helper: sidecar.Sidecar | None = None,
 ) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
@@ -213,21 +220,22 @@ def _stage(
     rows = {n: t.rows for n, t in tables.items()}
     rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
-    validation = clock(
-        "validate", lambda: validate_tables(spec, staging / "tables", source=spec.source)
-    ).to_dict()
+    # The helper validates (GX) while this process measures quality and draws the card's plots.
+    pending = helper.validate(spec, staging / "tables", spec.source) if helper is not None else None
+    quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
+    clock("card", lambda: _card_inputs(staging, spec))
+    # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
+    cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
+    semantic = clock("semantic", lambda: with_semantic({}, spec, staging, cache))
+    validation = clock("validate", lambda: _validation(spec, staging, pending, clock))
     if parent_dir is not None and max_drift is not None:
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
-    quality = clock("quality", lambda: quality_metrics(spec, staging / "tables", validation))
-    # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
-    cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
-    quality = clock("semantic", lambda: with_semantic(quality, spec, staging, cache))
+    quality = {**score_quality(quality_tables, validation), **semantic}
     (staging / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     (staging / "validation.html").write_text(
         render_validation_report(f"{name}: validation", validation, quality, staging), encoding="utf-8"
     )
-    clock("card", lambda: _card_inputs(staging, spec))
     total = sum(gen.rows.values())
     model = f"{ENGINE_MODEL}/{synthreg.__version__}"
     generation: dict[str, Any] = {
@@ -260,4 +268,14 @@ def _stage(
         params={"rows": rows, **gen.params},
         generation=generation,
         quality=quality,
+        sidecar=helper,
     )
+
+
+def _validation(spec: Spec, staging: Path, pending: Any, clock: Clock) -> dict[str, Any]:
+    """The helper's validation; or this process's, which also raises what the helper hit."""
+    done = sidecar.Sidecar.validation(pending) if pending is not None else None
+    if done is not None:
+        clock.timings["validate.sidecar"] = done[1]
+        return done[0]
+    return validate_tables(spec, staging / "tables", source=spec.source).to_dict()

@@ -149,6 +149,7 @@ class Candidate:
     llm: dict[str, Any] | None = None  # replay facts carried from the source version (rollback, disable)
     quality: dict[str, Any] | None = None  # quality metrics (quality.json), when measured
     details: dict[str, Any] = field(default_factory=dict)
+    sidecar: Any = None  # create's helper process (registry.sidecar), which logs the MLflow run
 
     @property
     def validation_summary(self) -> dict[str, Any]:
@@ -413,7 +414,10 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
         content_digest=cand.content_digest,
         dataset_tags={"synthreg.content_digest": cand.content_digest},
     )
-    run_id = mlflow_int.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
+    if cand.sidecar is not None:
+        run_id = cand.sidecar.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
+    else:
+        run_id = mlflow_int.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
     ctx.undo.push(lambda: mlflow_int.delete_run(settings.mlflow_tracking_uri, run_id))
     return run_id
 

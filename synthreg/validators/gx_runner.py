@@ -28,7 +28,7 @@ from synthreg.validators.results import EXAMPLES, GX_SOURCE, CheckResult, jsonab
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GxRunner", "GxSuite", "Tally", "gx_check", "to_frame"]
+__all__ = ["GxRunner", "GxSuite", "Tally", "gx_check", "preload", "to_frame"]
 
 #: Keys of a GX result worth keeping; the index lists and counts are bulky.
 _OBSERVED_KEYS = (
@@ -41,6 +41,11 @@ _OBSERVED_KEYS = (
     "details",
 )
 _COUNT_KEYS = frozenset({"element_count", "missing_count", "unexpected_count", "unexpected_percent"})
+
+
+def preload() -> None:
+    """Import Great Expectations (seconds), e.g. in a helper process while the engine runs."""
+    import great_expectations  # noqa: F401
 
 
 @dataclass

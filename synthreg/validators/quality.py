@@ -67,6 +67,8 @@ __all__ = [
     "STRUCTURED_VOCABS",
     "WEIGHTS",
     "quality_metrics",
+    "score_quality",
+    "table_quality",
 ]
 
 SAMPLE_VALUES = 20_000
@@ -120,11 +122,21 @@ def quality_metrics(spec: Spec, tables_dir: Path, validation: dict[str, Any] | N
     score when given. The result is JSON-serialisable and deterministic; a table
     without parts raises ``NotFoundError``.
     """
+    return score_quality(table_quality(spec, tables_dir), validation)
+
+
+def table_quality(spec: Spec, tables_dir: Path) -> dict[str, Any]:
+    """The per-table metrics of :func:`quality_metrics`: everything but the score, which
+    :func:`score_quality` adds once the validation is known (``create`` runs the two at once)."""
     with _connect() as con:
-        tables = {
+        return {
             name: _table_metrics(con, spec.tables[name], open_parts(Path(tables_dir), name))
             for name in spec.table_order()
         }
+
+
+def score_quality(tables: dict[str, Any], validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """quality.json from :func:`table_quality`'s tables and the validation (when given)."""
     components = _components(tables, validation)
     total = sum(c["weight"] for c in components.values())
     score = sum(c["weight"] * c["value"] for c in components.values()) / total if total else 1.0

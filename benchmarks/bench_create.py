@@ -1,0 +1,132 @@
+"""`registry create` end to end against the engine alone, stage by stage (issue 13, part 1).
+
+Every measurement is a fresh process, as a user runs it: `registry create` (the whole command,
+Python start-up included) and the engine alone (start-up, spec load, generate; the same rows
+and workers). Configurations run round-robin, `--repeat` times, so load from other work hits all
+of them alike; the table gives medians: wall time, process-tree peak PSS (forked workers and the
+create sidecar included, shared pages counted once), each stage of `create --json`'s timings,
+and the ratio create / engine.
+
+`--sidecar both` also runs create with SYNTHREG_SIDECAR=0 (everything in one process, as before
+the sidecar) beside the default, to show what the helper process buys.
+
+    python benchmarks/bench_create.py                                # fitness + 10M three-table
+    python benchmarks/bench_create.py --cases fitness --repeat 5 --sidecar both
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from tree_memory import run_measured  # noqa: E402
+
+ROOT = HERE.parent
+REGISTRY = str(Path(sys.executable).with_name("registry"))
+CASES = {
+    "fitness": (ROOT / "examples" / "fitness.yaml", None),
+    "three_table_10M": (HERE / "specs" / "three_table.yaml", 10.0),
+    "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
+}
+STAGES = ("generate", "hash", "quality", "card", "validate", "validate.sidecar", "dvc", "mlflow", "git", "db")
+
+_ENGINE = """
+import json, sys, time, pathlib
+t0 = time.perf_counter()
+from synthreg.generators.spec_io import load_spec, apply_overrides
+from synthreg.generators.engine import generate
+spec = load_spec(sys.argv[1])
+if sys.argv[3] != "None":
+    spec = apply_overrides(spec, scale=float(sys.argv[3]))
+start = time.perf_counter()
+result = generate(spec, pathlib.Path(sys.argv[2]))
+print(json.dumps({"generate": time.perf_counter() - start, "rows": sum(result.rows.values())}))
+"""
+
+
+def engine_once(spec: Path, scale: float | None, work: Path) -> dict[str, float]:
+    out = work / "engine-out"
+    log = work / "engine.log"
+    measured = run_measured([sys.executable, "-c", _ENGINE, str(spec), str(out), str(scale)], log)
+    if measured.returncode != 0:
+        raise SystemExit(f"engine failed: {log.read_text()[-2000:]}")
+    figures = json.loads(log.read_text().strip().splitlines()[-1])
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, **figures}
+
+
+def create_once(spec: Path, scale: float | None, work: Path, sidecar: bool, run: int) -> dict[str, float]:
+    ws = work / "ws"
+    if not ws.exists():
+        subprocess.run([REGISTRY, "init", str(ws)], check=True, capture_output=True)
+    cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(run), "--json"]
+    if scale is not None:
+        cmd += ["--scale", str(scale)]
+    env = {**os.environ, "SYNTHREG_SIDECAR": "1" if sidecar else "0"}
+    log = work / "create.log"
+    measured = run_measured(cmd, log, env=env)
+    text = log.read_text()
+    if measured.returncode != 0:
+        raise SystemExit(f"create failed ({measured.returncode}): {text[-2000:]}")
+    doc = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, "rows": sum(doc["rows"].values()),
+            **doc["timings"]}  # fmt: skip
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser.add_argument("--cases", nargs="+", default=["fitness", "three_table_10M"], choices=sorted(CASES))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sidecar", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_create.txt")
+    args = parser.parse_args()
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.sidecar]
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
+        work = Path(tmp)
+        for run in range(args.repeat):
+            for case in args.cases:
+                spec, scale = CASES[case]
+                runs.setdefault((case, "engine"), []).append(engine_once(spec, scale, work))
+                for on in modes:
+                    label = "create" if on else "create (no sidecar)"
+                    runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, run))
+                print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
+             f"{os.cpu_count()} cores; load at end {os.getloadavg()[0]:.2f}", ""]  # fmt: skip
+    for case in args.cases:
+        engine = statistics.median(r["wall"] for r in runs[(case, "engine")])
+        rows = int(runs[(case, "engine")][0]["rows"])
+        lines.append(f"## {case}: {rows:,} rows")
+        header = ["config", "wall s", "x engine", "peak PSS MB", *STAGES]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for label in ("engine", "create", "create (no sidecar)"):
+            got = runs.get((case, label))
+            if not got:
+                continue
+            wall = statistics.median(r["wall"] for r in got)
+            pss = statistics.median(r["pss_mb"] for r in got)
+            cells = [label, f"{wall:.2f}", f"{wall / engine:.2f}", f"{pss:.0f}"]
+            for stage in STAGES:
+                values = [r[stage] for r in got if stage in r]
+                cells.append(f"{statistics.median(values):.2f}" if values else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
