@@ -71,8 +71,11 @@ servers:
 	@test -x $(PG_BIN)/initdb || { echo "no $(PG_BIN)/initdb after installing postgresql" >&2; exit 1; }
 	@test -x /usr/bin/chromium || { echo "no /usr/bin/chromium after installing chromium" >&2; exit 1; }
 
+# Two workers, whole test files each (module fixtures are built once): the tests wait on
+# subprocesses and servers much of the time, so one process left a core idle half the run.
+TEST_WORKERS ?= 2
 test: $(STAMP) servers
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check synthreg tests benchmarks
