@@ -100,7 +100,7 @@ def main() -> None:
                 for on in modes:
                     label = "create" if on else "create (no sidecar)"
                     runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, run))
-                print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+            print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
              f"{os.cpu_count()} cores; load at end {os.getloadavg()[0]:.2f}", ""]  # fmt: skip
     for case in args.cases:
