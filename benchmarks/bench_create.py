@@ -64,7 +64,7 @@ def engine_once(spec: Path, scale: float | None, work: Path) -> dict[str, float]
 
 
 def create_once(spec: Path, scale: float | None, work: Path, sidecar: bool, run: int) -> dict[str, float]:
-    ws = work / "ws"
+    ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
         subprocess.run([REGISTRY, "init", str(ws)], check=True, capture_output=True)
     cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(run), "--json"]

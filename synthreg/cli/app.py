@@ -97,4 +97,25 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminated)
     env.mark_one_shot()
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        if done.code is not None and not isinstance(done.code, int):
+            raise
+        _exit_now(done.code or 0)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down object by object: after a create that is ~0.6 s
+    of freeing what the process is about to lose anyway. Everything the command wrote is already
+    closed; the output streams are flushed and atexit handlers run, as on a normal exit."""
+    import atexit
+    import contextlib
+    import os
+    import sys
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`registry list | head`)
+            stream.flush()
+    os._exit(code)
