@@ -36,7 +36,8 @@ from synthreg.registry.policy import EVALUATION_FACTS, evaluate_rule
 from synthreg.registry.query import resolve
 from synthreg.registry.records import move_current
 from synthreg.registry.refs import parse_ref
-from synthreg.registry.store import AuditEvent, Dataset, Usage, Version, write_session
+from synthreg.registry.store import AuditEvent, Dataset, Version, write_session
+from synthreg.registry.usage import record_use
 from synthreg.registry.workspace import Workspace
 
 __all__ = ["EVALUATION_FILES", "evaluation_problems", "read_evaluation", "store"]
@@ -159,33 +160,7 @@ def _uses(
     for context, run_id in run_ids.items():
         found = mlflow_int.get_run(uri, run_id) or {}
         experiment = str(found.get("experiment_id", ""))
-        mlflow_int.log_dataset(
-            uri,
-            run_id,
-            f"{dataset.name}@v{version.number}",
-            (ws.root / version.path).resolve().as_uri(),
-            version.content_digest,
-            context,
-        )
-        assert version.id is not None
-        session.add(
-            Usage(
-                version_id=version.id,
-                run_id=run_id,
-                experiment_id=experiment,
-                context=context,
-                actor=env.actor(),
-            )
-        )
-        record(
-            ws,
-            session,
-            actor=env.actor(),
-            action="use",
-            dataset=dataset.name,
-            version=version.number,
-            details={"run_id": run_id, "context": context, "experiment_id": experiment},
-        )
+        record_use(ws, session, dataset, version, run_id, experiment, context, refresh_card=False)
 
 
 def _apply_policy(

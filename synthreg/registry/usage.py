@@ -17,7 +17,7 @@ from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import Dataset, GenerationRun, Usage, Version, read_session, write_session
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["UseResult", "lineage", "use"]
+__all__ = ["UseResult", "lineage", "record_use", "use"]
 
 
 @dataclass(frozen=True)
@@ -52,31 +52,45 @@ def use(ws: Workspace, ref: str, run_id: str, context: str = "training") -> UseR
         )
     with ws.lock(), write_session(ws.engine) as session:
         dataset, version = resolve(session, parse_ref(ref))
-        label = f"{dataset.name}@v{version.number}"
-        mlflow_int.log_dataset(
-            uri, run_id, label, (ws.root / version.path).resolve().as_uri(), version.content_digest, context
-        )
-        assert version.id is not None
-        session.add(
-            Usage(
-                version_id=version.id,
-                run_id=run_id,
-                experiment_id=run["experiment_id"],
-                context=context,
-                actor=env.actor(),
-            )
-        )
-        record(
-            ws,
-            session,
-            actor=env.actor(),
-            action="use",
-            dataset=dataset.name,
-            version=version.number,
-            details={"run_id": run_id, "context": context, "experiment_id": run["experiment_id"]},
-            card=(dataset, version),
-        )
+        label = record_use(ws, session, dataset, version, run_id, run["experiment_id"], context)
     return UseResult(label, run_id, run["experiment_id"], context, version.content_digest)
+
+
+def record_use(
+    ws: Workspace,
+    session: Session,
+    dataset: Dataset,
+    version: Version,
+    run_id: str,
+    experiment_id: str,
+    context: str,
+    *,
+    refresh_card: bool = True,
+) -> str:
+    """Inside the caller's write transaction: the version as a dataset input of MLflow run
+    ``run_id``, a Usage row and a ``use`` event (and the DataCard rewritten, unless the caller
+    rewrites it later itself). Returns the version's label."""
+    label = f"{dataset.name}@v{version.number}"
+    uri = ws.settings.mlflow_tracking_uri
+    mlflow_int.log_dataset(
+        uri, run_id, label, (ws.root / version.path).resolve().as_uri(), version.content_digest, context
+    )
+    assert version.id is not None
+    actor = env.actor()
+    session.add(
+        Usage(version_id=version.id, run_id=run_id, experiment_id=experiment_id, context=context, actor=actor)
+    )
+    record(
+        ws,
+        session,
+        actor=actor,
+        action="use",
+        dataset=dataset.name,
+        version=version.number,
+        details={"run_id": run_id, "context": context, "experiment_id": experiment_id},
+        card=(dataset, version) if refresh_card else None,
+    )
+    return label
 
 
 def _relatives(session: Session, dataset: Dataset, version: Version) -> dict[str, Any]:
