@@ -62,6 +62,18 @@ def preload(tracking_uri: str) -> None:
     _client(tracking_uri)
 
 
+def forget_inherited_connections() -> None:
+    """In a forked child: drop the tracking stores' pooled DB connections inherited from the
+    parent (SQLAlchemy's ``dispose(close=False)``), so the child opens its own. A connection
+    used by two processes at once can corrupt SQLite's locking."""
+    import sys
+
+    store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    engines = getattr(getattr(store, "SqlAlchemyStore", None), "_engine_map", {})
+    for engine in list(engines.values()):
+        engine.dispose(close=False)
+
+
 def is_server(tracking_uri: str) -> bool:
     """True for a tracking server (``http(s)://``), False for a local store."""
     return tracking_uri.startswith(("http://", "https://"))

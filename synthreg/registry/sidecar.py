@@ -60,7 +60,7 @@ class Sidecar:
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context(method),
-            initializer=_die_with_parent,
+            initializer=_in_helper,
             initargs=(os.getpid(),),
         )
         self._tracking_uri = tracking_uri
@@ -106,11 +106,16 @@ class Sidecar:
             process.join(timeout=5)
 
 
-def _die_with_parent(parent: int) -> None:
-    """A create killed with SIGKILL (or by the OOM killer) cannot stop its helper: the helper
-    watches for that and exits within half a second, instead of living on as an orphan (and
-    holding the pipes its parent's own parent waits on)."""
+def _in_helper(parent: int) -> None:
+    """Start-up of the helper process, right after the fork.
+
+    The MLflow store's pooled connections inherited from the parent are dropped (the helper opens
+    its own). And a create killed with SIGKILL (or by the OOM killer) cannot stop its helper: the
+    helper watches for that and exits within half a second, instead of living on as an orphan
+    (and holding the pipes its parent's own parent waits on)."""
     import threading
+
+    mlflow_int.forget_inherited_connections()
 
     def watch() -> None:
         while os.getppid() == parent:
