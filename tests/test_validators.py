@@ -504,3 +504,26 @@ def test_user_aggregate_expectations_see_the_whole_table(multi: Path) -> None:
     assert observed["expect_column_mean_to_be_between"]["observed_value"] == pytest.approx(mean)
     assert observed["expect_table_row_count_to_be_between"]["observed_value"] == 150_000
     assert observed["expect_table_column_count_to_equal"]["observed_value"] == 5
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [3, 4, 5, 6, 7],  # one run of consecutive keys: positions by subtraction
+        [10, 2, 7, 7, 40, -3],  # unsorted, repeated, with gaps: sorted, then binary search
+        [],
+    ],
+)
+def test_key_index_finds_the_same_keys_as_a_set(keys: list[int]) -> None:
+    import numpy as np
+
+    from synthreg.validators.checks import KeyIndex
+
+    index = KeyIndex(np.array(keys, dtype=np.int64))
+    needles = np.array([-5, -3, 2, 3, 5, 7, 8, 40, 41, 10, 4], dtype=np.int64)
+    pos, found = index.positions(needles)
+    assert found.tolist() == [v in set(keys) for v in needles.tolist()]
+    assert (index.keys[pos[found]] == needles[found]).all()
+    if keys:  # the order maps back to the caller's rows (time_order reads parent times by it)
+        order = index.order if index.order is not None else np.arange(len(keys))
+        assert (np.array(keys)[order] == index.keys).all()

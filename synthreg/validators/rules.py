@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from synthreg.generators.constraints import group_ids
 from synthreg.generators.spec import Constraint, Spec
+from synthreg.validators.checks import KeyIndex
 from synthreg.validators.parts import TableParts
 from synthreg.validators.results import OUR_SOURCE, CheckResult, jsonable
 
@@ -96,16 +97,16 @@ def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[Ch
         via = via_column(spec, parts.name, name)
         pkey = spec.tables[ptable].primary_key or ""
         parent = open_table(ptable).read([pkey, pcol])
-        order = np.argsort(np.asarray(parent.column(pkey)), kind="stable")
-        keys = np.asarray(parent.column(pkey))[order]
-        times = _ms(parent.column(pcol))[order]
+        index = KeyIndex(np.asarray(parent.column(pkey)))
+        times = _ms(parent.column(pcol))
+        times = times if index.order is None else times[index.order]
         bad, checked = 0, 0
         examples: list[int] = []
         for fk, child in zip(parts.column_parts(via), parts.column_parts(name), strict=True):
             fk_values = np.asarray(pc.fill_null(fk, -1).cast(pa.int64()))
             child_ms = _ms(child)
-            pos = np.clip(np.searchsorted(keys, fk_values), 0, max(len(keys) - 1, 0))
-            known = (fk_values >= 0) & (keys[pos] == fk_values) & (child_ms != np.iinfo(np.int64).min)
+            pos, found = index.positions(fk_values)
+            known = (fk_values >= 0) & found & (child_ms != np.iinfo(np.int64).min)
             late = known & (child_ms < times[pos])
             bad, checked = bad + int(late.sum()), checked + int(known.sum())
             examples += fk_values[late][: 5 - len(examples)].tolist()
