@@ -34,6 +34,9 @@ def _guarded(real: Any) -> Any:
     return connect
 
 
+# No test's `registry create` goes to (or starts) a warm server, unless the test asks: tests/test_warm.py.
+os.environ["SYNTHREG_WARM"] = "0"
+
 socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
 

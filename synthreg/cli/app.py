@@ -23,6 +23,7 @@ from synthreg.cli import (
     show,
     spec,
     text,
+    warm,
 )
 
 app = typer.Typer(
@@ -81,6 +82,7 @@ app.add_typer(spec.spec_app, name="spec")
 app.command("doctor")(inspect.doctor)
 app.command("serve")(serve.serve)
 app.add_typer(serve.token_app, name="token")
+app.add_typer(warm.warm_app, name="warm")
 app.command("materialize", hidden=True)(materialize.materialize)
 
 
@@ -90,7 +92,24 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: a ``create`` goes to the warm server when wanted and running
+    (``synthreg.cli.warm``); otherwise the command runs here, and a wanted server is started for
+    the next one."""
+    import sys
+
+    argv = sys.argv[1:]
+    if warm.wanted(argv):
+        code = warm.run_remote(argv)
+        if code is not None:
+            _exit_now(code)
+        code = run_command()
+        warm.start_in_background()
+        _exit_now(code)
+    _exit_now(run_command())
+
+
+def run_command() -> int:
+    """Run ``sys.argv`` as a ``registry`` command in this process; its exit code."""
     import signal
 
     from synthreg import env
@@ -102,7 +121,8 @@ def main() -> None:
     except SystemExit as done:
         if done.code is not None and not isinstance(done.code, int):
             raise
-        _exit_now(done.code or 0)
+        return done.code or 0
+    return 0
 
 
 def _exit_now(code: int) -> None:

@@ -32,6 +32,13 @@ __all__ = [
 ]
 
 
+def preload_modules() -> None:
+    """Import what :func:`track_stage` uses, opening nothing (the warm server's imports)."""
+    import dvc.output
+    import dvc.repo
+    import dvc.stage  # noqa: F401
+
+
 def _cli(root: Path, *args: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, check=False

@@ -62,6 +62,13 @@ def preload(tracking_uri: str) -> None:
     _client(tracking_uri)
 
 
+def preload_modules() -> None:
+    """Import MLflow and its SQL tracking store, opening nothing (the warm server's imports)."""
+    import mlflow
+    import mlflow.store.tracking.sqlalchemy_store
+    import mlflow.tracking  # noqa: F401
+
+
 def forget_inherited_connections() -> None:
     """In a forked child: drop the tracking stores' pooled DB connections inherited from the
     parent (SQLAlchemy's ``dispose(close=False)``), so the child opens its own. A connection

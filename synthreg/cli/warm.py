@@ -1,0 +1,439 @@
+"""The warm server: ``registry create`` without paying for imports on every call.
+
+A ``create`` spends more time importing Great Expectations, MLflow, DVC, matplotlib and pandas
+(~6 CPU-seconds on this project's 2-core machine) than generating and checking fitness.yaml's
+270k rows. The warm server is one background process per user and installation that has imported
+them all once. ``registry create`` (a fresh process, as always) connects to it over a Unix socket
+and hands over its arguments, working directory, environment and its stdin/stdout/stderr file
+descriptors; the server forks a child, which becomes that command: same streams, directory and
+variables, a fresh ``registry create`` in everything but the imports. The client relays its
+signals (Ctrl-C, SIGTERM) to the child and exits with the child's exit code. If the client dies
+(SIGKILL), the child sees its connection close and stops as on SIGTERM: the create undoes itself.
+
+When it is used: ``SYNTHREG_WARM=1`` always, ``0`` never; by default only when the command runs
+in a terminal (stdin and stdout are TTYs) and ``CI`` is not set, so scripts and CI keep plain
+one-process runs unless they ask. Only ``create`` is served. Without a server, ``create`` runs in
+its own process as before and then starts one in the background for the next call; the server
+exits after ``SYNTHREG_WARM_IDLE`` seconds (default 900) without a request.
+
+Threat model. The socket lives in a directory only its owner can enter (``$XDG_RUNTIME_DIR/
+synthreg`` or ``<tmp>/synthreg-warm-<uid>``, mode 0700, refused if another user owns it or
+others can write to it), and the server serves only connections whose peer credentials
+(``SO_PEERCRED``) carry its own user id. Refused: another local user connecting, or planting a
+socket or directory for your client to talk to. Not protected: processes of the same user (they
+can run code as you anyway) and root. Stale code: the socket's name carries a fingerprint of the
+interpreter, ``sys.path`` and every synthreg source file (path, size, mtime), so an upgraded or
+edited installation starts a new server and never runs in the old one. Variables a library reads
+when it is imported take the server's values (the offline defaults are the same for both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+#: ``1``: use (and start) the warm server; ``0``: never. Unset: only in a terminal, not in CI.
+WARM = "SYNTHREG_WARM"
+#: Seconds the server waits for a request before it exits.
+WARM_IDLE = "SYNTHREG_WARM_IDLE"
+#: The directory of the socket (default ``$XDG_RUNTIME_DIR/synthreg`` or ``<tmp>/synthreg-warm-<uid>``).
+WARM_DIR = "SYNTHREG_WARM_DIR"
+
+_SERVED = ("create",)
+_MAGIC = b"synthreg-warm-1"
+_DEFAULT_IDLE = 900.0
+_BOOT = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
+    "from synthreg.cli.warm import server_main; server_main()"
+)
+
+warm_app = typer.Typer(
+    help="The warm server that makes `registry create` skip its imports.", no_args_is_help=True
+)
+
+
+# ---------------------------------------------------------------- where and whether
+
+
+def fingerprint(package: Path | None = None) -> str:
+    """What the server's imports depend on: interpreter, ``sys.path`` and synthreg's files."""
+    root = package or Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    digest.update(f"{sys.executable}\0{sys.version}\0{os.pathsep.join(sys.path)}\0{root}".encode())
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith((".py", ".json", ".yaml")):
+                info = os.stat(os.path.join(folder, name))
+                digest.update(f"{folder}/{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def socket_dir(create: bool = True) -> Path | None:
+    """The socket's directory, made 0700 if missing; None if it is not safe (not ours, or open)."""
+    explicit = os.environ.get(WARM_DIR)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if explicit:
+        folder = Path(explicit)
+    elif runtime:
+        folder = Path(runtime) / "synthreg"
+    else:
+        folder = Path(tempfile.gettempdir()) / f"synthreg-warm-{os.getuid()}"
+    if create:
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700, parents=True)
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def socket_path(create: bool = True) -> Path | None:
+    folder = socket_dir(create)
+    # AF_UNIX paths are limited to ~107 bytes: a long directory falls back to the default one
+    return None if folder is None else folder / f"{fingerprint()}.sock"
+
+
+def wanted(argv: list[str]) -> bool:
+    """Whether this ``registry`` command line goes to (and starts) the warm server."""
+    setting = os.environ.get(WARM, "")
+    if setting == "0" or _command(argv) not in _SERVED:
+        return False
+    if setting == "1":
+        return True
+    return not os.environ.get("CI") and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand of a ``registry`` command line (after the root options)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-C", "--workspace", "--actor"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+# ---------------------------------------------------------------- the client
+
+
+def run_remote(argv: list[str]) -> int | None:
+    """The command's exit code, run by the warm server; None when no server answers (run here)."""
+    path = socket_path(create=False)
+    if path is None or not path.exists():
+        return None
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(path))
+        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        socket.send_fds(client, [_MAGIC + struct.pack("!I", len(request))], [0, 1, 2])
+        client.sendall(request)
+        reader = client.makefile("rb")
+        first = reader.readline()
+    except OSError:
+        client.close()
+        return None  # a server that is gone or busy dying: run here
+    if not first.startswith(b"pid "):
+        client.close()
+        return None  # refused before anything ran (the server says why in its log)
+    child = int(first.split()[1])
+    relay = _relay_signals(child)
+    try:
+        last = reader.readline()
+    finally:
+        _restore(relay)
+        client.close()
+    if last.startswith(b"exit "):
+        return int(last.split()[1])
+    print("registry: the warm server's worker ended without an exit code (killed?)", file=sys.stderr)
+    return 1
+
+
+def _relay_signals(child: int) -> dict[int, Any]:
+    def relay(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    return {s: signal.signal(s, relay) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
+def start_in_background() -> None:
+    """Start a server for the next command, detached (own session, no inherited streams)."""
+    import subprocess
+
+    path = socket_path()
+    if path is None or path.exists():
+        return
+    log = path.with_suffix(".log")
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            # -I: nothing from the current directory or PYTHON* variables; the client's sys.path
+            [sys.executable, "-I", "-c", _BOOT, str(path), json.dumps(sys.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+# ---------------------------------------------------------------- the server
+
+
+def serve(path: Path, idle: float) -> None:
+    """Import everything, listen on ``path``, fork a child per request; exit when idle."""
+    import fcntl
+
+    lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the server's life)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another server for this fingerprint is starting or running
+    _preload()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a dead server's socket (we hold the lock)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
+    _log(f"serving {path} (pid {os.getpid()})")
+    children: set[int] = set()
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    last = time.monotonic()
+    try:
+        while not stopping:
+            children -= _reaped(children)
+            if children:
+                last = time.monotonic()
+            elif time.monotonic() - last > idle:
+                _log("idle: exiting")
+                break
+            listener.settimeout(0.5)
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            last = time.monotonic()
+            child = _handle(listener, conn)
+            if child:
+                children.add(child)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            path.with_suffix(".pid").unlink()
+        listener.close()
+
+
+def _preload() -> None:
+    """What a create imports, imported once here (and inherited by every child)."""
+    import synthreg.cli.app
+    import synthreg.registry.create  # noqa: F401
+    from synthreg.integrations import dvc as dvc_int
+    from synthreg.integrations import mlflow as mlflow_int
+    from synthreg.validators.gx_runner import preload
+
+    preload()
+    mlflow_int.preload_modules()
+    dvc_int.preload_modules()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import duckdb  # noqa: F401
+    import matplotlib.figure
+    import pyarrow.parquet  # noqa: F401
+
+
+def _reaped(children: set[int]) -> set[int]:
+    done = set()
+    for child in children:
+        with contextlib.suppress(ChildProcessError):
+            pid, _ = os.waitpid(child, os.WNOHANG)
+            if pid == 0:
+                continue
+        done.add(child)
+    return done
+
+
+def _handle(listener: socket.socket, conn: socket.socket) -> int | None:
+    """Check the peer, read the request, fork the child that runs it; the child's pid."""
+    fds: list[int] = []
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            _log(f"refused a connection from uid {uid}")
+            return None
+        conn.settimeout(10)
+        head, fds, _flags, _addr = socket.recv_fds(conn, len(_MAGIC) + 4, 3)
+        if len(head) != len(_MAGIC) + 4 or not head.startswith(_MAGIC) or len(fds) != 3:
+            _log("refused a malformed request")
+            return None
+        (size,) = struct.unpack("!I", head[len(_MAGIC) :])
+        body = b""
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        request = json.loads(body)
+        conn.settimeout(None)
+        child = os.fork()
+        if child == 0:
+            listener.close()
+            _run_child(conn, fds, request)  # never returns
+        _log(f"pid {child}: {' '.join(request['argv'][:2])}")
+        return child
+    except (OSError, ValueError, KeyError) as exc:
+        _log(f"refused a request: {exc}")
+        return None
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        conn.close()
+
+
+def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
+    """Become the client's ``registry`` command: its streams, directory, variables and argv."""
+    import random
+
+    code = 1
+    finished = threading.Event()
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = ["registry", *request["argv"]]
+        random.seed()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        conn.sendall(f"pid {os.getpid()}\n".encode())
+
+        def watch() -> None:  # the client is gone (SIGKILL): stop as on SIGTERM, undoing
+            with contextlib.suppress(OSError):
+                conn.recv(1)
+            if not finished.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="synthreg-warm-watch", daemon=True).start()
+        from synthreg.cli.app import run_command
+
+        code = run_command()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        import atexit
+
+        finished.set()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {code}\n".encode())
+        os._exit(code)
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} synthreg-warm {message}", flush=True)
+
+
+# ---------------------------------------------------------------- registry warm ...
+
+
+@warm_app.command("status")
+def status() -> None:
+    """Whether a warm server is running for this installation, and where."""
+    path = socket_path(create=False)
+    if path is None:
+        typer.echo("no usable socket directory (missing, not yours, or open to others)")
+        raise typer.Exit(1)
+    pid = _pid(path)
+    if pid is None:
+        typer.echo(f"not running (socket would be {path})")
+        raise typer.Exit(1)
+    typer.echo(f"running: pid {pid}, socket {path}")
+
+
+@warm_app.command("start")
+def start(
+    idle: Annotated[float, typer.Option(help="Exit after this many seconds without a request.")] = 0,
+) -> None:
+    """Start the warm server in the background (a no-op when one is running)."""
+    if idle:
+        os.environ[WARM_IDLE] = str(idle)
+    start_in_background()
+    path = socket_path(create=False)
+    deadline = time.monotonic() + 60
+    while path is not None and not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if path is None or not path.exists():
+        typer.echo("the warm server did not start: see the .log file beside its socket", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"running: socket {path}")
+
+
+@warm_app.command("stop")
+def stop() -> None:
+    """Stop the warm server (commands it is running finish first)."""
+    path = socket_path(create=False)
+    pid = _pid(path) if path is not None else None
+    if pid is None:
+        typer.echo("not running")
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    typer.echo(f"stopped pid {pid}")
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        pid = int(path.with_suffix(".pid").read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def server_main() -> None:
+    """``python -I -c _BOOT SOCKET SYS_PATH`` (started by :func:`start_in_background`)."""
+    serve(Path(sys.argv[1]), float(os.environ.get(WARM_IDLE) or _DEFAULT_IDLE))

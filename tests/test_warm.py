@@ -1,0 +1,214 @@
+"""The warm server (synthreg/cli/warm.py): a `registry create` it serves is the same create, with the
+client's streams, directory, variables and exit code; a killed client leaves no version; the
+socket is refused to other users and to stale code."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from synthreg.cli import warm
+
+REGISTRY = str(Path(sys.executable).with_name("registry"))
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REGISTRY, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def _wait_for(what: Callable[[], bool], timeout: float = 60, explain: Callable[[], str] = str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert what(), f"timed out waiting: {explain()}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+    """A warm server for this module: (the environment that reaches it, its socket directory)."""
+    folder = tmp_path_factory.mktemp("warm") / "sock"
+    env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM: "1", warm.WARM_IDLE: "300"}
+    started = subprocess.run(
+        [REGISTRY, "warm", "start"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    yield env, folder
+    subprocess.run([REGISTRY, "warm", "stop"], env=env, capture_output=True, timeout=60, check=False)
+    for pid_file in folder.glob("*.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _log(folder: Path) -> str:
+    return "".join(p.read_text() for p in folder.glob("*.log"))
+
+
+def _served(folder: Path) -> list[int]:
+    return [
+        int(line.split("pid ")[1].split(":")[0]) for line in _log(folder).splitlines() if ": create" in line
+    ]
+
+
+def test_a_served_create_is_the_same_version_as_one_in_its_own_process(
+    server: tuple[dict[str, str], Path], workspace: Path, small_spec: Path
+) -> None:
+    env, folder = server
+    cold = _run(["create", "cold", "--spec", str(small_spec), "--json"], workspace, {**env, warm.WARM: "0"})
+    assert cold.returncode == 0, cold.stderr
+    before = _served(folder)
+    served = _run(["create", "served", "--spec", str(small_spec), "--json"], workspace, env)
+    assert served.returncode == 0, served.stderr
+    # the server ran it, not this process
+    _wait_for(lambda: len(_served(folder)) == len(before) + 1, explain=lambda: _log(folder) + served.stderr)
+    made = json.loads(served.stdout)  # its stdout reached this pipe
+    assert made["content_digest"] == json.loads(cold.stdout)["content_digest"]
+    shown = _run(["show", "served", "--json"], workspace, env)
+    assert (
+        json.loads(shown.stdout)["created_by"]
+        == json.loads(_run(["show", "cold", "--json"], workspace, env).stdout)["created_by"]
+    )
+
+
+def test_bad_input_gets_its_exit_code_and_message_through_the_server(
+    server: tuple[dict[str, str], Path], workspace: Path
+) -> None:
+    env, folder = server
+    before = _served(folder)
+    missing = _run(["create", "nope", "--spec", "no-such.yaml"], workspace, env)
+    _wait_for(lambda: len(_served(folder)) == len(before) + 1)
+    assert missing.returncode == 4  # not found, as without the server
+    assert "no-such.yaml" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    listed = _run(["list", "--json"], workspace, env)
+    assert "nope" not in listed.stdout
+
+
+def test_the_clients_variables_reach_the_command(
+    server: tuple[dict[str, str], Path], workspace: Path, small_spec: Path
+) -> None:
+    env, _ = server
+    made = _run(
+        ["create", "by-actor", "--spec", str(small_spec)], workspace, {**env, "SYNTHREG_ACTOR": "ada"}
+    )
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(_run(["show", "by-actor", "--json"], workspace, env).stdout)
+    assert shown["created_by"] == "ada"
+
+
+def test_a_sigkilled_client_stops_its_create_and_leaves_no_version(
+    server: tuple[dict[str, str], Path], workspace: Path
+) -> None:
+    env, folder = server
+    spec = Path(__file__).resolve().parent.parent / "benchmarks" / "specs" / "three_table.yaml"
+    before = _served(folder)
+    client = subprocess.Popen(
+        [REGISTRY, "create", "killed", "--spec", str(spec), "--scale", "8"],
+        cwd=workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for(lambda: len(_served(folder)) > len(before))
+    child = _served(folder)[-1]
+    time.sleep(1.0)  # generating by now
+    client.kill()
+    client.wait(30)
+    _wait_for(lambda: not _alive(child), timeout=60)
+    assert "Traceback" not in _log(folder)
+    listed = _run(["list", "--json"], workspace, env)
+    assert "killed" not in listed.stdout
+    assert not list((workspace / "data").glob("killed*/*"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_only_create_goes_to_the_server_and_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(warm.WARM, "1")
+    assert warm.wanted(["-C", "ws", "--actor", "create", "create", "x"])
+    assert not warm.wanted(["-C", "create", "list"])  # "create" is -C's value here
+    monkeypatch.setenv(warm.WARM, "0")
+    assert not warm.wanted(["create", "x"])
+    monkeypatch.delenv(warm.WARM)
+    monkeypatch.setenv("CI", "true")
+    assert not warm.wanted(["create", "x"])  # by default, never in CI (nor without a terminal)
+
+
+def test_a_socket_directory_others_can_write_to_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv(warm.WARM_DIR, str(folder))
+    assert warm.socket_dir() == folder
+    folder.chmod(0o777)
+    assert warm.socket_dir() is None
+    assert warm.run_remote(["create", "x"]) is None  # runs in its own process instead
+
+
+def test_the_fingerprint_changes_when_a_source_file_does(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    shutil.copytree(Path(warm.__file__).parent, package)
+    first = warm.fingerprint(package)
+    assert warm.fingerprint(package) == first
+    target = package / "warm.py"
+    target.write_text(target.read_text() + "\n# edited\n")
+    assert warm.fingerprint(package) != first
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user (setuid)")
+def test_another_user_is_refused_by_peer_credentials(server: tuple[dict[str, str], Path]) -> None:
+    _env, folder = server
+    sock = next(folder.glob("*.sock"))
+    # A hard link in a directory the other user can enter, and the socket open to all: only the
+    # server's credential check is left between that user and the server.
+    reachable = Path(tempfile.mkdtemp(prefix="synthreg-peer-", dir="/tmp"))
+    reachable.chmod(0o755)
+    link = reachable / "peer.sock"
+    os.link(sock, link)
+    sock.chmod(0o666)
+    try:
+        code = (
+            "import os, socket; os.setgid(65534); os.setuid(65534); s = socket.socket(socket.AF_UNIX);"
+            f"s.connect({str(link)!r}); s.settimeout(20); print(repr(s.recv(100)))"
+        )
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    finally:
+        sock.chmod(0o600)
+        shutil.rmtree(reachable)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == "b''"  # closed without an answer
+    assert "refused a connection from uid 65534" in _log(folder)
+
+
+def test_an_idle_server_exits_and_removes_its_socket(tmp_path: Path) -> None:
+    folder = tmp_path / "idle"
+    env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM_IDLE: "1"}
+    started = subprocess.run(
+        [REGISTRY, "warm", "start"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stderr
+    _wait_for(lambda: not list(folder.glob("*.sock")), timeout=30)
+    assert "idle: exiting" in _log(folder)
