@@ -11,6 +11,7 @@ the same files reports the same findings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from synthreg.generators.spec import Spec
@@ -58,18 +58,37 @@ def table_files(version_dir: Path, table: str) -> list[Path]:
 def sample_rows(version_dir: Path, table: str, columns: list[str], limit: int) -> pa.Table:
     """At most ``limit`` rows of ``columns``, the same rows on every call (a seeded sample, in row order).
 
-    Only the named columns are read; a table with ``limit`` rows or fewer is read whole.
+    Only the named columns are read; a table with ``limit`` rows or fewer is read whole. The
+    sample is taken one row group at a time, so the whole columns are never held in memory.
     """
-    files = table_files(version_dir, table)
+    files = [pq.ParquetFile(f) for f in table_files(version_dir, table)]
     if not files:
         return pa.table({c: pa.array([], pa.null()) for c in columns})
-    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    total = sum(f.metadata.num_rows for f in files)
     if total <= limit:
-        return dataset.to_table(columns=columns)
+        return _concat([f.read(columns=columns) for f in files])
     rng = np.random.default_rng(SAMPLE_SEED)
     index = np.sort(rng.choice(total, size=limit, replace=False))
-    return dataset.take(pa.array(index), columns=columns)
+    pieces = []
+    start = 0
+    for f in files:
+        for group in range(f.metadata.num_row_groups):
+            rows = f.metadata.row_group(group).num_rows
+            low, high = np.searchsorted(index, [start, start + rows])
+            if high > low:
+                pieces.append(
+                    f.read_row_group(group, columns=columns).take(pa.array(index[low:high] - start))
+                )
+            start += rows
+    if not pieces:  # limit 0
+        return pa.schema([files[0].schema_arrow.field(c) for c in columns]).empty_table()
+    return _concat(pieces)
+
+
+def _concat(pieces: list[pa.Table]) -> pa.Table:
+    """The pieces as one table, with the first piece's schema (as a dataset of the parts reads them)."""
+    schema = pieces[0].schema
+    return pa.concat_tables([p if p.schema.equals(schema) else p.cast(schema) for p in pieces])
 
 
 def _scanned_columns(spec: Spec, table: str) -> list[str]:
@@ -114,9 +133,13 @@ def _fictional_phone(digits: str, international: bool) -> bool:
     return international and digits.startswith("33199")  # ARCEP reserves 01 99 xx xx xx for fiction
 
 
+#: Domains repeat (a vocabulary has a few): each is checked once.
+_reserved = functools.lru_cache(maxsize=4096)(is_reserved_domain)
+
+
 def _emails(text: str) -> Iterator[str]:
     for m in _EMAIL.finditer(text):
-        if not is_reserved_domain(m.group(1)):
+        if not _reserved(m.group(1)):
             yield m.group(0)
 
 
@@ -157,6 +180,14 @@ _DETECTORS: dict[str, Callable[[str], Iterator[str]]] = {
     "iban": _ibans,
     "national_id": _national_ids,
 }
+_DIGIT = re.compile(r"\d")
+#: Every detector but e-mail needs a digit, e-mail needs an "@": most values skip most detectors.
+_NEEDS_DIGIT = [(k, d) for k, d in _DETECTORS.items() if k != "email"]
+
+
+def _detectors_for(text: str) -> list[tuple[str, Callable[[str], Iterator[str]]]]:
+    email: list[tuple[str, Callable[[str], Iterator[str]]]] = [("email", _emails)] if "@" in text else []
+    return email + _NEEDS_DIGIT if _DIGIT.search(text) else email
 
 
 def _mask(kind: str, value: str) -> str:
@@ -182,7 +213,7 @@ def _column_findings(table: str, column: str, values: pa.ChunkedArray) -> list[d
     examples: dict[str, list[str]] = {k: [] for k in KINDS}
     for item in counts:
         text, count = item["values"], item["counts"]
-        for kind, detect in _DETECTORS.items():
+        for kind, detect in _detectors_for(text):
             found = next(detect(text), None)
             if found is None:
                 continue
