@@ -8,7 +8,9 @@ create sidecar included, shared pages counted once), each stage of `create --jso
 and the ratio create / engine.
 
 `--sidecar both` also runs create with SYNTHREG_SIDECAR=0 (everything in one process, as before
-the sidecar) beside the default, to show what the helper process buys.
+the sidecar) beside the default, to show what the helper process buys. `--warm on` (the default)
+adds create served by a warm server (`registry warm start` before the first round; its memory,
+idle server included, is added to the tree's).
 
     python benchmarks/bench_create.py                                # fitness + 10M three-table
     python benchmarks/bench_create.py --cases fitness --repeat 5 --sidecar both
@@ -63,16 +65,39 @@ def engine_once(spec: Path, scale: float | None, work: Path) -> dict[str, float]
     return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, **figures}
 
 
-def create_once(spec: Path, scale: float | None, work: Path, sidecar: bool, run: int) -> dict[str, float]:
+def start_warm(work: Path) -> tuple[dict[str, str], int]:
+    """A warm server for the whole benchmark: (the environment that reaches it, its pid)."""
+    env = {
+        **os.environ,
+        "SYNTHREG_WARM": "1",
+        "SYNTHREG_WARM_DIR": str(work / "warm"),
+        "SYNTHREG_WARM_IDLE": "3600",
+    }
+    subprocess.run([REGISTRY, "warm", "start"], env=env, check=True, capture_output=True)
+    pid = int(next((work / "warm").glob("*.pid")).read_text())
+    return env, pid
+
+
+def create_once(
+    spec: Path,
+    scale: float | None,
+    work: Path,
+    sidecar: bool,
+    run: int,
+    warm: tuple[dict[str, str], int] | None = None,
+) -> dict[str, float]:
     ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
         subprocess.run([REGISTRY, "init", str(ws)], check=True, capture_output=True)
     cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(run), "--json"]
     if scale is not None:
         cmd += ["--scale", str(scale)]
-    env = {**os.environ, "SYNTHREG_SIDECAR": "1" if sidecar else "0"}
+    env = {
+        **(warm[0] if warm else {**os.environ, "SYNTHREG_WARM": "0"}),
+        "SYNTHREG_SIDECAR": "1" if sidecar else "0",
+    }
     log = work / "create.log"
-    measured = run_measured(cmd, log, env=env)
+    measured = run_measured(cmd, log, env=env, also=(warm[1],) if warm else ())
     text = log.read_text()
     if measured.returncode != 0:
         raise SystemExit(f"create failed ({measured.returncode}): {text[-2000:]}")
@@ -87,12 +112,14 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["fitness", "three_table_10M"], choices=sorted(CASES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sidecar", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--warm", choices=["on", "off"], default="on")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_create.txt")
     args = parser.parse_args()
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.sidecar]
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
         work = Path(tmp)
+        warm = start_warm(work) if args.warm == "on" else None
         for run in range(args.repeat):
             for case in args.cases:
                 spec, scale = CASES[case]
@@ -100,6 +127,10 @@ def main() -> None:
                 for on in modes:
                     label = "create" if on else "create (no sidecar)"
                     runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, run))
+                if warm:
+                    runs.setdefault((case, "create (warm)"), []).append(
+                        create_once(spec, scale, work, True, 100 + run, warm)
+                    )
             print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
              f"{os.cpu_count()} cores; load at end {os.getloadavg()[0]:.2f}", ""]  # fmt: skip
@@ -110,7 +141,7 @@ def main() -> None:
         header = ["config", "wall s", "x engine", "peak PSS MB", *STAGES]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        for label in ("engine", "create", "create (no sidecar)"):
+        for label in ("engine", "create", "create (no sidecar)", "create (warm)"):
             got = runs.get((case, label))
             if not got:
                 continue
@@ -122,6 +153,8 @@ def main() -> None:
                 cells.append(f"{statistics.median(values):.2f}" if values else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if warm:
+        subprocess.run([REGISTRY, "warm", "stop"], env=warm[0], check=False, capture_output=True)
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,12 +37,13 @@ class Measured:
     """The most processes seen in the tree at one poll."""
 
 
-def _sample(root: Any) -> tuple[int, int, int]:
-    """(PSS sum, RSS sum, process count) over ``root`` and its descendants, in bytes."""
+def _sample(root: Any, also: tuple[Any, ...] = ()) -> tuple[int, int, int]:
+    """(PSS sum, RSS sum, process count) over ``root``, ``also`` and their descendants, in bytes."""
     import psutil
 
     pss = rss = count = 0
-    for proc in [root, *root.children(recursive=True)]:
+    tree = [p for r in (root, *also) for p in [r, *r.children(recursive=True)]]
+    for proc in tree:
         try:
             info = proc.memory_full_info()
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -54,11 +55,19 @@ def _sample(root: Any) -> tuple[int, int, int]:
 
 
 def run_measured(
-    cmd: list[str], log: Path, *, env: dict[str, str] | None = None, interval: float = POLL_S
+    cmd: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    interval: float = POLL_S,
+    also: tuple[int, ...] = (),
 ) -> Measured:
-    """Run ``cmd`` with stdout and stderr to ``log``; poll its tree's memory until it exits."""
+    """Run ``cmd`` with stdout and stderr to ``log``; poll its tree's memory until it exits.
+
+    ``also``: more processes counted with their descendants (a server that does the work)."""
     import psutil
 
+    others = tuple(psutil.Process(pid) for pid in also)
     peak_pss = peak_rss = most = 0
     start = time.perf_counter()
     with log.open("wb") as out:
@@ -66,7 +75,7 @@ def run_measured(
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
-                pss, rss, count = _sample(root)
+                pss, rss, count = _sample(root, others)
             except psutil.Error:
                 pss = rss = count = 0  # the root itself is exiting
             peak_pss, peak_rss, most = max(peak_pss, pss), max(peak_rss, rss), max(most, count)

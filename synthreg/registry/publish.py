@@ -10,6 +10,8 @@ absent.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
 import socket
@@ -241,8 +243,12 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
     ctx.undo.push(lambda: shutil.rmtree(final, ignore_errors=True))
     faults.point("publish.rename")
     dvc_md5 = clock("dvc", lambda: _track(ctx))
+    # The run is logged (by create's helper process, when there is one) while DVC pushes: the
+    # run only needs the stage's md5, and the undo below deletes it whichever of the two fails.
+    run_id_when_done = _start_mlflow(ctx, dvc_md5)
+    clock("dvc.push", lambda: dvc.push(root, [ctx.stage_name]))
     faults.point("publish.dvc")
-    run_id = clock("mlflow", lambda: _log_mlflow(ctx, dvc_md5))
+    run_id = clock("mlflow", run_id_when_done)
     faults.point("publish.mlflow")
     details = {
         "status": ctx.status,
@@ -354,18 +360,44 @@ def _track(ctx: Context) -> str:
         deps=deps,
         outs=[f"{ctx.rel_dir}/tables"],
     )
-    dvc.push(root, [ctx.stage_name])
     return md5
 
 
-def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
-    cand, settings = ctx.cand, ctx.ws.settings
+def _start_mlflow(ctx: Context, dvc_md5: str) -> Callable[[], str]:
+    """Start logging the version's run; the returned call gives its id. The undo that deletes the
+    run is registered now: if a later step fails first, it waits for the run and deletes it."""
+    settings = ctx.ws.settings
+    uri = settings.mlflow_tracking_uri
+    record = _run_record(ctx, dvc_md5)
+    if ctx.cand.sidecar is not None:
+        waiting = ctx.cand.sidecar.start_log_version(uri, settings.mlflow_artifact_root, record)
+    else:  # in this process, when asked: nothing runs beside DVC
+        waiting = functools.partial(mlflow_int.log_version, uri, settings.mlflow_artifact_root, record)
+    done: list[str] = []
+
+    def run_id() -> str:
+        if not done:
+            done.append(waiting())
+        return done[0]
+
+    def delete() -> None:
+        if not done and ctx.cand.sidecar is None:
+            return  # never asked for: nothing was logged
+        with contextlib.suppress(Exception):  # a run that was never made has nothing to delete
+            mlflow_int.delete_run(uri, run_id())
+
+    ctx.undo.push(delete)
+    return run_id
+
+
+def _run_record(ctx: Context, dvc_md5: str) -> mlflow_int.RunRecord:
+    cand = ctx.cand
     final = ctx.ws.root / ctx.rel_dir
     total = sum(cand.rows.values())
     gen = cand.generation or {}
     llm = (ctx.card.llm if ctx.card else None) or {}  # the slice was read once, for the card
     lineage = {"synthreg.restored_from": cand.restored_from, "synthreg.derived_from": cand.derived_from}
-    record = mlflow_int.RunRecord(
+    return mlflow_int.RunRecord(
         experiment=f"synthreg/{cand.name}",
         run_name=f"{cand.name}@v{ctx.number}",
         params={
@@ -414,12 +446,6 @@ def _log_mlflow(ctx: Context, dvc_md5: str) -> str:
         content_digest=cand.content_digest,
         dataset_tags={"synthreg.content_digest": cand.content_digest},
     )
-    if cand.sidecar is not None:
-        run_id = cand.sidecar.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
-    else:
-        run_id = mlflow_int.log_version(settings.mlflow_tracking_uri, settings.mlflow_artifact_root, record)
-    ctx.undo.push(lambda: mlflow_int.delete_run(settings.mlflow_tracking_uri, run_id))
-    return run_id
 
 
 def _git_commit(ctx: Context, event: AuditEvent) -> str:

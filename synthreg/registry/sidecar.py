@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -84,17 +85,31 @@ class Sidecar:
 
     def log_version(self, tracking_uri: str, artifact_root: Path, record: mlflow_int.RunRecord) -> str:
         """The version's MLflow run, logged by the helper (MLflow is imported there already)."""
+        return self.start_log_version(tracking_uri, artifact_root, record)()
+
+    def start_log_version(
+        self, tracking_uri: str, artifact_root: Path, record: mlflow_int.RunRecord
+    ) -> Callable[[], str]:
+        """Start logging the version's run in the helper; the returned call waits for its id (and
+        raises what logging raised) while this process does other work meanwhile."""
         try:
             task = self._pool.submit(_call, mlflow_int.log_version, tracking_uri, artifact_root, record)
-            outcome = task.result()
-        except Exception:  # the helper is gone: log from this process
-            return mlflow_int.log_version(tracking_uri, artifact_root, record)
-        if outcome[0] == "ok":
-            return str(outcome[1])
-        kind, message = outcome[1], outcome[2]
-        if kind == "IntegrationError":  # the server's answer, with its URL and fix
-            raise IntegrationError(message)
-        return mlflow_int.log_version(tracking_uri, artifact_root, record)  # reproduce it here
+        except Exception:  # the helper is gone: log from this process, when asked
+            return lambda: mlflow_int.log_version(tracking_uri, artifact_root, record)
+
+        def wait() -> str:
+            try:
+                outcome = task.result()
+            except Exception:  # the helper died meanwhile: log from this process
+                return mlflow_int.log_version(tracking_uri, artifact_root, record)
+            if outcome[0] == "ok":
+                return str(outcome[1])
+            kind, message = outcome[1], outcome[2]
+            if kind == "IntegrationError":  # the server's answer, with its URL and fix
+                raise IntegrationError(message)
+            return mlflow_int.log_version(tracking_uri, artifact_root, record)  # reproduce it here
+
+        return wait
 
     def close(self) -> None:
         """Stop the helper now, whatever it is doing."""
