@@ -49,10 +49,12 @@ def proportion_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
     for name, col in table.columns.items():
         if col.type != "category" or any(n.column == name for n in table.noise):
             continue
-        values = parts.column(name)
-        if pa.types.is_dictionary(values.type):
-            values = values.cast(values.type.value_type)
-        counts = {d["values"]: d["counts"] for d in pc.value_counts(values.drop_null()).to_pylist()}
+        counts: dict[Any, int] = {}
+        for values in parts.column_parts(name):  # one part at a time: counts are all it keeps
+            if pa.types.is_dictionary(values.type):
+                values = values.cast(values.type.value_type)
+            for d in pc.value_counts(values.drop_null()).to_pylist():
+                counts[d["values"]] = counts.get(d["values"], 0) + d["counts"]
         total = sum(counts.values())
         probs = col.probabilities or [1 / len(col.categories)] * len(col.categories)
         expected = dict(zip(col.categories, probs, strict=True))
@@ -96,9 +98,13 @@ def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[Ch
         ptable, pcol = col.after.split(".", 1)
         via = via_column(spec, parts.name, name)
         pkey = spec.tables[ptable].primary_key or ""
-        parent = open_table(ptable).read([pkey, pcol])
-        index = KeyIndex(np.asarray(parent.column(pkey)))
-        times = _ms(parent.column(pcol))
+        parent = open_table(ptable)
+        index = KeyIndex.of_column(parent, pkey)
+        times = np.empty(parent.rows, dtype=np.int64)  # filled part by part: no whole-table copy
+        at = 0
+        for part in parent.column_parts(pcol):
+            times[at : at + len(part)] = _ms(part)
+            at += len(part)
         times = times if index.order is None else times[index.order]
         bad, checked = 0, 0
         examples: list[int] = []

@@ -83,7 +83,7 @@ class _Run:
 
     def key_set(self, parent: str, key: str) -> KeySet:
         if (parent, key) not in self.keys:
-            self.keys[(parent, key)] = KeySet(open_parts(self.tables_dir, parent).column(key))
+            self.keys[(parent, key)] = KeySet.of_column(open_parts(self.tables_dir, parent), key)
         return self.keys[(parent, key)]
 
 
