@@ -296,3 +296,70 @@ def test_report_is_self_contained() -> None:
     assert "<script" not in lowered and "<link" not in lowered and "src=" not in lowered
     assert "expect_column_values_to_match_regex" in page
     assert "evil.example" in page
+
+
+def _reference_clusters(texts: list[str]) -> int:
+    """The near-duplicate clustering written plainly: group by group, band after band, each
+    member against up to PROBES earlier members (nearest first) with Python sets."""
+    if len(texts) < 2:
+        return len(texts)
+    hashes, starts = quality._shingles(texts)
+    sig = quality._signatures(hashes, starts)
+    ends = np.append(starts[1:], hashes.size)
+    sets = [frozenset(hashes[s:e].tolist()) for s, e in zip(starts, ends, strict=True)]
+    parent = list(range(len(texts)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    rows = quality.ROWS_PER_BAND
+    for b in range(quality.BANDS):
+        band = sig[:, b * rows : (b + 1) * rows]
+        key = band[:, 0]
+        for j in range(1, rows):
+            key = quality._mix(key) ^ band[:, j]
+        groups: dict[int, list[int]] = {}
+        for i in np.argsort(key, kind="stable").tolist():
+            groups.setdefault(int(key[i]), []).append(i)
+        for k in sorted(groups):
+            group = sorted(groups[k])
+            for pos in range(1, len(group)):
+                a = group[pos]
+                for other in reversed(group[max(0, pos - quality.PROBES) : pos]):
+                    if find(a) == find(other):
+                        break
+                    x, y = sets[a], sets[other]
+                    inter = len(x & y)
+                    if inter >= quality.NEAR_DUPLICATE_THRESHOLD * (len(x) + len(y) - inter):
+                        parent[find(a)] = find(other)
+                        break
+    return len({find(i) for i in range(len(texts))})
+
+
+@pytest.mark.parametrize("alphabet", ["ab", "abc", "abcdefgh ", "xyzé漢 "])
+def test_clusters_match_the_plain_algorithm(alphabet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(len(alphabet))
+    texts: set[str] = set()
+    for _ in range(300):
+        base = list(rng.choice(list(alphabet), size=int(rng.integers(0, 30))))
+        texts.add("".join(base))
+        for _ in range(int(rng.integers(0, 4))):
+            if base:
+                base[int(rng.integers(len(base)))] = str(rng.choice(list(alphabet)))
+            texts.add("".join(base))
+    ordered = sorted(texts)
+    expected = _reference_clusters(ordered)
+    assert expected < len(ordered)  # there are near duplicates to find
+    assert quality._clusters(ordered) == expected
+
+    # the vectorised pair similarity (used when there are many pairs per text) agrees too
+    def vectorised(hashes: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if not a.size:
+            return np.zeros(0, dtype=bool)
+        size, inter = quality._intersections(hashes, starts, a, b)
+        return inter >= quality.NEAR_DUPLICATE_THRESHOLD * (size[a] + size[b] - inter)
+
+    monkeypatch.setattr(quality, "_similar", vectorised)
+    assert quality._clusters(ordered) == expected

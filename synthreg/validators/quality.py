@@ -47,6 +47,7 @@ metrics are still reported.
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,10 @@ PROBES = 8
 #: a label column with more distinct values than this gets no balance report.
 MAX_CLASSES = 100
 MEMORY_LIMIT = "1GB"
+#: DuckDB threads: at least this many even on fewer cores. Its DISTINCT aggregates then
+#: partition their hash tables more finely and take about half the CPU time (measured on
+#: 2 cores); the results do not depend on it.
+MIN_THREADS = 4
 QUANTILES = {"p5": 0.05, "p50": 0.5, "p95": 0.95}
 STRUCTURED_VOCABS = frozenset(
     {
@@ -163,10 +168,19 @@ def _connect() -> Iterator[duckdb.DuckDBPyConnection]:
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            con.execute(f"SET threads = {max(MIN_THREADS, _cpus())}")
             con.execute(f"SET temp_directory = '{_sql_str(spill)}'")
             yield con
         finally:
             con.close()
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
 
 
 def _sql_str(text: str) -> str:
@@ -186,16 +200,21 @@ def _table_metrics(con: duckdb.DuckDBPyConnection, table: Table, parts: TablePar
     present = set(parts.columns)
     names = [c for c in table.columns if c in present]
     key = table.primary_key if table.primary_key in present else None
-    rows, distinct, non_null = _scan(con, names, key)
     label = next((c for c in names if table.columns[c].label), None)
+    texts = [c for c in names if table.columns[c].type in ("text", "llm_text")]
+    rows, distinct, non_null, lengths = _scan(con, names, key, texts)
+    samples = _normalize(con, _samples(parts, texts))
     columns = {}
     for name in names:
         col = table.columns[name]
         metrics = {"type": col.type, **_nulls(rows - non_null[name], rows, col.null_rate)}
         if col.type in ("category", "bool") or col.label:
             metrics |= _proportions(con, name, col)
-        if col.type in ("text", "llm_text"):
-            metrics["text"] = _text_metrics(con, parts, name, col, label if label != name else None)
+        if name in lengths:
+            text_label = label if label != name else None
+            metrics["text"] = _text_metrics(
+                con, name, col, text_label, non_null[name], lengths[name], samples[name]
+            )
         columns[name] = metrics
     return {
         "rows": rows,
@@ -209,16 +228,23 @@ def _table_metrics(con: duckdb.DuckDBPyConnection, table: Table, parts: TablePar
 
 
 def _scan(
-    con: duckdb.DuckDBPyConnection, names: list[str], key: str | None
-) -> tuple[int, int, dict[str, int]]:
-    """Rows, distinct rows (by a hash of the non-key columns) and non-null counts, in one pass."""
+    con: duckdb.DuckDBPyConnection, names: list[str], key: str | None, texts: list[str]
+) -> tuple[int, int, dict[str, int], dict[str, list[tuple[int, int]]]]:
+    """Rows, distinct rows (by a hash of the non-key columns), non-null counts and the
+    length histogram of every text column, in one pass."""
     others = [_ident(c) for c in names if c != key]
-    distinct = f"count(DISTINCT hash({', '.join(others)}))" if others else "count(*)"
-    counts = ", ".join(f"count({_ident(c)})" for c in names)
-    row = con.execute(f"SELECT count(*), {distinct}{', ' if counts else ''}{counts} FROM t").fetchone()
+    aggregates = ["count(*)", f"count(DISTINCT hash({', '.join(others)}))" if others else "count(*)"]
+    aggregates += [f"count({_ident(c)})" for c in names]
+    aggregates += [f"histogram(length({_ident(c)}))" for c in texts]
+    row = con.execute(f"SELECT {', '.join(aggregates)} FROM t").fetchone()
     assert row is not None
     rows = int(row[0])
-    return rows, int(row[1]) if rows else 0, {c: int(v) for c, v in zip(names, row[2:], strict=True)}
+    non_null = {c: int(v) for c, v in zip(names, row[2 : 2 + len(names)], strict=True)}
+    hists = row[2 + len(names) :]
+    lengths = {
+        c: sorted((int(n), int(k)) for n, k in (h or {}).items()) for c, h in zip(texts, hists, strict=True)
+    }
+    return rows, int(row[1]) if rows else 0, non_null, lengths
 
 
 def _nulls(nulls: int, rows: int, declared: float) -> dict[str, Any]:
@@ -278,31 +304,61 @@ def _is_free_text(col: Column) -> bool:
 
 
 def _text_metrics(
-    con: duckdb.DuckDBPyConnection, parts: TableParts, name: str, col: Column, label: str | None
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    col: Column,
+    label: str | None,
+    values: int,
+    lengths: list[tuple[int, int]],
+    sample: list[str],
 ) -> dict[str, Any]:
-    q = _ident(name)
-    norm = _NORMALIZE.format(q)
-    row = con.execute(
-        f"SELECT count(*), count(DISTINCT hash({q})), count(DISTINCT hash({norm})) "
-        f"FROM t WHERE {q} IS NOT NULL"
-    )
-    values, distinct, norm_distinct = (int(v) for v in row.fetchone() or (0, 0, 0))
-    hist = con.execute(
-        f"SELECT length({q}) AS n, count(*) FROM t WHERE {q} IS NOT NULL GROUP BY n ORDER BY n"
-    ).fetchall()
-    sample = _normalize(con, _sample(parts, name))
+    distinct, norm_distinct, conflicts = _distinct(con, _ident(name), label, values)
     out: dict[str, Any] = {
         "scored": _is_free_text(col),
         "values": values,
-        "length": _quantiles(hist, values),
+        "length": _quantiles(lengths, values),
         "distinct_ratio": distinct / values if values else None,
         "exact_duplicate_rate": (values - norm_distinct) / values if values else 0.0,
         **_diversity(sample),
         **_near_duplicates(sample),
     }
-    if label is not None:
-        out["label_conflicts"] = _label_conflicts(con, norm, q, label, values)
+    if conflicts is not None:
+        out["label_conflicts"] = conflicts
     return out
+
+
+def _distinct(
+    con: duckdb.DuckDBPyConnection, q: str, label: str | None, values: int
+) -> tuple[int, int, dict[str, Any] | None]:
+    """Distinct values and distinct normalised values (both by 64-bit hash) of a text column
+    and, with a ``label``, the normalised texts seen under 2+ distinct labels and the rows
+    that carry them.
+
+    The normalisation (two regular expressions, the costly part) runs once per distinct
+    value, or per distinct (value, label) pair, not once per row; DuckDB spreads it over
+    its threads even when the column is a single row group.
+    """
+    norm = _NORMALIZE.format("v")
+    if label is None:
+        row = con.execute(
+            f"SELECT count(DISTINCT hash(v)), count(DISTINCT hash({norm})) "
+            f"FROM (SELECT DISTINCT {q} AS v FROM t WHERE {q} IS NOT NULL)"
+        ).fetchone()
+        distinct, norm_distinct = (int(v) for v in row or (0, 0))
+        return distinct, norm_distinct, None
+    lab = _ident(label)
+    pairs = f"SELECT {q} AS v, {lab} AS l, count(*) AS n FROM t WHERE {q} IS NOT NULL GROUP BY v, l"
+    texts = (
+        f"SELECT {norm} AS k, count(DISTINCT l) AS labels, sum(n) FILTER (WHERE l IS NOT NULL) AS n "
+        f"FROM ({pairs}) GROUP BY k"
+    )
+    row = con.execute(
+        f"SELECT (SELECT count(DISTINCT hash({q})) FROM t WHERE {q} IS NOT NULL), count(DISTINCT hash(k)), "
+        f"count(*) FILTER (WHERE labels > 1), coalesce(sum(n) FILTER (WHERE labels > 1), 0) FROM ({texts})"
+    ).fetchone()
+    distinct, norm_distinct, texts_n, rows = (int(v) for v in row or (0, 0, 0, 0))
+    conflicts = {"label": label, "texts": texts_n, "rows": rows, "rate": rows / values if values else 0.0}
+    return distinct, norm_distinct, conflicts
 
 
 def _quantiles(hist: list[tuple[int, int]], total: int) -> dict[str, int | None]:
@@ -317,32 +373,60 @@ def _quantiles(hist: list[tuple[int, int]], total: int) -> dict[str, int | None]
     }
 
 
-def _sample(parts: TableParts, name: str) -> list[str]:
-    """Non-null values of up to ``SAMPLE_VALUES`` rows, evenly spaced over the row order."""
+def _samples(parts: TableParts, names: list[str]) -> dict[str, list[str]]:
+    """Per column, the non-null values of up to ``SAMPLE_VALUES`` rows, evenly spaced over the
+    row order; only the row groups that hold those rows are read (all columns at once)."""
+    out: dict[str, list[str]] = {name: [] for name in names}
     rows = parts.rows
     k = min(rows, SAMPLE_VALUES)
-    wanted = (np.arange(k, dtype=np.int64) * rows) // max(k, 1)
-    out: list[str] = []
+    if not names or not k:
+        return out
+    import pyarrow.parquet as pq
+
+    wanted = (np.arange(k, dtype=np.int64) * rows) // k
     offset = 0
-    for batch in parts.batches([name]):
-        if offset > (wanted[-1] if k else -1):
-            break
-        lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-        if hi > lo:
-            taken = batch.column(name).take(pa.array(wanted[lo:hi] - offset))
-            out += [v for v in taken.to_pylist() if v is not None]
-        offset += batch.num_rows
+    for path, schema, md in zip(parts.files, parts.schemas, parts.metadata, strict=True):
+        present = [c for c in names if c in schema.names]
+        groups: list[int] = []
+        taken: list[np.ndarray] = []
+        start = offset
+        for g in range(md.num_row_groups):
+            n = md.row_group(g).num_rows
+            lo, hi = np.searchsorted(wanted, [start, start + n])
+            if hi > lo:
+                groups.append(g)
+                taken.append(wanted[lo:hi] - start)
+            start += n
+        if groups and present:
+            data = pq.ParquetFile(path).read_row_groups(groups, columns=present)
+            sizes = [md.row_group(g).num_rows for g in groups]
+            bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+            picked = np.concatenate([t + b for t, b in zip(taken, bases, strict=True)]).astype(np.int64)
+            # from a buffer: pa.array(ndarray) would import pandas (~0.4 s) only to check the type
+            index = pa.Array.from_buffers(pa.int64(), picked.size, [None, pa.py_buffer(picked)])
+            for name in present:
+                out[name] += [v for v in data.column(name).take(index).to_pylist() if v is not None]
+        offset += md.num_rows
     return out
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, values: list[str]) -> list[str]:
-    """The same normalisation DuckDB applies to whole columns, on the sample."""
-    con.register("quality_sample", pa.table({"v": pa.array(values, type=pa.string())}))
-    try:
-        rows = con.execute(f"SELECT {_NORMALIZE.format('v')} FROM quality_sample").fetchall()
-    finally:
-        con.unregister("quality_sample")
-    return [r[0] for r in rows]
+def _normalize(con: duckdb.DuckDBPyConnection, samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The same normalisation DuckDB applies to whole columns, on the samples: once per
+    distinct value, all columns in one query (a list parameter, no DataFrame)."""
+    if not samples:
+        return {}
+    distinct = [list(dict.fromkeys(values)) for values in samples.values()]
+    lists = ", ".join(
+        f"list_transform(${i + 1}::VARCHAR[], lambda v: {_NORMALIZE.format('v')})"
+        for i in range(len(distinct))
+    )
+    row = con.execute(f"SELECT {lists}", distinct).fetchone()
+    assert row is not None
+    out = {}
+    for (name, values), keys, normalized in zip(samples.items(), distinct, row, strict=True):
+        mapping = dict(zip(keys, normalized or [], strict=True))
+        out[name] = [mapping[v] for v in values]
+    return out
 
 
 def _diversity(texts: list[str]) -> dict[str, Any]:
@@ -359,19 +443,6 @@ def _diversity(texts: list[str]) -> dict[str, Any]:
         "distinct_1": len(unigrams) / n1 if n1 else None,
         "distinct_2": len(bigrams) / n2 if n2 else None,
     }
-
-
-def _label_conflicts(
-    con: duckdb.DuckDBPyConnection, norm: str, q: str, label: str, values: int
-) -> dict[str, Any]:
-    """Normalised texts seen under 2+ distinct labels, and the rows that carry them."""
-    lab = _ident(label)
-    row = con.execute(
-        f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT {norm} AS k, count(*) AS n FROM t "
-        f"WHERE {q} IS NOT NULL AND {lab} IS NOT NULL GROUP BY k HAVING count(DISTINCT {lab}) > 1)"
-    ).fetchone()
-    texts, rows = (int(v) for v in row or (0, 0))
-    return {"label": label, "texts": texts, "rows": rows, "rate": rows / values if values else 0.0}
 
 
 # ---------------------------------------------------------------- near duplicates (MinHash + LSH)
@@ -413,34 +484,51 @@ def _signatures(hashes: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return sig
 
 
-def _buckets(sig: np.ndarray) -> Iterator[np.ndarray]:
-    """Groups (2+ members, ascending) of texts whose signatures agree on a whole band."""
+def _buckets(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups (2+ members, ascending) of texts whose signatures agree on a whole band, band
+    after band and, within a band, by band key: all members in that order, and each one's
+    position in its group."""
+    members: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     for b in range(BANDS):
         band = sig[:, b * ROWS_PER_BAND : (b + 1) * ROWS_PER_BAND]
         key = band[:, 0]
         for j in range(1, ROWS_PER_BAND):
             key = _mix(key) ^ band[:, j]
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key, kind="stable")  # stable: a group's members stay ascending
         ordered = key[order]
-        heads = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        sizes = np.diff(np.concatenate((heads, [ordered.size])))
-        for head, size in zip(heads[sizes > 1], sizes[sizes > 1], strict=True):
-            yield np.sort(order[head : head + size])
+        head = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        group = np.cumsum(head) - 1
+        heads = np.flatnonzero(head)
+        kept = np.bincount(group)[group] > 1
+        members.append(order[kept])
+        positions.append((np.arange(order.size) - heads[group])[kept])
+    return np.concatenate(members), np.concatenate(positions)
 
 
 def _clusters(texts: list[str]) -> int:
-    """Connected components of distinct ``texts`` linked by shingle Jaccard >= the threshold."""
-    if len(texts) < 2:
-        return len(texts)
-    hashes, starts = _shingles(texts)
-    ends = np.append(starts[1:], hashes.size)
-    sets: dict[int, frozenset[int]] = {}
-    parent = list(range(len(texts)))
+    """Connected components of distinct ``texts`` linked by shingle Jaccard >= the threshold.
 
-    def shingle_set(i: int) -> frozenset[int]:
-        if i not in sets:
-            sets[i] = frozenset(hashes[starts[i] : ends[i]].tolist())
-        return sets[i]
+    Group by group (as :func:`_buckets` orders them), each member is checked against the
+    up to ``PROBES`` members before it, nearest first, until one is already in its cluster
+    (stop) or is similar (join its cluster, stop). Every window pair's similarity is
+    computed up front, once per distinct pair; only members with a similar pair in their
+    window can join anything, so only those are walked.
+    """
+    n = len(texts)
+    if n < 2:
+        return n
+    hashes, starts = _shingles(texts)
+    members, positions = _buckets(_signatures(hashes, starts))
+    rows = [np.flatnonzero(positions >= d) for d in range(1, PROBES + 1)]
+    later = np.concatenate([members[r] for r in rows])
+    earlier = np.concatenate([members[r - d] for d, r in enumerate(rows, start=1)])
+    pairs, inverse = np.unique(later * n + earlier, return_inverse=True)
+    similar = np.zeros((members.size, PROBES), dtype=bool)
+    similar[np.concatenate(rows), np.repeat(np.arange(PROBES), [r.size for r in rows])] = _similar(
+        hashes, starts, pairs // n, pairs % n
+    )[inverse.ravel()]
+    parent = list(range(n))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -448,21 +536,59 @@ def _clusters(texts: list[str]) -> int:
             i = parent[i]
         return i
 
-    def similar(a: int, b: int) -> bool:
-        x, y = shingle_set(a), shingle_set(b)
-        inter = len(x & y)
-        return inter >= NEAR_DUPLICATE_THRESHOLD * (len(x) + len(y) - inter)
+    member = members.tolist()
+    position = positions.tolist()
+    for i in np.flatnonzero(similar.any(axis=1)).tolist():
+        a = member[i]
+        for d in range(1, min(position[i], PROBES) + 1):
+            root, other = find(a), find(member[i - d])
+            if root == other:
+                break
+            if similar[i, d - 1]:
+                parent[root] = other
+                break
+    return sum(1 for i in range(n) if find(i) == i)
 
-    for group in _buckets(_signatures(hashes, starts)):
-        for pos in range(1, group.size):
-            a = int(group[pos])
-            for b in (int(v) for v in group[max(0, pos - PROBES) : pos][::-1]):
-                if find(a) == find(b):
-                    break
-                if similar(a, b):
-                    parent[find(a)] = find(b)
-                    break
-    return len({find(i) for i in range(len(texts))})
+
+def _similar(hashes: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether texts ``a[k]`` and ``b[k]`` have shingle-set Jaccard >= the threshold."""
+    if a.size > 8 * starts.size:  # many pairs per text (short, look-alike codes): vectorised
+        size, inter = _intersections(hashes, starts, a, b)
+    else:
+        bounds = np.append(starts, hashes.size).tolist()
+        values = hashes.tolist()
+        sets = [frozenset[int]()] * starts.size
+        for i in set(a.tolist()) | set(b.tolist()):
+            sets[i] = frozenset(values[bounds[i] : bounds[i + 1]])
+        inter = np.array(
+            [len(sets[i] & sets[j]) for i, j in zip(a.tolist(), b.tolist(), strict=True)], dtype=np.int64
+        )
+        size = np.array([len(x) for x in sets], dtype=np.int64)
+    # the float arithmetic of ``inter >= t * (|x| + |y| - inter)`` on Python ints, elementwise
+    return inter >= NEAR_DUPLICATE_THRESHOLD * (size[a] + size[b] - inter)
+
+
+def _intersections(
+    hashes: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's number of distinct shingles, and ``|set(a[k]) & set(b[k])|`` for every k:
+    the smaller set's shingles are looked up in the larger one's (sorted) with one search."""
+    texts = starts.size
+    unique, dense = np.unique(hashes, return_inverse=True)
+    m = np.int64(unique.size)
+    owner = np.repeat(np.arange(texts, dtype=np.int64), np.diff(np.append(starts, hashes.size)))
+    keys = np.unique(owner * m + dense.ravel())  # (text, shingle), each once, sorted
+    size = np.bincount(keys // m, minlength=texts)
+    first = np.cumsum(size) - size
+    smaller = size[a] <= size[b]
+    x, y = np.where(smaller, a, b), np.where(smaller, b, a)
+    counts = size[x]
+    offsets = np.cumsum(counts) - counts
+    picked = np.repeat(first[x] - offsets, counts) + np.arange(int(counts.sum()))
+    queries = np.repeat(y * m, counts) + keys[picked] % m
+    found = np.searchsorted(keys, queries)
+    hit = keys[np.minimum(found, keys.size - 1)] == queries
+    return size, np.add.reduceat(hit.astype(np.int64), offsets)
 
 
 def _near_duplicates(sample: list[str]) -> dict[str, Any]:
