@@ -38,7 +38,7 @@ CASES = {
     "three_table_10M": (HERE / "specs" / "three_table.yaml", 10.0),
     "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
 }
-STAGES = ("generate", "hash", "quality", "card", "validate", "validate.sidecar", "dvc", "mlflow", "git", "db")
+STAGES = ("generate", "hash", "quality", "card", "validate", "validate.sidecar", "dvc", "dvc.push", "mlflow", "git", "db")
 
 _ENGINE = """
 import json, sys, time, pathlib
