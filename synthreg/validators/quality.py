@@ -81,7 +81,9 @@ NEAR_DUPLICATE_THRESHOLD = 0.7
 PROBES = 8
 #: a label column with more distinct values than this gets no balance report.
 MAX_CLASSES = 100
-MEMORY_LIMIT = "1GB"
+#: DuckDB's memory before it spills to disk. At 100M rows (3-table benchmark) 400MB took the same
+#: 15.2 s as 1GB and lowered the process's peak RSS from 1.41 to 1.12 GB.
+MEMORY_LIMIT = "400MB"
 #: DuckDB threads: at least this many even on fewer cores. Its DISTINCT aggregates then
 #: partition their hash tables more finely and take about half the CPU time (measured on
 #: 2 cores); the results do not depend on it.
