@@ -365,9 +365,10 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> 
         finished.set()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        # the server's own stream objects too: a library may hold them (they write to fds 1 and 2)
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()  # type: ignore[union-attr]
         with contextlib.suppress(OSError):
             conn.sendall(f"exit {code}\n".encode())
         os._exit(code)
