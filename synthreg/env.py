@@ -17,6 +17,9 @@ ACTOR = "SYNTHREG_ACTOR"
 WORKERS = "SYNTHREG_WORKERS"
 #: Show tracebacks of unexpected errors.
 DEBUG = "SYNTHREG_DEBUG"
+#: ``1``: generation workers run the per-row expectations on the parts they write; ``0``: never.
+#: Unset: on a Dask cluster, or with 4+ pool workers when Great Expectations is already imported.
+FUSED = "SYNTHREG_FUSED"
 
 
 def offline_defaults() -> dict[str, str]:

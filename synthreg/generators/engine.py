@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,9 @@ class GenerationResult:
     params: dict[str, object] = field(default_factory=dict)
     #: Sum over this call's pool workers of each worker's own peak RSS, in MB (0.0 without a pool).
     worker_peak_rss_mb: float = 0.0
+    #: What ``observe`` returned for each part, where the part was written: table -> [(file name,
+    #: result)] in part order. A table the whole-table constraints rewrote has none.
+    observed: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
 
     @property
     def rows(self) -> dict[str, int]:
@@ -218,12 +221,19 @@ def _own_peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
+#: ``observe(table, part_path)``: called where a part was just written (a pool worker, a Dask
+#: task, or this process), its small, picklable result returned with the segment.
+Observe = Callable[[str, Path], Any]
+
+
 def _write_segment_measured(
-    spec: Spec, seg: _Segment, opts: _Options
-) -> tuple[tuple[_Segment, Path, int, list[bytes]], int, float]:
-    """``_write_segment`` in a pool worker, with the worker's pid and its peak RSS so far."""
+    spec: Spec, seg: _Segment, opts: _Options, observe: Observe | None = None
+) -> tuple[tuple[_Segment, Path, int, list[bytes]], int, float, Any]:
+    """``_write_segment`` in a pool worker, with the worker's pid, its peak RSS so far and what
+    ``observe`` made of the part (None without it)."""
     done = _write_segment(spec, seg, opts)
-    return done, os.getpid(), _own_peak_rss_mb()
+    seen = observe(seg.table, done[1]) if observe is not None else None
+    return done, os.getpid(), _own_peak_rss_mb(), seen
 
 
 class _WorkerPeak:
@@ -245,9 +255,15 @@ def worker_peak_rss_mb() -> float:
 
 
 def _run(
-    spec: Spec, segments: list[_Segment], opts: _Options, workers: int, cluster: str | None = None
-) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float]:
-    """Every segment written, and the sum of the pool workers' peak RSS in MB (0.0 without a pool)."""
+    spec: Spec,
+    segments: list[_Segment],
+    opts: _Options,
+    workers: int,
+    cluster: str | None = None,
+    observe: Observe | None = None,
+) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float, list[Any]]:
+    """Every segment written, the sum of the pool workers' peak RSS in MB (0.0 without a pool),
+    and what ``observe`` returned for each segment (in segment order)."""
     from synthreg import progress
 
     total = sum(spec.tables[n].rows for n in spec.engine_order())
@@ -260,34 +276,39 @@ def _run(
             rows_done += result[0][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
 
-        measured = run_tasks(cluster, _write_segment_measured, [(spec, seg, opts) for seg in segments], done)
-        return [r[0] for r in measured], _peaks(measured)
+        tasks = [(spec, seg, opts, observe) for seg in segments]
+        measured = run_tasks(cluster, _write_segment_measured, tasks, done)
+        return [r[0] for r in measured], _peaks(measured), [r[3] for r in measured]
     if workers <= 1 or len(segments) <= 1:
-        written = []
+        written, seen = [], []
         for seg in segments:
             written.append(_write_segment(spec, seg, opts))
+            seen.append(observe(seg.table, written[-1][1]) if observe is not None else None)
             rows_done += written[-1][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
-        return written, 0.0
+        return written, 0.0, seen
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = {pool.submit(_write_segment_measured, spec, seg, opts): i for i, seg in enumerate(segments)}
+        futures = {
+            pool.submit(_write_segment_measured, spec, seg, opts, observe): i
+            for i, seg in enumerate(segments)
+        }
         results: dict[int, Any] = {}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             rows_done += results[futures[future]][0][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
         measured = [results[i] for i in range(len(segments))]
-    return [done for done, _, _ in measured], _peaks(measured)
+    return [r[0] for r in measured], _peaks(measured), [r[3] for r in measured]
 
 
 def _peaks(measured: list[Any]) -> float:
     """The sum over workers of each one's peak RSS (MB), remembered for ``worker_peak_rss_mb``."""
     peaks: dict[int, float] = {}
-    for _, pid, peak in measured:
+    for _, pid, peak, _seen in measured:
         peaks[pid] = max(peaks.get(pid, 0.0), peak)
     workers_mb = sum(peaks.values())
     _WorkerPeak.mb = max(_WorkerPeak.mb, workers_mb)
@@ -335,6 +356,7 @@ def generate(
     compression: str = "snappy",
     workers: int | None = None,
     cluster: str | None = None,
+    observe: Observe | None = None,
 ) -> GenerationResult:
     """Generate every table of ``spec`` as Parquet under ``out_dir/tables/<table>/``.
 
@@ -353,11 +375,16 @@ def generate(
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
-    done, workers_mb = _run(spec, segments, opts, workers, cluster)
+    done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
     for leftover in out_dir.glob("tables/*/.part-*.tmp"):  # of a worker killed mid-write (retried)
         leftover.unlink(missing_ok=True)
     tables = _collect(spec, done)
     notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
+    observed: dict[str, list[tuple[str, Any]]] = {}
+    if observe is not None:
+        for (seg, path, _, _), result in sorted(zip(done, seen, strict=True), key=lambda x: x[0][0].index):
+            if not notes[seg.table]:  # a table the constraints rewrote: what was seen is stale
+                observed.setdefault(seg.table, []).append((path.name, result))
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
         "chunk_rows": chunk_rows,
@@ -375,4 +402,4 @@ def generate(
     if noise:
         params["noise"] = noise
     digest = combine_digests({n: t.digest for n, t in tables.items()})
-    return GenerationResult(tables, digest, seconds, params, worker_peak_rss_mb=workers_mb)
+    return GenerationResult(tables, digest, seconds, params, worker_peak_rss_mb=workers_mb, observed=observed)

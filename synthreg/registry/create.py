@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import synthreg
 from synthreg import env
 from synthreg.digest import combine_digests
 from synthreg.errors import ValidationFailedError
-from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, generate
+from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, default_workers, generate
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry import sidecar
@@ -38,6 +39,7 @@ from synthreg.registry.store import utcnow
 from synthreg.registry.story import export_calls, gateway_for
 from synthreg.registry.text_monitor import cache_dir_of, with_semantic
 from synthreg.registry.workspace import Workspace
+from synthreg.validators.fused import PartValidator
 from synthreg.validators.quality import score_quality, table_quality
 from synthreg.validators.report import render_validation_report
 from synthreg.validators.suite import validate_tables
@@ -211,8 +213,9 @@ def _stage(
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
+    observe = _part_validator(spec, workers, cluster)
     gen: GenerationResult = clock(
-        "generate", lambda: generate(spec, staging, workers=workers, cluster=cluster)
+        "generate", lambda: generate(spec, staging, workers=workers, cluster=cluster, observe=observe)
     )
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
@@ -221,13 +224,13 @@ def _stage(
     rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
     files = clock("hash", lambda: file_facts(staging, rows_by_file))
     # The helper validates (GX) while this process measures quality and draws the card's plots.
-    pending = helper.validate(spec, staging / "tables", spec.source) if helper is not None else None
+    pending = helper.validate(spec, staging / "tables", spec.source, gen.observed) if helper else None
     quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
     clock("card", lambda: _card_inputs(staging, spec))
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
     cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
     semantic = clock("semantic", lambda: with_semantic({}, spec, staging, cache))
-    validation = clock("validate", lambda: _validation(spec, staging, pending, clock))
+    validation = clock("validate", lambda: _validation(spec, staging, pending, clock, gen.observed))
     if parent_dir is not None and max_drift is not None:
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
@@ -272,10 +275,29 @@ def _stage(
     )
 
 
-def _validation(spec: Spec, staging: Path, pending: Any, clock: Clock) -> dict[str, Any]:
+def _validation(
+    spec: Spec, staging: Path, pending: Any, clock: Clock, from_parts: dict[str, Any]
+) -> dict[str, Any]:
     """The helper's validation; or this process's, which also raises what the helper hit."""
     done = sidecar.Sidecar.validation(pending) if pending is not None else None
     if done is not None:
         clock.timings["validate.sidecar"] = done[1]
         return done[0]
-    return validate_tables(spec, staging / "tables", source=spec.source).to_dict()
+    return validate_tables(spec, staging / "tables", source=spec.source, from_parts=from_parts).to_dict()
+
+
+def _part_validator(spec: Spec, workers: int | None, cluster: str | None) -> PartValidator | None:
+    """The per-row expectations in the generation workers (``SYNTHREG_FUSED``), when worth it: on
+    a cluster (the parts are read where they are written), or with 4+ pool workers in a process
+    that already imported Great Expectations (the warm server; they inherit it). On 2 cores it is
+    not: generation already keeps both busy, and the sidecar validates beside quality and plots."""
+    import sys
+
+    setting = os.environ.get(env.FUSED, "")
+    if setting == "0":
+        return None
+    if setting != "1" and not cluster:
+        count = workers if workers is not None else default_workers()
+        if count < 4 or "great_expectations" not in sys.modules:
+            return None
+    return PartValidator(spec, spec.source)

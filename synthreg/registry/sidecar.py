@@ -67,9 +67,12 @@ class Sidecar:
         self._tracking_uri = tracking_uri
         self._pool.submit(_preload, "validators", tracking_uri)
 
-    def validate(self, spec: Spec, tables_dir: Path, source: str) -> Future[Any]:
-        """Start validating; then import MLflow, ready for :meth:`log_version`."""
-        future = self._pool.submit(_call, _validate, spec, tables_dir, source)
+    def validate(
+        self, spec: Spec, tables_dir: Path, source: str, from_parts: dict[str, Any] | None = None
+    ) -> Future[Any]:
+        """Start validating (merging what the generation workers found, ``from_parts``); then import
+        MLflow, ready for :meth:`log_version`."""
+        future = self._pool.submit(_call, _validate, spec, tables_dir, source, from_parts)
         self._pool.submit(_preload, "mlflow", self._tracking_uri)
         return future
 
@@ -149,11 +152,13 @@ def _preload(what: str, tracking_uri: str) -> None:
         mlflow_int.preload(tracking_uri)
 
 
-def _validate(spec: Spec, tables_dir: Path, source: str) -> tuple[dict[str, Any], float]:
+def _validate(
+    spec: Spec, tables_dir: Path, source: str, from_parts: dict[str, Any] | None
+) -> tuple[dict[str, Any], float]:
     from synthreg.validators.suite import validate_tables
 
     started = time.perf_counter()
-    result = validate_tables(spec, tables_dir, source=source).to_dict()
+    result = validate_tables(spec, tables_dir, source=source, from_parts=from_parts).to_dict()
     return result, time.perf_counter() - started
 
 

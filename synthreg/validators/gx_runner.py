@@ -165,6 +165,31 @@ class Tally:
             if key in found and key not in _COUNT_KEYS and key != "partial_unexpected_list":
                 self.other.setdefault(key, found[key])
 
+    def state(self) -> dict[str, Any]:
+        """What was folded so far, without the expectation (small, picklable, JSON-able)."""
+        return {
+            "batches": self.batches,
+            "success": self.success,
+            "error": self.error,
+            "counts": dict(self.counts),
+            "examples": None if self.examples is None else list(self.examples),
+            "other": dict(self.other),
+        }
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Fold in another tally's :meth:`state` (the next part's), as if its batches came here."""
+        self.batches += state["batches"]
+        if state["error"] is not None:
+            self.error = self.error or state["error"]
+        self.success = self.success and state["success"]
+        for key, count in state["counts"].items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        if state["examples"] is not None:
+            self.examples = (self.examples or []) + list(state["examples"])
+            del self.examples[EXAMPLES:]
+        for key, value in state["other"].items():
+            self.other.setdefault(key, value)
+
     def check(self, table: str) -> CheckResult:
         """The folded result: counts summed, percent and ``mostly`` judged on the totals."""
         if self.error is not None:

@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synthreg.generators.spec import Spec
 from synthreg.validators.checks import KeySet, fk_check, row_count_check, schema_check, unique_check
+from synthreg.validators.fused import PartTallies, int_like, plan_key, usable
 from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, no_fingerprint, to_frame
 from synthreg.validators.parts import TableParts, open_parts
 from synthreg.validators.plan import (
@@ -80,6 +82,8 @@ class _Run:
     tables_dir: Path
     distributions: bool = True
     keys: dict[tuple[str, str], KeySet] = field(default_factory=dict)
+    #: Per-row results the generation workers computed (``fused.PartValidator``), by table.
+    from_parts: Mapping[str, list[tuple[str, Any]]] = field(default_factory=dict)
 
     def key_set(self, parent: str, key: str) -> KeySet:
         if (parent, key) not in self.keys:
@@ -88,7 +92,12 @@ class _Run:
 
 
 def validate_tables(
-    spec: Spec, tables_dir: Path, *, source: str = "<spec>", distributions: bool = True
+    spec: Spec,
+    tables_dir: Path,
+    *,
+    source: str = "<spec>",
+    distributions: bool = True,
+    from_parts: Mapping[str, list[tuple[str, Any]]] | None = None,
 ) -> ValidationResult:
     """Validate ``tables_dir/<table>/*.parquet`` against ``spec``.
 
@@ -96,12 +105,15 @@ def validate_tables(
     a bad one raises ``SpecError`` naming ``tables.<t>.expectations.<i>`` in ``source``.
     A table without Parquet files raises ``NotFoundError``. ``distributions=False``
     skips the checks of declared proportions (for versions derived by disabling rows).
+    ``from_parts``: ``GenerationResult.observed`` of a generation run with a
+    ``fused.PartValidator``; a table's per-row results are merged from it when they are what
+    reading its files here would give (see ``fused``), and computed here otherwise.
     """
     import great_expectations as gx
 
     started = time.perf_counter()
     user = user_expectations(spec, source)
-    run = _Run(GxRunner(), Path(tables_dir), distributions)
+    run = _Run(GxRunner(), Path(tables_dir), distributions, from_parts=from_parts or {})
     checks: list[CheckResult] = []
     with no_fingerprint():
         for name in spec.table_order():
@@ -166,13 +178,34 @@ def _run_batches(
     chosen = [i for i, p in enumerate(planned) if p.scope == BATCH]
     if not chosen:
         return {}
-    suite = run.gx.suite(f"{parts.name}.rows", [planned[i] for i in chosen])
     tallies = [Tally(planned[i]) for i in chosen]
+    merged = _merged_parts(run, parts, planned, chosen, nullable)
+    if merged is not None:
+        for part in merged:
+            for tally, state in zip(tallies, part.tallies, strict=True):
+                tally.merge(state)
+        return {i: tally.check(parts.name) for i, tally in zip(chosen, tallies, strict=True)}
+    suite = run.gx.suite(f"{parts.name}.rows", [planned[i] for i in chosen])
     # Every spec column has a per-row check (not null), so every batch needs them all.
     for batch in parts.batches(parts.columns):
         for tally, result in zip(tallies, suite.run(to_frame(batch, nullable)), strict=True):
             tally.add(result)
     return {i: tally.check(parts.name) for i, tally in zip(chosen, tallies, strict=True)}
+
+
+def _merged_parts(
+    run: _Run, parts: TableParts, planned: list[Planned], chosen: list[int], nullable: set[str]
+) -> list[PartTallies] | None:
+    """The workers' results for every part of the table, in part order, or None when any part's is
+    missing or is not what validating its file here would give."""
+    seen = dict(run.from_parts.get(parts.name, []))
+    if not seen:
+        return None
+    key, dtyped = plan_key(planned, chosen), int_like(parts)
+    found = [seen.get(path.name) for path in parts.files]
+    if not all(usable(f, path, key, nullable, dtyped) for f, path in zip(found, parts.files, strict=True)):
+        return None
+    return [f for f in found if f is not None]
 
 
 def _run_whole(
