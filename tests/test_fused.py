@@ -14,7 +14,7 @@ import pytest
 from synthreg.generators.engine import generate
 from synthreg.generators.spec import Spec
 from synthreg.generators.spec_io import parse_spec
-from synthreg.validators import gx_runner
+from synthreg.validators import gx_runner, suite
 from synthreg.validators.fused import PartTallies, PartValidator
 from synthreg.validators.suite import validate_tables
 
@@ -84,6 +84,14 @@ def _row_suite_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return runs
 
 
+def _counted(real: Any, name: str, calls: list[str]) -> Any:
+    def wrapper(*args: Any) -> Any:
+        calls.append(name)
+        return real(*args)
+
+    return wrapper
+
+
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Spec, Path, dict[str, Any]]:
     spec = _spec()
@@ -106,8 +114,14 @@ def test_merged_results_are_the_ones_read_from_the_files(
 ) -> None:
     spec, tables, observed = pooled
     runs = _row_suite_runs(monkeypatch)
+    read: list[str] = []  # key columns read here for uniqueness and foreign keys
+    for name in ("unique_check", "fk_check"):
+        monkeypatch.setattr(suite, name, _counted(getattr(suite, name), name, read))
     merged = validate_tables(spec, tables, source="fused.yaml", from_parts=observed).to_dict()
     assert runs == []  # no per-row suite ran here: every table came from the workers
+    assert read == []  # nor were the keys read: the workers' facts (ordered, consecutive) sufficed
+    monkeypatch.undo()
+    runs = _row_suite_runs(monkeypatch)
     plain = validate_tables(spec, tables, source="fused.yaml").to_dict()
     assert runs  # and these did
     assert _without_seconds(merged) == _without_seconds(plain)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,21 +34,52 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthreg.generators.spec import Spec
+from synthreg.validators.checks import FK_CHECK
 from synthreg.validators.parts import TableParts
 from synthreg.validators.plan import BATCH, Planned, spec_plan, user_expectations
+from synthreg.validators.results import OUR_SOURCE, CheckResult, unexpected_percent
 
-__all__ = ["PartTallies", "PartValidator", "plan_key", "usable"]
+__all__ = [
+    "KeyFacts",
+    "PartTallies",
+    "PartValidator",
+    "facts_of",
+    "fk_from_facts",
+    "key_range",
+    "plan_key",
+    "unique_from_facts",
+    "usable",
+]
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """One part's facts about an integer key column: enough to judge uniqueness and foreign keys
+    over all parts without reading the column again, when the keys come in order."""
+
+    rows: int
+    nulls: int
+    first: int | None
+    last: int | None
+    low: int | None
+    high: int | None
+    increasing: bool
+    """Strictly increasing (no null)."""
+    consecutive: bool
+    """Each value one more than the previous (no null)."""
 
 
 @dataclass(frozen=True)
 class PartTallies:
-    """One part's per-row results: what ``Tally`` folded over its batches, per expectation."""
+    """One part's per-row results: what ``Tally`` folded over its batches, per expectation; and
+    the facts of its key columns (primary key, unique and foreign-key columns)."""
 
     plan: str
     nullable: frozenset[str]
     size: int
     mtime_ns: int
     tallies: tuple[dict[str, Any], ...]
+    keys: dict[str, KeyFacts]
 
 
 def plan_key(planned: list[Planned], chosen: list[int]) -> str:
@@ -103,24 +135,73 @@ class PartValidator:
         if spec_table.llm is not None:
             return None
         planned, chosen, suite = _suite(self.spec, self.source, table)
-        if not chosen:
-            return None
         info = os.stat(path)
         parts = TableParts(table, (path,), (pq.read_metadata(path),), (pq.read_schema(path),))
         declared = {name for name, col in spec_table.columns.items() if (col.null_rate or 0) > 0}
         nullable = parts.nullable() | (declared & set(parts.columns))
         tallies = [Tally(planned[i]) for i in chosen]
         with no_fingerprint():
-            for batch in parts.batches(parts.columns):
+            for batch in parts.batches(parts.columns) if chosen else ():
                 for tally, result in zip(tallies, suite.run(to_frame(batch, nullable)), strict=True):
                     tally.add(result)
+        columns = {spec_table.primary_key, *spec_table.foreign_keys(), *(p.column for p in planned)}
+        keys = {c: _key_facts(parts, c) for c in sorted(c for c in columns if isinstance(c, str))}
         return PartTallies(
             plan_key(planned, chosen),
             frozenset(nullable),
             info.st_size,
             info.st_mtime_ns,
             tuple(t.state() for t in tallies),
+            {c: f for c, f in keys.items() if f is not None},
         )
+
+
+def _key_facts(parts: TableParts, column: str) -> KeyFacts | None:
+    """An integer column's facts in this one part; None for other types (or a missing column)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if column not in parts.schemas[0].names:
+        return None
+    values = next(parts.column_parts(column))
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not pa.types.is_integer(values.type):
+        return None
+    present = np.asarray(pc.drop_null(values).to_numpy(), dtype=np.int64)
+    steps = np.diff(present)
+    whole = not values.null_count
+    return KeyFacts(
+        rows=len(values),
+        nulls=values.null_count,
+        first=int(present[0]) if whole and len(present) else None,
+        last=int(present[-1]) if whole and len(present) else None,
+        low=int(present.min()) if len(present) else None,
+        high=int(present.max()) if len(present) else None,
+        increasing=whole and bool((steps > 0).all()),
+        consecutive=whole and bool((steps == 1).all()),
+    )
+
+
+def facts_of(
+    from_parts: Mapping[str, list[tuple[str, Any]]], parts: TableParts, column: str
+) -> list[KeyFacts] | None:
+    """The workers' facts of ``column`` for every part of the table, in part order; None when a
+    part has none or its file is not the one the worker saw."""
+    seen = dict(from_parts.get(parts.name, []))
+    out = []
+    for path in parts.files:
+        found = seen.get(path.name)
+        if not isinstance(found, PartTallies) or column not in found.keys:
+            return None
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        if (info.st_size, info.st_mtime_ns) != (found.size, found.mtime_ns):
+            return None
+        out.append(found.keys[column])
+    return out
 
 
 #: Per process (a worker validates many parts): (spec sha256, source, table) -> suite.
@@ -141,3 +222,65 @@ def _suite(spec: Spec, source: str, table: str) -> tuple[list[Planned], list[int
         suite = _RUNNER[0].suite(name, [planned[i] for i in chosen]) if chosen else None
         _SUITES[key] = (planned, chosen, suite)
     return _SUITES[key]
+
+
+# ---------------------------------------------------------------- checks from the facts
+
+
+def unique_from_facts(parts: TableParts, planned: Planned, facts: list[KeyFacts]) -> CheckResult | None:
+    """``expect_column_values_to_be_unique`` when the parts' keys strictly increase across the
+    parts (then they are unique), as ``checks.unique_check`` reports it; None otherwise."""
+    last: int | None = None
+    for f in facts:
+        if f.nulls or not f.increasing:
+            return None
+        if f.rows:
+            if last is not None and f.first is not None and f.first <= last:
+                return None
+            last = f.last
+    rows = sum(f.rows for f in facts)
+    observed: dict[str, Any] = {
+        "element_count": rows,
+        "unexpected_count": 0,
+        "unexpected_percent": unexpected_percent(0, rows) if rows else None,
+        "partial_unexpected_list": [],
+        "missing_count": 0,
+    }
+    return CheckResult(parts.name, planned.check, planned.column, planned.kwargs, True, observed, OUR_SOURCE)
+
+
+def key_range(facts: list[KeyFacts]) -> tuple[int, int] | None:
+    """The parent's keys as one consecutive run over its parts ``(first, last)``; None otherwise."""
+    first: int | None = None
+    last: int | None = None
+    for f in facts:
+        if f.nulls or not f.consecutive:
+            return None
+        if not f.rows or f.first is None or f.last is None:
+            continue
+        if last is not None and f.first != last + 1:
+            return None
+        first = f.first if first is None else first
+        last = f.last
+    return None if first is None or last is None else (first, last)
+
+
+def fk_from_facts(
+    parts: TableParts, column: str, parent: str, key: str, child: list[KeyFacts], keys: tuple[int, int]
+) -> CheckResult | None:
+    """Foreign-key integrity when every child value lies in the parent's consecutive key run, as
+    ``checks.fk_check`` reports it; None when some may not (then the values are read)."""
+    first, last = keys
+    for f in child:
+        if f.rows > f.nulls and (f.low is None or f.high is None or f.low < first or f.high > last):
+            return None
+    total, nulls = sum(f.rows for f in child), sum(f.nulls for f in child)
+    observed: dict[str, Any] = {
+        "element_count": total,
+        "missing_count": nulls,
+        "unexpected_count": 0,
+        "unexpected_percent": unexpected_percent(0, total - nulls) or 0.0,
+        "partial_unexpected_list": [],
+    }
+    kwargs = {"parent_table": parent, "parent_column": key}
+    return CheckResult(parts.name, FK_CHECK, column, kwargs, True, observed, OUR_SOURCE)

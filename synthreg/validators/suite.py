@@ -48,7 +48,16 @@ from typing import TYPE_CHECKING, Any
 
 from synthreg.generators.spec import Spec
 from synthreg.validators.checks import KeySet, fk_check, row_count_check, schema_check, unique_check
-from synthreg.validators.fused import PartTallies, int_like, plan_key, usable
+from synthreg.validators.fused import (
+    PartTallies,
+    facts_of,
+    fk_from_facts,
+    int_like,
+    key_range,
+    plan_key,
+    unique_from_facts,
+    usable,
+)
 from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, no_fingerprint, to_frame
 from synthreg.validators.parts import TableParts, open_parts
 from synthreg.validators.plan import (
@@ -160,15 +169,30 @@ def _our_checks(
         if p.scope == ROW_COUNT:
             found[i] = row_count_check(parts, p)
         elif p.scope == UNIQUE:
-            found[i] = unique_check(parts, p)
+            facts = facts_of(run.from_parts, parts, p.column or "")
+            from_facts = unique_from_facts(parts, p, facts) if facts is not None else None
+            found[i] = from_facts or unique_check(parts, p)
     checks = [schema_check(spec, parts)]
     for column, (parent, key) in spec.tables[parts.name].foreign_keys().items():
-        checks.append(fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key)))
+        checks.append(
+            _fk_from_workers(run, parts, column, parent, key)
+            or fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key))
+        )
     checks += time_order_checks(spec, parts, lambda table: open_parts(run.tables_dir, table))
     checks += constraint_checks(spec, parts)
     if run.distributions:
         checks += proportion_checks(spec, parts)
     return found, checks
+
+
+def _fk_from_workers(run: _Run, parts: TableParts, column: str, parent: str, key: str) -> CheckResult | None:
+    """A foreign key judged from the generation workers' facts of both tables, when they suffice."""
+    child = facts_of(run.from_parts, parts, column)
+    if child is None:
+        return None
+    parent_facts = facts_of(run.from_parts, open_parts(run.tables_dir, parent), key)
+    keys = key_range(parent_facts) if parent_facts is not None else None
+    return fk_from_facts(parts, column, parent, key, child, keys) if keys is not None else None
 
 
 def _run_batches(
