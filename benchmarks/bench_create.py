@@ -19,8 +19,10 @@ idle server included, is added to the tree's).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +40,19 @@ CASES = {
     "three_table_10M": (HERE / "specs" / "three_table.yaml", 10.0),
     "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
 }
-STAGES = ("generate", "hash", "quality", "card", "validate", "validate.sidecar", "dvc", "dvc.push", "mlflow", "git", "db")
+STAGES = (
+    "generate",
+    "hash",
+    "quality",
+    "card",
+    "validate",
+    "validate.sidecar",
+    "dvc",
+    "dvc.push",
+    "mlflow",
+    "git",
+    "db",
+)
 
 _ENGINE = """
 import json, sys, time, pathlib
@@ -155,6 +169,8 @@ def main() -> None:
         lines.append("")
     if warm:
         subprocess.run([REGISTRY, "warm", "stop"], env=warm[0], check=False, capture_output=True)
+        with contextlib.suppress(ProcessLookupError):  # its socket folder is about to go
+            os.kill(warm[1], signal.SIGTERM)
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     yield env, folder
     subprocess.run([REGISTRY, "warm", "stop"], env=env, capture_output=True, timeout=60, check=False)
     for pid_file in folder.glob("*.pid"):
-        with contextlib.suppress(ProcessLookupError, ValueError):
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
@@ -120,15 +120,17 @@ def test_a_sigkilled_client_stops_its_create_and_leaves_no_version(
     env, folder = server
     spec = Path(__file__).resolve().parent.parent / "benchmarks" / "specs" / "three_table.yaml"
     before = _served(folder)
-    client = subprocess.Popen(
-        [REGISTRY, "create", "killed", "--spec", str(spec), "--scale", "8"],
-        cwd=workspace, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    _wait_for(lambda: len(_served(folder)) > len(before))
-    child = _served(folder)[-1]
-    time.sleep(1.0)  # generating by now
-    client.kill()
-    client.wait(30)
+    progress = workspace.parent / "killed.err"
+    with progress.open("w") as err:
+        client = subprocess.Popen(
+            [REGISTRY, "create", "killed", "--spec", str(spec), "--scale", "8"],
+            cwd=workspace, env={**env, "SYNTHREG_PROGRESS": "1"}, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+        _wait_for(lambda: len(_served(folder)) > len(before))
+        child = _served(folder)[-1]
+        _wait_for(lambda: '"rows_done"' in progress.read_text())  # generating (progress on its stderr)
+        client.kill()
+        client.wait(30)
     _wait_for(lambda: not _alive(child), timeout=60)
     assert "Traceback" not in _log(folder)
     listed = _run(["list", "--json"], workspace, env)
@@ -139,10 +141,10 @@ def test_a_sigkilled_client_stops_its_create_and_leaves_no_version(
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split()[2] != "Z"
 
 
 def test_only_create_goes_to_the_server_and_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,3 +214,58 @@ def test_an_idle_server_exits_and_removes_its_socket(tmp_path: Path) -> None:
     assert started.returncode == 0, started.stderr
     _wait_for(lambda: not list(folder.glob("*.sock")), timeout=30)
     assert "idle: exiting" in _log(folder)
+
+
+def test_a_malformed_request_is_refused_and_the_server_keeps_serving(
+    server: tuple[dict[str, str], Path], workspace: Path, small_spec: Path
+) -> None:
+    import socket
+    import struct
+
+    env, folder = server
+    sock = next(folder.glob("*.sock"))
+    body = json.dumps({"argv": [1, 2], "cwd": "/", "env": {}, "umask": 18}).encode()
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(str(sock))
+        socket.send_fds(conn, [b"synthreg-warm-1" + struct.pack("!I", len(body))], [0, 1, 2])
+        conn.sendall(body)
+        conn.settimeout(20)
+        assert conn.recv(100) == b""  # closed, nothing ran
+    _wait_for(lambda: "refused a request: ValueError" in _log(folder))
+    before = _served(folder)
+    made = _run(["create", "after-garbage", "--spec", str(small_spec)], workspace, env)
+    assert made.returncode == 0, made.stderr
+    _wait_for(lambda: len(_served(folder)) == len(before) + 1)
+
+
+def test_a_dead_servers_socket_does_not_stop_a_new_server(tmp_path: Path) -> None:
+    folder = tmp_path / "dead"
+    env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM_IDLE: "120"}
+    assert _run(["warm", "start"], tmp_path, env).returncode == 0
+    first = int(next(folder.glob("*.pid")).read_text())
+    os.kill(first, signal.SIGKILL)  # the OOM killer: its socket file stays behind
+    _wait_for(lambda: not _alive(first))
+    assert list(folder.glob("*.sock"))
+    assert _run(["warm", "status"], tmp_path, env).returncode == 1  # not running, whatever the files say
+    try:
+        assert _run(["warm", "start"], tmp_path, env).returncode == 0
+        status = _run(["warm", "status"], tmp_path, env)
+        assert status.returncode == 0 and f"pid {first}," not in status.stdout
+    finally:
+        _run(["warm", "stop"], tmp_path, env)
+
+
+def test_stop_never_signals_a_process_that_is_not_a_server(tmp_path: Path) -> None:
+    folder = tmp_path / "reused"
+    folder.mkdir(mode=0o700)
+    env = {**os.environ, warm.WARM_DIR: str(folder)}
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (folder / "0123456789abcdef0123.pid").write_text(f"{bystander.pid}\n")  # a reused pid
+        (folder / "0123456789abcdef0123.lock").write_text("")
+        stopped = _run(["warm", "stop"], tmp_path, env)
+        assert stopped.returncode == 0 and "not running" in stopped.stdout
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

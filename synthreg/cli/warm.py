@@ -56,6 +56,10 @@ WARM_DIR = "SYNTHREG_WARM_DIR"
 _SERVED = ("create",)
 _MAGIC = b"synthreg-warm-1"
 _DEFAULT_IDLE = 900.0
+_MAX_SOCKET_PATH = 100
+#: A request (argv, cwd, environment) larger than this, or slower than the deadline, is refused.
+_MAX_REQUEST = 8 << 20
+_REQUEST_DEADLINE = 10.0
 _BOOT = (
     "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
     "from synthreg.cli.warm import server_main; server_main()"
@@ -70,10 +74,16 @@ warm_app = typer.Typer(
 
 
 def fingerprint(package: Path | None = None) -> str:
-    """What the server's imports depend on: interpreter, ``sys.path`` and synthreg's files."""
+    """What the server's imports depend on: the interpreter, ``sys.path``, the site-packages
+    folders' modification times (an install or uninstall changes them) and synthreg's files."""
     root = package or Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    digest.update(f"{sys.executable}\0{sys.version}\0{os.pathsep.join(sys.path)}\0{root}".encode())
+    paths = _absolute_path()
+    digest.update(f"{sys.executable}\0{sys.version}\0{os.pathsep.join(paths)}\0{root}".encode())
+    for folder in paths:  # an install or uninstall of a dependency changes its folder's mtime
+        if os.path.basename(folder) in ("site-packages", "dist-packages"):
+            with contextlib.suppress(OSError):
+                digest.update(f"{folder}\0{os.stat(folder).st_mtime_ns}\n".encode())
     for folder, dirs, files in sorted(os.walk(root)):
         dirs.sort()
         for name in sorted(files):
@@ -81,6 +91,12 @@ def fingerprint(package: Path | None = None) -> str:
                 info = os.stat(os.path.join(folder, name))
                 digest.update(f"{folder}/{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
+
+
+def _absolute_path() -> list[str]:
+    """``sys.path`` without relative entries: the current directory (an empty ``PYTHONPATH``
+    puts it there) differs per command, and the server serves every directory."""
+    return [p for p in sys.path if os.path.isabs(p)]
 
 
 def socket_dir(create: bool = True) -> Path | None:
@@ -106,9 +122,11 @@ def socket_dir(create: bool = True) -> Path | None:
 
 
 def socket_path(create: bool = True) -> Path | None:
+    """The socket of this installation's server; None when its directory is unsafe, or the path
+    is longer than AF_UNIX allows (~107 bytes: then there is no warm server)."""
     folder = socket_dir(create)
-    # AF_UNIX paths are limited to ~107 bytes: a long directory falls back to the default one
-    return None if folder is None else folder / f"{fingerprint()}.sock"
+    path = None if folder is None else folder / f"{fingerprint()}.sock"
+    return path if path is not None and len(os.fsencode(path)) <= _MAX_SOCKET_PATH else None
 
 
 def wanted(argv: list[str]) -> bool:
@@ -143,7 +161,14 @@ def run_remote(argv: list[str]) -> int | None:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(str(path))
-        request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        if _peer_uid(client) != os.getuid():  # not our server: tell it nothing
+            client.close()
+            return None
+        umask = os.umask(0)
+        os.umask(umask)
+        request = json.dumps(
+            {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}
+        ).encode()
         socket.send_fds(client, [_MAGIC + struct.pack("!I", len(request))], [0, 1, 2])
         client.sendall(request)
         reader = client.makefile("rb")
@@ -168,11 +193,38 @@ def run_remote(argv: list[str]) -> int | None:
 
 
 def _relay_signals(child: int) -> dict[int, Any]:
-    def relay(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
+    """Ctrl-C, SIGTERM and SIGHUP go to the child's process group (its workers and helper too, as
+    the terminal would signal a command's whole group); a signal this process ignores is not
+    relayed (``nohup``, a background job)."""
 
-    return {s: signal.signal(s, relay) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    def relay(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child, signum)
+
+    relayed = [
+        s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) != signal.SIG_IGN
+    ]
+    return {s: signal.signal(s, relay) for s in relayed}
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def running(path: Path) -> bool:
+    """Whether a server holds this socket's lock (a socket file alone may be a dead server's)."""
+    import fcntl
+
+    try:
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _restore(handlers: dict[int, Any]) -> None:
@@ -185,18 +237,26 @@ def start_in_background() -> None:
     import subprocess
 
     path = socket_path()
-    if path is None or path.exists():
+    if path is None or running(path):
         return
     log = path.with_suffix(".log")
     with open(log, "ab") as out:
         subprocess.Popen(
             # -I: nothing from the current directory or PYTHON* variables; the client's sys.path
-            [sys.executable, "-I", "-c", _BOOT, str(path), json.dumps(sys.path)],
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                _BOOT,
+                str(path),
+                json.dumps(_absolute_path()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
             start_new_session=True,
             close_fds=True,
+            cwd="/",  # holds no client's directory (or its mount) busy
         )
 
 
@@ -204,14 +264,17 @@ def start_in_background() -> None:
 
 
 def serve(path: Path, idle: float) -> None:
-    """Import everything, listen on ``path``, fork a child per request; exit when idle."""
+    """Import everything, listen on ``path``, fork a child per request; exit when idle, stopped,
+    or when ``path`` is no longer this server's socket."""
     import fcntl
 
-    lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the server's life)
+    lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (held for the server's life)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another server for this fingerprint is starting or running
+    server = os.getpid()
+    path.with_suffix(".pid").write_text(f"{server}\n")
     _preload()
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a dead server's socket (we hold the lock)
@@ -219,8 +282,8 @@ def serve(path: Path, idle: float) -> None:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(16)
-    path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
-    _log(f"serving {path} (pid {os.getpid()})")
+    inode = os.stat(path).st_ino
+    _log(f"serving {path} (pid {server})")
     children: set[int] = set()
     stopping = False
 
@@ -239,21 +302,32 @@ def serve(path: Path, idle: float) -> None:
             elif time.monotonic() - last > idle:
                 _log("idle: exiting")
                 break
+            if not _is_ours(path, inode):
+                _log("the socket was removed or replaced: exiting")
+                break
             listener.settimeout(0.5)
             try:
                 conn, _ = listener.accept()
             except (TimeoutError, InterruptedError):
                 continue
             last = time.monotonic()
-            child = _handle(listener, conn)
+            child = _handle(listener, conn, lock)
             if child:
                 children.add(child)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            path.with_suffix(".pid").unlink()
-        listener.close()
+        if os.getpid() == server:  # never in a child (they end in os._exit, but be sure)
+            if _is_ours(path, inode):
+                path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                path.with_suffix(".pid").unlink()
+            listener.close()
+
+
+def _is_ours(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
 
 
 def _preload() -> None:
@@ -286,37 +360,44 @@ def _reaped(children: set[int]) -> set[int]:
     return done
 
 
-def _handle(listener: socket.socket, conn: socket.socket) -> int | None:
+def _handle(listener: socket.socket, conn: socket.socket, lock: Any) -> int | None:
     """Check the peer, read the request, fork the child that runs it; the child's pid."""
     fds: list[int] = []
     try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
+        uid = _peer_uid(conn)
         if uid != os.getuid():
             _log(f"refused a connection from uid {uid}")
             return None
-        conn.settimeout(10)
+        deadline = time.monotonic() + _REQUEST_DEADLINE
+        conn.settimeout(_REQUEST_DEADLINE)
         head, fds, _flags, _addr = socket.recv_fds(conn, len(_MAGIC) + 4, 3)
         if len(head) != len(_MAGIC) + 4 or not head.startswith(_MAGIC) or len(fds) != 3:
             _log("refused a malformed request")
             return None
         (size,) = struct.unpack("!I", head[len(_MAGIC) :])
+        if size > _MAX_REQUEST:
+            _log(f"refused a request of {size} bytes")
+            return None
         body = b""
         while len(body) < size:
+            conn.settimeout(max(0.01, deadline - time.monotonic()))
             chunk = conn.recv(size - len(body))
             if not chunk:
                 return None
             body += chunk
-        request = json.loads(body)
+        request = _checked(json.loads(body))
         conn.settimeout(None)
         child = os.fork()
         if child == 0:
-            listener.close()
-            _run_child(conn, fds, request)  # never returns
+            try:
+                listener.close()
+                _run_child(conn, fds, request, lock)
+            finally:
+                os._exit(1)  # _run_child ends in os._exit; nothing in a child returns here
         _log(f"pid {child}: {' '.join(request['argv'][:2])}")
         return child
-    except (OSError, ValueError, KeyError) as exc:
-        _log(f"refused a request: {exc}")
+    except Exception as exc:
+        _log(f"refused a request: {type(exc).__name__}: {exc}")
         return None
     finally:
         for fd in fds:
@@ -325,24 +406,54 @@ def _handle(listener: socket.socket, conn: socket.socket) -> int | None:
         conn.close()
 
 
-def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None:
-    """Become the client's ``registry`` command: its streams, directory, variables and argv."""
+def _checked(request: Any) -> dict[str, Any]:
+    """The request, if it has the shape a client sends; ValueError otherwise."""
+    ok = (
+        isinstance(request, dict)
+        and isinstance(request.get("argv"), list)
+        and all(isinstance(a, str) for a in request["argv"])
+        and isinstance(request.get("cwd"), str)
+        and isinstance(request.get("env"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in request["env"].items())
+        and isinstance(request.get("umask"), int)
+    )
+    if not ok:
+        raise ValueError("not a registry request")
+    return request
+
+
+def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any], lock: Any) -> None:
+    """Become the client's ``registry`` command: its streams, directory, variables, umask and argv.
+
+    The child leads its own process group (the client relays signals to the group: the engine's
+    workers and the sidecar get them too, as in a terminal), and keeps none of the server's files."""
     import random
 
     code = 1
     finished = threading.Event()
     try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's handlers are not the command's
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for other in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(other, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        lock.close()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.umask(request["umask"])
+        tempfile.tempdir = None  # the client's TMPDIR, not the server's
+        time.tzset()
         sys.argv = ["registry", *request["argv"]]
         random.seed()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         conn.sendall(f"pid {os.getpid()}\n".encode())
 
         def watch() -> None:  # the client is gone (SIGKILL): stop as on SIGTERM, undoing
@@ -358,18 +469,21 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> 
     except BaseException:
         import traceback
 
-        traceback.print_exc()
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        finished.set()
         import atexit
 
-        finished.set()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        atexit._run_exitfuncs()
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()
         # the server's own stream objects too: a library may hold them (they write to fds 1 and 2)
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            with contextlib.suppress(OSError, ValueError, AttributeError):
+            with contextlib.suppress(BaseException):
                 stream.flush()  # type: ignore[union-attr]
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(BaseException):
             conn.sendall(f"exit {code}\n".encode())
         os._exit(code)
 
@@ -386,9 +500,9 @@ def status() -> None:
     """Whether a warm server is running for this installation, and where."""
     path = socket_path(create=False)
     if path is None:
-        typer.echo("no usable socket directory (missing, not yours, or open to others)")
+        typer.echo("no usable socket directory (missing, not yours, open to others, or too long a path)")
         raise typer.Exit(1)
-    pid = _pid(path)
+    pid = _server_pid(path)
     if pid is None:
         typer.echo(f"not running (socket would be {path})")
         raise typer.Exit(1)
@@ -402,35 +516,46 @@ def start(
     """Start the warm server in the background (a no-op when one is running)."""
     if idle:
         os.environ[WARM_IDLE] = str(idle)
+    path = socket_path()
+    if path is None:
+        typer.echo("no usable socket directory (not yours, open to others, or too long a path)", err=True)
+        raise typer.Exit(1)
     start_in_background()
-    path = socket_path(create=False)
     deadline = time.monotonic() + 60
-    while path is not None and not path.exists() and time.monotonic() < deadline:
+    while not (path.exists() and running(path)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if path is None or not path.exists():
-        typer.echo("the warm server did not start: see the .log file beside its socket", err=True)
+    if not (path.exists() and running(path)):
+        typer.echo(f"the warm server did not start: see {path.with_suffix('.log')}", err=True)
         raise typer.Exit(1)
     typer.echo(f"running: socket {path}")
 
 
 @warm_app.command("stop")
 def stop() -> None:
-    """Stop the warm server (commands it is running finish first)."""
-    path = socket_path(create=False)
-    pid = _pid(path) if path is not None else None
-    if pid is None:
-        typer.echo("not running")
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    typer.echo(f"stopped pid {pid}")
+    """Stop every warm server in the socket directory, this installation's and older ones (commands
+    they are running finish first)."""
+    folder = socket_dir(create=False)
+    stopped = []
+    for sock_lock in sorted(folder.glob("*.lock")) if folder is not None else []:
+        pid = _server_pid(sock_lock.with_suffix(".sock"))
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                stopped.append(pid)
+    typer.echo(f"stopped pid {', '.join(map(str, stopped))}" if stopped else "not running")
 
 
-def _pid(path: Path) -> int | None:
+def _server_pid(path: Path) -> int | None:
+    """The pid of the server of ``path``: only when a server holds its lock, and the process named
+    in the pid file is that server (its command line names the socket), never a reused pid."""
+    if not running(path):
+        return None
     try:
         pid = int(path.with_suffix(".pid").read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if os.fsencode(path) not in cmdline.read().split(b"\0"):
+                return None
+    except (OSError, ValueError):
         return None
     return pid
 
