@@ -74,3 +74,16 @@ def test_a_helper_whose_create_is_sigkilled_exits_within_seconds(tmp_path: Path,
     while _alive(helper_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(helper_pid), "the helper outlived its killed parent"
+
+
+def test_ctrl_c_does_not_reach_into_the_helper(mlflow_uri: str) -> None:
+    """Ctrl-C signals the terminal's whole process group: the helper leaves it to its parent, whose
+    undo then still gets the helper's answers (a KeyboardInterrupt there skipped the undo)."""
+    helper = sidecar.Sidecar(mlflow_uri)
+    try:
+        pid = next(iter(getattr(helper._pool, "_processes", {})))
+        helper._pool.submit(time.sleep, 0).result(timeout=60)  # started, initializer done
+        os.kill(pid, signal.SIGINT)
+        assert helper._pool.submit(os.getpid).result(timeout=60) == pid  # still there, still answering
+    finally:
+        helper.close()

@@ -527,3 +527,21 @@ def test_key_index_finds_the_same_keys_as_a_set(keys: list[int]) -> None:
     if keys:  # the order maps back to the caller's rows (time_order reads parent times by it)
         order = index.order if index.order is not None else np.arange(len(keys))
         assert (np.array(keys)[order] == index.keys).all()
+
+
+def test_key_index_of_a_column_with_a_null_key_keeps_rows_aligned(tmp_path: Path) -> None:
+    """time_order reads the parent's times by row: a null key must keep its row, and match nothing."""
+    import numpy as np
+
+    from synthreg.validators.checks import KeyIndex
+    from synthreg.validators.parts import open_parts
+
+    (tmp_path / "t").mkdir()
+    pq.write_table(
+        pa.table({"id": pa.array([5, None, 7, 6], type=pa.int64())}), tmp_path / "t" / "part-0.parquet"
+    )
+    index = KeyIndex.of_column(open_parts(tmp_path, "t"), "id")
+    pos, found = index.positions(np.array([6, 7, 5, 1], dtype=np.int64))
+    rows = index.order if index.order is not None else np.arange(4)
+    assert found.tolist() == [True, True, True, False]
+    assert rows[pos[found]].tolist() == [3, 2, 0]  # the rows of keys 6, 7 and 5

@@ -43,9 +43,9 @@ def _wait_for(what: Callable[[], bool], timeout: float = 60, explain: Callable[[
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+def server() -> Iterator[tuple[dict[str, str], Path]]:
     """A warm server for this module: (the environment that reaches it, its socket directory)."""
-    folder = tmp_path_factory.mktemp("warm") / "sock"
+    folder = _short_dir()
     env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM: "1", warm.WARM_IDLE: "300"}
     started = subprocess.run(
         [REGISTRY, "warm", "start"], env=env, capture_output=True, text=True, timeout=120, check=False
@@ -56,6 +56,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str,
     for pid_file in folder.glob("*.pid"):
         with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def _short_dir() -> Path:
+    """A socket folder with a short path: AF_UNIX allows ~107 bytes, and pytest-xdist's temporary
+    paths are longer than that with a socket name. The caller removes its parent."""
+    return Path(tempfile.mkdtemp(prefix="sw-", dir="/tmp")) / "s"
+
+
+@pytest.fixture
+def short_folder() -> Iterator[Path]:
+    folder = _short_dir()
+    yield folder
+    shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def _log(folder: Path) -> str:
@@ -205,8 +219,8 @@ def test_another_user_is_refused_by_peer_credentials(server: tuple[dict[str, str
     assert "refused a connection from uid 65534" in _log(folder)
 
 
-def test_an_idle_server_exits_and_removes_its_socket(tmp_path: Path) -> None:
-    folder = tmp_path / "idle"
+def test_an_idle_server_exits_and_removes_its_socket(short_folder: Path) -> None:
+    folder = short_folder
     env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM_IDLE: "1"}
     started = subprocess.run(
         [REGISTRY, "warm", "start"], env=env, capture_output=True, text=True, timeout=120
@@ -238,8 +252,8 @@ def test_a_malformed_request_is_refused_and_the_server_keeps_serving(
     _wait_for(lambda: len(_served(folder)) == len(before) + 1)
 
 
-def test_a_dead_servers_socket_does_not_stop_a_new_server(tmp_path: Path) -> None:
-    folder = tmp_path / "dead"
+def test_a_dead_servers_socket_does_not_stop_a_new_server(tmp_path: Path, short_folder: Path) -> None:
+    folder = short_folder
     env = {**os.environ, warm.WARM_DIR: str(folder), warm.WARM_IDLE: "120"}
     assert _run(["warm", "start"], tmp_path, env).returncode == 0
     first = int(next(folder.glob("*.pid")).read_text())

@@ -369,8 +369,11 @@ def _start_mlflow(ctx: Context, dvc_md5: str) -> Callable[[], str]:
     settings = ctx.ws.settings
     uri = settings.mlflow_tracking_uri
     record = _run_record(ctx, dvc_md5)
+    made_by_helper: Callable[[], str | None] = lambda: None  # noqa: E731
     if ctx.cand.sidecar is not None:
-        waiting = ctx.cand.sidecar.start_log_version(uri, settings.mlflow_artifact_root, record)
+        waiting, made_by_helper = ctx.cand.sidecar.start_log_version(
+            uri, settings.mlflow_artifact_root, record
+        )
     else:  # in this process, when asked: nothing runs beside DVC
         waiting = functools.partial(mlflow_int.log_version, uri, settings.mlflow_artifact_root, record)
     done: list[str] = []
@@ -381,10 +384,14 @@ def _start_mlflow(ctx: Context, dvc_md5: str) -> Callable[[], str]:
         return done[0]
 
     def delete() -> None:
-        if not done and ctx.cand.sidecar is None:
-            return  # never asked for: nothing was logged
-        with contextlib.suppress(Exception):  # a run that was never made has nothing to delete
-            mlflow_int.delete_run(uri, run_id())
+        """The run, if one was made: never logs one just to delete it, whatever interrupted."""
+        try:
+            made = done[0] if done else made_by_helper()
+        except BaseException:
+            return
+        if made:
+            with contextlib.suppress(Exception):
+                mlflow_int.delete_run(uri, made)
 
     ctx.undo.push(delete)
     return run_id

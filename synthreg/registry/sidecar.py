@@ -88,17 +88,20 @@ class Sidecar:
 
     def log_version(self, tracking_uri: str, artifact_root: Path, record: mlflow_int.RunRecord) -> str:
         """The version's MLflow run, logged by the helper (MLflow is imported there already)."""
-        return self.start_log_version(tracking_uri, artifact_root, record)()
+        return self.start_log_version(tracking_uri, artifact_root, record)[0]()
 
     def start_log_version(
         self, tracking_uri: str, artifact_root: Path, record: mlflow_int.RunRecord
-    ) -> Callable[[], str]:
-        """Start logging the version's run in the helper; the returned call waits for its id (and
-        raises what logging raised) while this process does other work meanwhile."""
+    ) -> tuple[Callable[[], str], Callable[[], str | None]]:
+        """Start logging the version's run in the helper, while this process does other work.
+
+        Returns ``(wait, made)``: ``wait()`` gives the run's id (logging from this process if the
+        helper could not, and raising what logging raised); ``made()`` gives the id of a run the
+        helper made, or None, and never logs (for an undo)."""
         try:
             task = self._pool.submit(_call, mlflow_int.log_version, tracking_uri, artifact_root, record)
         except Exception:  # the helper is gone: log from this process, when asked
-            return lambda: mlflow_int.log_version(tracking_uri, artifact_root, record)
+            return (lambda: mlflow_int.log_version(tracking_uri, artifact_root, record)), (lambda: None)
 
         def wait() -> str:
             try:
@@ -112,7 +115,14 @@ class Sidecar:
                 raise IntegrationError(message)
             return mlflow_int.log_version(tracking_uri, artifact_root, record)  # reproduce it here
 
-        return wait
+        def made() -> str | None:
+            try:
+                outcome = task.result()
+            except BaseException:  # the helper died, or a second Ctrl-C: nothing to name
+                return None
+            return str(outcome[1]) if outcome[0] == "ok" else None
+
+        return wait, made
 
     def close(self) -> None:
         """Stop the helper now, whatever it is doing."""
@@ -131,8 +141,12 @@ def _in_helper(parent: int) -> None:
     its own). And a create killed with SIGKILL (or by the OOM killer) cannot stop its helper: the
     helper watches for that and exits within half a second, instead of living on as an orphan
     (and holding the pipes its parent's own parent waits on)."""
+    import signal
     import threading
 
+    # Ctrl-C reaches the terminal's whole process group: the parent decides (it undoes, and stops
+    # the helper with close()); a KeyboardInterrupt here would reach the parent's undo instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     mlflow_int.forget_inherited_connections()
 
     def watch() -> None:

@@ -231,7 +231,9 @@ class KeyIndex:
             index = cls(np.empty(0, dtype=np.int64))
             index.range = None if first is None or last is None else (first, last)
             return index
-        return cls(np.asarray(pc.drop_null(_decoded(parts.column(column)))))
+        # a null key keeps its row (callers align other columns by row) and matches no value
+        keys = pc.fill_null(_decoded(parts.column(column)).cast(pa.int64()), np.iinfo(np.int64).min)
+        return cls(np.asarray(keys))
 
     @property
     def keys(self) -> np.ndarray:

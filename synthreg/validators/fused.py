@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from synthreg.generators.spec import Spec
 from synthreg.validators.checks import FK_CHECK
 from synthreg.validators.parts import TableParts
-from synthreg.validators.plan import BATCH, Planned, spec_plan, user_expectations
+from synthreg.validators.plan import BATCH, UNIQUE, Planned, spec_plan, user_expectations
 from synthreg.validators.results import OUR_SOURCE, CheckResult, unexpected_percent
 
 __all__ = [
@@ -134,17 +135,21 @@ class PartValidator:
         spec_table = self.spec.tables[table]
         if spec_table.llm is not None:
             return None
-        planned, chosen, suite = _suite(self.spec, self.source, table)
         info = os.stat(path)
         parts = TableParts(table, (path,), (pq.read_metadata(path),), (pq.read_schema(path),))
         declared = {name for name, col in spec_table.columns.items() if (col.null_rate or 0) > 0}
         nullable = parts.nullable() | (declared & set(parts.columns))
-        tallies = [Tally(planned[i]) for i in chosen]
-        with no_fingerprint():
-            for batch in parts.batches(parts.columns) if chosen else ():
-                for tally, result in zip(tallies, suite.run(to_frame(batch, nullable)), strict=True):
-                    tally.add(result)
-        columns = {spec_table.primary_key, *spec_table.foreign_keys(), *(p.column for p in planned)}
+        # One GX context per process: a Dask worker with several threads runs them one at a time
+        # (GX keeps the last frame per asset, so two threads would validate each other's frames).
+        with _GX_LOCK:
+            planned, chosen, suite = _suite(self.spec, self.source, table)
+            tallies = [Tally(planned[i]) for i in chosen]
+            with no_fingerprint():
+                for batch in parts.batches(parts.columns) if chosen else ():
+                    for tally, result in zip(tallies, suite.run(to_frame(batch, nullable)), strict=True):
+                        tally.add(result)
+        unique = (p.column for p in planned if p.scope == UNIQUE)
+        columns = {spec_table.primary_key, *spec_table.foreign_keys(), *unique}
         keys = {c: _key_facts(parts, c) for c in sorted(c for c in columns if isinstance(c, str))}
         return PartTallies(
             plan_key(planned, chosen),
@@ -207,6 +212,7 @@ def facts_of(
 #: Per process (a worker validates many parts): (spec sha256, source, table) -> suite.
 _SUITES: dict[tuple[str, str, str], tuple[list[Planned], list[int], Any]] = {}
 _RUNNER: list[Any] = []
+_GX_LOCK = threading.Lock()
 
 
 def _suite(spec: Spec, source: str, table: str) -> tuple[list[Planned], list[int], Any]:
