@@ -86,6 +86,12 @@ def test_sigkill_at_a_step_boundary_leaves_nothing_doctor_would_resurrect(
 
     rebuilt = runner.invoke(app, ["-C", str(root), "doctor", "--rebuild", "--json"])
     assert rebuilt.exit_code == 0, rebuilt.output
+    orphans = [p for p in json.loads(rebuilt.stdout)["problems"] if p["kind"] == "orphan-run"]
+    if action == "create" and point in ("publish.mlflow", "publish.event", "publish.manifest"):
+        # the run was logged, the version never committed: the run is deleted, not left to lie
+        assert len(orphans) == 1 and orphans[0]["fixed"], rebuilt.stdout
+    if point in DURABLE:
+        assert orphans == [], rebuilt.stdout
     reg = synthreg.open(root)
     numbers = _numbers(reg)
     assert numbers == ([1, 2, 3] if point in DURABLE else [1, 2])
@@ -109,3 +115,23 @@ def _numbers(reg: Any) -> list[int]:
 
     with read_session(reg.workspace.engine) as session:
         return sorted(v.number for v in session.exec(select(Version)))
+
+
+def test_doctor_leaves_runs_of_an_earlier_registry_at_the_same_path(tmp_path: Path, mlflow_uri: str) -> None:
+    """A registry deleted and made again at the same path: the old one's runs are not this one's
+    orphans, and --repair does not delete them."""
+    from conftest import SMALL_SPEC
+
+    from synthreg.integrations import mlflow as mlflow_int
+
+    (tmp_path / "small.yaml").write_text(SMALL_SPEC)
+    old = synthreg.init(tmp_path / "ws").create("small", spec=tmp_path / "small.yaml")
+    shutil.rmtree(tmp_path / "ws")
+    synthreg.init(tmp_path / "ws")
+    repaired = runner.invoke(app, ["-C", str(tmp_path / "ws"), "doctor", "--repair", "--json"])
+    assert repaired.exit_code == 0, repaired.output
+    assert not [p for p in json.loads(repaired.stdout)["problems"] if p["kind"] == "orphan-run"]
+    import mlflow
+
+    assert mlflow.MlflowClient(mlflow_uri).get_run(old.mlflow_run_id).info.lifecycle_stage == "active"
+    assert mlflow_int.workspace_runs(mlflow_uri, (tmp_path / "ws").resolve().as_uri())  # it is seen, and kept

@@ -27,6 +27,7 @@ __all__ = [
     "log_dataset",
     "log_version",
     "set_tag",
+    "workspace_runs",
 ]
 
 DIGEST_CHARS = 32
@@ -220,6 +221,39 @@ def delete_run(tracking_uri: str, run_id: str) -> None:
         _client(tracking_uri).delete_run(run_id)
     except Exception:  # best effort: the version never became visible
         logging.getLogger(__name__).warning("could not delete MLflow run %s", run_id)
+
+
+#: The tag naming the workspace (its root's file URI) that logged a version's run.
+WORKSPACE_TAG = "synthreg.workspace"
+
+
+def workspace_runs(tracking_uri: str, workspace_uri: str) -> list[dict[str, Any]]:
+    """Active version runs (``synthreg/*`` experiments) that this workspace logged: id, name, start
+    (epoch milliseconds)."""
+    if "'" in workspace_uri:  # MLflow's filter strings cannot quote it
+        return []
+    try:
+        client = _client(tracking_uri)
+        exps = [e.experiment_id for e in client.search_experiments(filter_string="name LIKE 'synthreg/%'")]
+        found: list[dict[str, Any]] = []
+        token = None
+        while exps:
+            page = client.search_runs(
+                exps,
+                filter_string=f"tags.`{WORKSPACE_TAG}` = '{workspace_uri}'",
+                max_results=1000,
+                page_token=token,
+            )
+            found += [
+                {"run_id": r.info.run_id, "run_name": r.info.run_name, "start_ms": r.info.start_time or 0}
+                for r in page
+            ]
+            token = page.token
+            if not token:
+                break
+        return found
+    except Exception as exc:
+        raise failure(tracking_uri, "search the workspace's runs", exc) from exc
 
 
 def find_runs_by_digest(tracking_uri: str, content_digest: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from synthreg import env
@@ -83,6 +84,7 @@ def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> Doc
         cloud = _cloud(ws, known, result)
         _files(ws, known, cloud, result, repair)
         _remote(ws, known, cloud, result, repair)
+        _orphan_runs(ws, known, result, repair)
         _db_events(ws, logged, result)
         if repair or rebuild:
             _event(ws, "doctor", {"repair": repair, "rebuild": rebuild, "problems": len(result.problems)})
@@ -104,6 +106,39 @@ def _backends(ws: Workspace, result: DoctorResult) -> bool:
         if not probe.ok:
             result.add("backend", probe.message())
     return checks[0].ok
+
+
+def _orphan_runs(ws: Workspace, known: dict[str, Version], result: DoctorResult, repair: bool) -> None:
+    """MLflow runs this workspace logged for versions it never committed (a create killed between
+    logging its run and its DB rows): they would claim a version that does not exist. Runs logged
+    before runs carried the workspace tag are not seen."""
+    from synthreg.errors import IntegrationError
+    from synthreg.integrations import mlflow as mlflow_int
+
+    uri = ws.settings.mlflow_tracking_uri
+    recorded = {v.mlflow_run_id for v in known.values() if v.mlflow_run_id}
+    with read_session(ws.engine) as session:
+        first = session.exec(select(func.min(AuditEvent.at))).one()
+    if first is None:
+        return
+    # runs from before this registry's first event are an earlier registry's at the same path
+    since_ms = first.replace(tzinfo=first.tzinfo or dt.UTC).timestamp() * 1000
+    try:
+        runs = mlflow_int.workspace_runs(uri, ws.root.resolve().as_uri())
+    except IntegrationError as exc:
+        result.add("backend", str(exc))
+        return
+    for run in runs:
+        if run["run_id"] in recorded or run["start_ms"] < since_ms:
+            continue
+        if repair:
+            mlflow_int.delete_run(uri, run["run_id"])
+        result.add(
+            "orphan-run",
+            f"MLflow run {run['run_id']} ({run['run_name']}) is for a version this workspace never "
+            "committed (an interrupted create): 'registry doctor --repair' deletes it",
+            fixed=repair,
+        )
 
 
 def _staging(ws: Workspace, result: DoctorResult, repair: bool) -> None:

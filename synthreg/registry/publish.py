@@ -432,6 +432,7 @@ def _run_record(ctx: Context, dvc_md5: str) -> mlflow_int.RunRecord:
             "synthreg.status": ctx.status,
             "synthreg.action": cand.action,
             "synthreg.dvc_md5": dvc_md5,
+            mlflow_int.WORKSPACE_TAG: ctx.ws.root.resolve().as_uri(),  # doctor finds orphaned runs by it
             **{k: str(v) for k, v in lineage.items() if v},
             **{f"tag.{k}": v for k, v in cand.tags.items()},
         },
