@@ -18,7 +18,7 @@ WORKERS = "SYNTHREG_WORKERS"
 #: Show tracebacks of unexpected errors.
 DEBUG = "SYNTHREG_DEBUG"
 #: ``1``: generation workers run the per-row expectations on the parts they write; ``0``: never.
-#: Unset: on a Dask cluster, or with 4+ pool workers when Great Expectations is already imported.
+#: Unset: on a remote Dask cluster, or with 4+ pool workers when Great Expectations is imported.
 FUSED = "SYNTHREG_FUSED"
 
 

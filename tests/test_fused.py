@@ -205,3 +205,21 @@ def test_create_with_the_workers_validating_records_the_same_validation(
     assert made["1"].content_digest == made["0"].content_digest
     assert _without_seconds(docs[0]) == _without_seconds(docs[1])
     assert docs[0]["evaluated"] > 0
+
+
+def test_when_create_asks_the_workers_to_validate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthreg import env
+    from synthreg.registry.create import _part_validator
+    from synthreg.validators.gx_runner import preload
+
+    preload()  # as in the warm server, whose pool workers inherit it
+    spec = _spec()
+    monkeypatch.delenv(env.FUSED, raising=False)
+    assert _part_validator(spec, 2, "tcp://scheduler:8786") is not None  # a remote cluster
+    assert _part_validator(spec, 2, "local:2") is None  # fresh workers would each import GX
+    assert _part_validator(spec, 2, None) is None  # 2 cores: generation keeps both busy
+    assert _part_validator(spec, 8, None) is not None  # many workers, GX imported here
+    monkeypatch.setenv(env.FUSED, "1")
+    assert _part_validator(spec, 2, "local:2") is not None
+    monkeypatch.setenv(env.FUSED, "0")
+    assert _part_validator(spec, 8, "tcp://scheduler:8786") is None
