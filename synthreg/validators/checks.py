@@ -33,9 +33,11 @@ __all__ = [
     "KeyIndex",
     "KeySet",
     "fk_check",
+    "fk_result",
     "row_count_check",
     "schema_check",
     "unique_check",
+    "unique_result",
 ]
 
 SCHEMA_CHECK = "arrow_schema"
@@ -63,14 +65,7 @@ def unique_check(parts: TableParts, planned: Planned) -> CheckResult:
     try:
         increasing = _increasing_rows(parts, column)
         if increasing is not None:  # unique without holding the column: generated keys are
-            observed: dict[str, Any] = {
-                "element_count": increasing,
-                "unexpected_count": 0,
-                "unexpected_percent": unexpected_percent(0, increasing) if increasing else None,
-                "partial_unexpected_list": [],
-                "missing_count": 0,
-            }
-            return CheckResult(parts.name, planned.check, column, planned.kwargs, True, observed, OUR_SOURCE)
+            return unique_result(parts, planned, increasing, increasing, 0, [])
         values = _decoded(parts.column(column))
     except (KeyError, pa.ArrowException) as exc:
         observed = {"exception": f"cannot read column '{column}': {exc}"}
@@ -78,15 +73,24 @@ def unique_check(parts: TableParts, planned: Planned) -> CheckResult:
     present = _present(values)
     unexpected, duplicated = _duplicates(present)
     examples = _examples(present, duplicated) if unexpected else []
+    return unique_result(parts, planned, len(values), len(present), unexpected, examples)
+
+
+def unique_result(
+    parts: TableParts, planned: Planned, elements: int, present: int, unexpected: int, examples: list[Any]
+) -> CheckResult:
+    """A uniqueness verdict in GX's format, from its counts (however they were found)."""
     observed = {
-        "element_count": len(values),
+        "element_count": elements,
         "unexpected_count": unexpected,
-        "unexpected_percent": unexpected_percent(unexpected, len(present)) if len(values) else None,
+        "unexpected_percent": unexpected_percent(unexpected, present) if elements else None,
         "partial_unexpected_list": jsonable(examples),
-        "missing_count": len(values) - len(present),
+        "missing_count": elements - present,
     }
     success = unexpected == 0
-    return CheckResult(parts.name, planned.check, column, planned.kwargs, success, observed, OUR_SOURCE)
+    return CheckResult(
+        parts.name, planned.check, planned.column, planned.kwargs, success, observed, OUR_SOURCE
+    )
 
 
 def _increasing_rows(parts: TableParts, column: str) -> int | None:
@@ -313,6 +317,14 @@ def fk_check(
     except (KeyError, pa.ArrowException) as exc:
         observed: dict[str, Any] = {"exception": f"cannot read the key columns: {exc}"}
         return CheckResult(parts.name, FK_CHECK, column, kwargs, False, observed, OUR_SOURCE)
+    return fk_result(parts, column, parent, key, (total, nulls, count), examples)
+
+
+def fk_result(
+    parts: TableParts, column: str, parent: str, key: str, counts: tuple[int, int, int], examples: list[Any]
+) -> CheckResult:
+    """A foreign-key verdict from its counts ``(values, nulls, not keys)``, however they were found."""
+    total, nulls, count = counts
     observed = {
         "element_count": total,
         "missing_count": nulls,
@@ -320,4 +332,5 @@ def fk_check(
         "unexpected_percent": unexpected_percent(count, total - nulls) or 0.0,
         "partial_unexpected_list": jsonable(examples),
     }
+    kwargs = {"parent_table": parent, "parent_column": key}
     return CheckResult(parts.name, FK_CHECK, column, kwargs, count == 0, observed, OUR_SOURCE)

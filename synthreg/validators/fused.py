@@ -35,10 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthreg.generators.spec import Spec
-from synthreg.validators.checks import FK_CHECK
+from synthreg.validators.checks import fk_result, unique_result
 from synthreg.validators.parts import TableParts
 from synthreg.validators.plan import BATCH, UNIQUE, Planned, spec_plan, user_expectations
-from synthreg.validators.results import OUR_SOURCE, CheckResult, unexpected_percent
+from synthreg.validators.results import CheckResult
 
 __all__ = [
     "KeyFacts",
@@ -105,15 +105,18 @@ def int_like(parts: TableParts) -> set[str]:
 
 def usable(found: PartTallies | None, path: Path, key: str, nullable: set[str], dtyped: set[str]) -> bool:
     """Whether a worker's result for ``path`` is what validating the file here would give."""
-    if found is None or found.plan != key:
+    if found is None or found.plan != key or not _same_file(found, path):
         return False
+    return (found.nullable & dtyped) == (nullable & dtyped)
+
+
+def _same_file(found: PartTallies, path: Path) -> bool:
+    """``path`` is still the file the worker saw (same size and modification time)."""
     try:
         info = os.stat(path)
     except OSError:
         return False
-    if (info.st_size, info.st_mtime_ns) != (found.size, found.mtime_ns):
-        return False
-    return (found.nullable & dtyped) == (nullable & dtyped)
+    return (info.st_size, info.st_mtime_ns) == (found.size, found.mtime_ns)
 
 
 class PartValidator:
@@ -197,13 +200,7 @@ def facts_of(
     out = []
     for path in parts.files:
         found = seen.get(path.name)
-        if not isinstance(found, PartTallies) or column not in found.keys:
-            return None
-        try:
-            info = os.stat(path)
-        except OSError:
-            return None
-        if (info.st_size, info.st_mtime_ns) != (found.size, found.mtime_ns):
+        if not isinstance(found, PartTallies) or column not in found.keys or not _same_file(found, path):
             return None
         out.append(found.keys[column])
     return out
@@ -245,14 +242,7 @@ def unique_from_facts(parts: TableParts, planned: Planned, facts: list[KeyFacts]
                 return None
             last = f.last
     rows = sum(f.rows for f in facts)
-    observed: dict[str, Any] = {
-        "element_count": rows,
-        "unexpected_count": 0,
-        "unexpected_percent": unexpected_percent(0, rows) if rows else None,
-        "partial_unexpected_list": [],
-        "missing_count": 0,
-    }
-    return CheckResult(parts.name, planned.check, planned.column, planned.kwargs, True, observed, OUR_SOURCE)
+    return unique_result(parts, planned, rows, rows, 0, [])
 
 
 def key_range(facts: list[KeyFacts]) -> tuple[int, int] | None:
@@ -280,13 +270,5 @@ def fk_from_facts(
     for f in child:
         if f.rows > f.nulls and (f.low is None or f.high is None or f.low < first or f.high > last):
             return None
-    total, nulls = sum(f.rows for f in child), sum(f.nulls for f in child)
-    observed: dict[str, Any] = {
-        "element_count": total,
-        "missing_count": nulls,
-        "unexpected_count": 0,
-        "unexpected_percent": unexpected_percent(0, total - nulls) or 0.0,
-        "partial_unexpected_list": [],
-    }
-    kwargs = {"parent_table": parent, "parent_column": key}
-    return CheckResult(parts.name, FK_CHECK, column, kwargs, True, observed, OUR_SOURCE)
+    counts = (sum(f.rows for f in child), sum(f.nulls for f in child), 0)
+    return fk_result(parts, column, parent, key, counts, [])
