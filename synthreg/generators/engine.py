@@ -382,7 +382,7 @@ def generate(
     notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
     observed: dict[str, list[tuple[str, Any]]] = {}
     if observe is not None:
-        for (seg, path, _, _), result in sorted(zip(done, seen, strict=True), key=lambda x: x[0][0].index):
+        for (seg, path, _, _), result in zip(done, seen, strict=True):  # in segment order
             if not notes[seg.table]:  # a table the constraints rewrote: what was seen is stale
                 observed.setdefault(seg.table, []).append((path.name, result))
     seconds = time.perf_counter() - started
