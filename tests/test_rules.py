@@ -117,3 +117,76 @@ def test_proportions_and_pattern_violations_are_caught(data: tuple[Any, Path]) -
     failed = _failed(spec, tables)
     assert ("category_proportions", "plan") in failed
     assert ("expect_column_values_to_match_regex", "code") in failed
+
+
+@pytest.mark.parametrize(
+    ("span_ms", "stats", "mode"),
+    [
+        (10**9, True, "low"),  # ~12 days: uint32
+        (10**12, True, "high"),  # ~32 years: uint32 + uint8
+        (10**13, True, "whole"),  # ~317 years: int64
+        (10**12, False, "whole"),  # no footer statistics: int64
+        (10**12, "lying", "whole"),  # a footer range that misses values: int64
+    ],
+)
+def test_parent_times_are_exact_in_every_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, span_ms: int, stats: bool | str, mode: str
+) -> None:
+    """The compact parent times give back every value (and null) exactly, at any key order;
+    the layout follows the span and falls back to int64 without footer statistics."""
+    from synthreg.validators import rules
+    from synthreg.validators.checks import KeyIndex
+    from synthreg.validators.parts import open_parts
+
+    monkeypatch.setattr(rules, "_COMPACT_FROM_BYTES", 0)  # compact even for a small parent
+    rng = np.random.default_rng(3)
+    ms = 1_600_000_000_000 + rng.integers(0, span_ms, 3000)
+    ms[[5, 6, 2999]] = [1_600_000_000_000, 1_600_000_000_000 + span_ms, 1_600_000_000_000 + 1]
+    keys = rng.permutation(3000).astype(np.int64) + 10  # unsorted keys: the index reorders
+    nulls = np.zeros(3000, dtype=bool)
+    nulls[[7, 100, 2500]] = True
+    (tmp_path / "p").mkdir()
+    for i, sl in enumerate((slice(0, 1000), slice(1000, 3000))):
+        table = pa.table(
+            {"id": keys[sl], "t": pa.array(ms[sl], pa.int64(), mask=nulls[sl]).cast(pa.timestamp("ms"))}
+        )
+        pq.write_table(table, tmp_path / "p" / f"part-{i:05d}.parquet", write_statistics=bool(stats))
+    if stats == "lying":
+        monkeypatch.setattr(
+            rules, "_footer_range", lambda *_: (1_600_000_000_002, 1_600_000_000_000 + span_ms)
+        )
+    parent = open_parts(tmp_path, "p")
+    index = KeyIndex.of_column(parent, "id")
+    times = rules._ParentTimes(parent, "t", index.order)
+    layout = "whole" if times.whole is not None else "high" if times.high is not None else "low"
+    assert layout == mode
+    wanted = rng.permutation(keys)
+    pos, found = index.positions(wanted)
+    assert found.all()
+    expected = np.where(nulls, np.iinfo(np.int64).min, ms)[np.argsort(keys)][
+        np.searchsorted(np.sort(keys), wanted)
+    ]
+    np.testing.assert_array_equal(times.at(pos), expected)
+
+
+def test_time_order_with_compact_parent_times_catches_one_ms(
+    data: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One child row a millisecond before its parent fails the check with compact parent times."""
+    from synthreg.validators import rules
+
+    monkeypatch.setattr(rules, "_COMPACT_FROM_BYTES", 0)
+    spec, tables = data
+    assert ("time_order", "start_at") not in _failed(spec, tables)
+    path = sorted((tables / "shifts").glob("part-*.parquet"))[0]
+    shifts = pq.read_table(path)
+    users = pa.concat_tables(pq.read_table(p) for p in sorted((tables / "users").glob("part-*.parquet")))
+    joined = dict(
+        zip(users.column("id").to_pylist(), users.column("joined").cast(pa.int64()).to_pylist(), strict=True)
+    )
+    start = shifts.column("start_at").cast(pa.int64()).to_numpy().copy()
+    start[3] = joined[shifts.column("user_id")[3].as_py()] - 1
+    i = shifts.schema.get_field_index("start_at")
+    pq.write_table(shifts.set_column(i, "start_at", pa.array(start).cast(shifts.schema.field(i).type)), path)
+    checks = [c for c in validate_tables(spec, tables).checks if c.check == "time_order"]
+    assert checks[0].success is False and checks[0].observed["unexpected_count"] == 1

@@ -472,12 +472,33 @@ def test_results_do_not_depend_on_the_batch_size(
     monkeypatch.setattr(synthreg.validators.parts, "BATCH_CELLS", 50_000)
     monkeypatch.setattr(synthreg.validators.parts, "_MIN_BATCH_ROWS", 1_000)
     small_batches = validate_tables(_multi_spec(), tables).to_dict()
-    for data in (whole_parts, small_batches):
+    # big tables run our checks after the GX batches instead of beside them: same results
+    monkeypatch.setattr(synthreg.validators.suite, "OVERLAP_MAX_ROWS", 0)
+    one_after_other = validate_tables(_multi_spec(), tables).to_dict()
+    for data in (whole_parts, small_batches, one_after_other):
         data.pop("seconds")
-    assert small_batches == whole_parts
+    assert small_batches == whole_parts == one_after_other
     amount = next(c for c in small_batches["checks"] if c["column"] == "amount" and not c["success"])
     assert amount["observed"]["partial_unexpected_list"] == [9999.0, -5.0]
     assert amount["observed"]["unexpected_count"] == 2
+
+
+def test_text_values_weigh_more_in_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain text column counts ``_TEXT_CELLS`` cells (GX holds each value as a string), a
+    category (int8 dictionary) one: batches of a table with text have fewer rows."""
+    parts_mod = synthreg.validators.parts
+    n = 200_000
+    numbers = pa.array(range(n), pa.int64())
+    category = pa.array(["a", "b"] * (n // 2)).dictionary_encode().cast(pa.dictionary(pa.int8(), pa.string()))
+    text = pa.array([f"user{i}@example.org" for i in range(n)])
+    (tmp_path / "t").mkdir()
+    table = pa.table({"x": numbers, "y": numbers, "c": category, "s": text})
+    pq.write_table(table, tmp_path / "t" / "part-00000.parquet")
+    monkeypatch.setattr(parts_mod, "BATCH_CELLS", 100_000 * (3 + parts_mod._TEXT_CELLS))
+    monkeypatch.setattr(parts_mod, "_MIN_BATCH_ROWS", 1_000)
+    parts = parts_mod.open_parts(tmp_path, "t")
+    assert [b.num_rows for b in parts.batches(["x", "y", "c"])] == [n]  # 3 cells a row
+    assert [b.num_rows for b in parts.batches(["x", "y", "c", "s"])] == [100_000, 100_000]
 
 
 def test_user_aggregate_expectations_see_the_whole_table(multi: Path) -> None:

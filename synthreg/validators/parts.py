@@ -17,10 +17,14 @@ from synthreg.errors import NotFoundError
 
 __all__ = ["BATCH_CELLS", "TableParts", "open_parts"]
 
-#: Values (rows x columns) per batch handed to GX: ~1.6M rows of a 5-column table, so a
-#: part of the engine's usual size (~1.3M rows at 10M rows on 2 workers) is one batch.
+#: Values (rows x columns) per batch handed to GX: ~1.6M rows of a 5-column numeric table, so a
+#: part of the engine's usual size (~1.3M rows at 10M rows on 2 workers) is one batch; a text
+#: value counts as ``_TEXT_CELLS``.
 BATCH_CELLS = 1 << 23
 _MIN_BATCH_ROWS = 1 << 16
+#: A text value's weight in ``BATCH_CELLS``: GX on a 1.6M-row users batch (3 text columns of 5)
+#: took ~770 MB; counted 8x, batches are ~320k rows and ~420 MB, in about the same time.
+_TEXT_CELLS = 8
 _MAX_BATCH_ROWS = 1 << 22
 
 
@@ -61,7 +65,7 @@ class TableParts:
 
         An empty table still yields one empty batch, so every check gets a verdict.
         """
-        rows = _batch_rows(len(columns))
+        rows = _batch_rows(sum(_cells(self.schemas[0], c) for c in columns))
         empty = True
         for path, schema, md in zip(self.files, self.schemas, self.metadata, strict=True):
             present = [c for c in columns if c in schema.names]
@@ -121,5 +125,19 @@ def open_parts(tables_dir: Path, name: str) -> TableParts:
     return TableParts(name, files, metadata, schemas)
 
 
-def _batch_rows(columns: int) -> int:
-    return max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, BATCH_CELLS // max(1, columns)))
+def _batch_rows(cells: int) -> int:
+    return max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, BATCH_CELLS // max(1, cells)))
+
+
+def _cells(schema: pa.Schema, column: str) -> int:
+    """What one value of ``column`` weighs in a batch: a text value costs GX ~850 bytes a row
+    (measured on a users batch, against ~8 for a number), so it counts as ``_TEXT_CELLS``
+    cells; categories (dictionaries of int8/int16 indices: a few values) count 1."""
+    if column not in schema.names:
+        return 1
+    typ = schema.field(column).type
+    if pa.types.is_dictionary(typ):
+        if typ.index_type.bit_width <= 16:
+            return 1
+        typ = typ.value_type
+    return _TEXT_CELLS if pa.types.is_string(typ) or pa.types.is_large_string(typ) else 1
