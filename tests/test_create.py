@@ -151,6 +151,24 @@ def test_workspace_is_clean_for_git_and_dvc(created: dict[str, Any]) -> None:
     assert sum(p.is_file() for p in remote_files) >= 4  # 2 versions x (2 parts + .dir listing)
 
 
+def test_dvc_records_every_files_true_md5(created: dict[str, Any]) -> None:
+    """The md5s the engine's workers took (and handed to DVC) are the files' own."""
+    import yaml
+
+    root = created["root"]
+    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert len(stages) == 2
+    for stage in stages.values():
+        out = stage["outs"][0]
+        digest = out["md5"].removesuffix(".dir")
+        listing = root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / (digest[2:] + ".dir")
+        entries = json.loads(listing.read_text())
+        assert len(entries) >= 2
+        for entry in entries:
+            data = (root / out["path"] / entry["relpath"]).read_bytes()
+            assert entry["md5"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def test_parquet_readable_by_pyarrow_pandas_and_api(created: dict[str, Any]) -> None:
     root = created["root"]
     part = root / "data/small/v1/tables/users/part-00000.parquet"

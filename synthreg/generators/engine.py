@@ -8,6 +8,7 @@ bounded by the write chunk, not by the row count.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "ENGINE_MODEL",
     "LOGICAL_BLOCK_ROWS",
+    "FileHash",
     "GenerationResult",
     "TableResult",
     "default_workers",
@@ -54,6 +56,28 @@ class TableResult:
     digest: str
     files: tuple[Path, ...]
     schema: pa.Schema
+    #: Per file (same order), the hashes its writer took of its bytes; empty when unknown (a
+    #: table rewritten after writing, an LLM table).
+    hashes: tuple[FileHash, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileHash:
+    """md5 (what DVC records) and sha256 (what the manifest records) of a part's bytes, taken by
+    the worker that wrote it; ``size`` and ``mtime_ns`` tell whether the file is still those bytes."""
+
+    md5: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``path`` still has this size and modification time (else hash it again)."""
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        return info.st_size == self.size and info.st_mtime_ns == self.mtime_ns
 
 
 @dataclass
@@ -173,8 +197,22 @@ def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
     return out
 
 
-def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> tuple[_Segment, Path, int, list[bytes]]:
-    """Generate, hash and write one segment; runs in a worker process."""
+_Written = tuple[_Segment, Path, int, list[bytes], FileHash]
+
+
+def _hash_bytes(path: Path) -> tuple[str, str]:
+    """md5 and sha256 of a file just written, in one read (from the page cache)."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
+    """Generate, hash and write one segment; runs in a worker process. The file's own hashes are
+    taken here too, on as many cores as write parts, not by the client afterwards (``FileHash``)."""
     schema = table_schema(spec, seg.table)
     table_dir = opts.out_dir / "tables" / seg.table
     table_dir.mkdir(parents=True, exist_ok=True)
@@ -199,8 +237,16 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> tuple[_Segment,
                 hasher.update(chunk)
                 writer.write_table(chunk, row_group_size=opts.chunk_rows)
                 faults.point(f"engine.segment.{seg.table}.{seg.index}")
+    md5, sha256 = _hash_bytes(partial)
     os.replace(partial, path)
-    return seg, path, hasher.rows, hasher.block_digests()
+    info = path.stat()  # a rename keeps the size and the modification time
+    return (
+        seg,
+        path,
+        hasher.rows,
+        hasher.block_digests(),
+        FileHash(md5, sha256, info.st_size, info.st_mtime_ns),
+    )
 
 
 def _segment_rows(chunk_rows: int, total_rows: int, workers: int) -> int:
@@ -228,7 +274,7 @@ Observe = Callable[[str, Path], Any]
 
 def _write_segment_measured(
     spec: Spec, seg: _Segment, opts: _Options, observe: Observe | None = None
-) -> tuple[tuple[_Segment, Path, int, list[bytes]], int, float, Any]:
+) -> tuple[_Written, int, float, Any]:
     """``_write_segment`` in a pool worker, with the worker's pid, its peak RSS so far and what
     ``observe`` made of the part (None without it)."""
     done = _write_segment(spec, seg, opts)
@@ -261,7 +307,7 @@ def _run(
     workers: int,
     cluster: str | None = None,
     observe: Observe | None = None,
-) -> tuple[list[tuple[_Segment, Path, int, list[bytes]]], float, list[Any]]:
+) -> tuple[list[_Written], float, list[Any]]:
     """Every segment written, the sum of the pool workers' peak RSS in MB (0.0 without a pool),
     and what ``observe`` returned for each segment (in segment order)."""
     from synthreg import progress
@@ -315,7 +361,7 @@ def _peaks(measured: list[Any]) -> float:
     return workers_mb
 
 
-def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) -> dict[str, TableResult]:
+def _collect(spec: Spec, done: list[_Written]) -> dict[str, TableResult]:
     tables = {}
     for name in spec.engine_order():
         parts = sorted((r for r in done if r[0].table == name), key=lambda r: r[0].index)
@@ -323,7 +369,12 @@ def _collect(spec: Spec, done: list[tuple[_Segment, Path, int, list[bytes]]]) ->
         blocks = [b for r in parts for b in r[3]]
         rows = sum(r[2] for r in parts)
         tables[name] = TableResult(
-            name, rows, table_digest(schema, blocks), tuple(r[1] for r in parts), schema
+            name,
+            rows,
+            table_digest(schema, blocks),
+            tuple(r[1] for r in parts),
+            schema,
+            tuple(r[4] for r in parts),
         )
     return tables
 
@@ -382,7 +433,7 @@ def generate(
     notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
     observed: dict[str, list[tuple[str, Any]]] = {}
     if observe is not None:
-        for (seg, path, _, _), result in zip(done, seen, strict=True):  # in segment order
+        for (seg, path, *_), result in zip(done, seen, strict=True):  # in segment order
             if not notes[seg.table]:  # a table the constraints rewrote: what was seen is stale
                 observed.setdefault(seg.table, []).append((path.name, result))
     seconds = time.perf_counter() - started

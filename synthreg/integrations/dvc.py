@@ -12,8 +12,9 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -93,18 +94,48 @@ def _repo(root: Path) -> Iterator[object]:
         os.chdir(old)
 
 
-def track_stage(root: Path, name: str, cmd: str, deps: list[str], outs: list[str]) -> str:
+def track_stage(
+    root: Path,
+    name: str,
+    cmd: str,
+    deps: list[str],
+    outs: list[str],
+    known_md5: Mapping[Path, tuple[str, int, int]] | None = None,
+) -> str:
     """Add (or replace) stage ``name`` in ``dvc.yaml`` and commit its outputs to the cache.
 
+    ``known_md5``: files whose md5 was taken when they were written, ``{path: (md5, size,
+    mtime_ns)}``; those still of that size and mtime go into DVC's hash cache first, so DVC
+    does not read them again to hash them (it checks the cache by inode, mtime and size).
     Returns the md5 DVC recorded for the first output (``<md5>.dir`` for a directory).
     """
     try:
         with _repo(root) as repo:
+            _remember_md5(repo, known_md5 or {})
             repo.stage.add(name=name, cmd=cmd, deps=deps, outs=outs, force=True)  # type: ignore[attr-defined]
             repo.commit(name, force=True)  # type: ignore[attr-defined]
     except Exception as exc:  # DVC raises many unrelated types
         raise IntegrationError(f"dvc could not track stage {name}: {exc}") from exc
     return lock_md5(root, name)
+
+
+def _remember_md5(repo: Any, known: Mapping[Path, tuple[str, int, int]]) -> None:
+    """Put the known md5 of files still as written into DVC's hash cache (``State``). Only an
+    optimisation: whatever goes wrong here, DVC hashes the files itself."""
+    if not known:
+        return
+    try:
+        from dvc_data.hashfile.hash_info import HashInfo
+        from dvc_objects.fs.local import LocalFileSystem
+
+        items = []
+        for path, (md5, size, mtime_ns) in known.items():
+            info = os.stat(path)
+            if info.st_size == size and info.st_mtime_ns == mtime_ns:
+                items.append((os.fspath(path), HashInfo("md5", md5), None))
+        repo.state.save_many(items, LocalFileSystem())
+    except Exception:  # an internal API: DVC then reads and hashes the files itself
+        return
 
 
 def _remote_label(root: Path) -> str:

@@ -24,7 +24,7 @@ from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResu
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.registry import sidecar
-from synthreg.registry.facts import file_facts
+from synthreg.registry.facts import file_facts, known_md5
 from synthreg.registry.llm_tables import (
     CURATION_VERSION,
     LlmTables,
@@ -222,7 +222,8 @@ def _stage(
     tables = {n: made[n] for n in spec.table_order()}
     rows = {n: t.rows for n, t in tables.items()}
     rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
-    files = clock("hash", lambda: file_facts(staging, rows_by_file))
+    hashed = {p: h for t in tables.values() for p, h in zip(t.files, t.hashes, strict=False)}
+    files = clock("hash", lambda: file_facts(staging, rows_by_file, hashed))
     # The helper validates (GX) while this process measures quality and draws the card's plots.
     pending = helper.validate(spec, staging / "tables", spec.source, gen.observed) if helper else None
     quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
@@ -272,6 +273,7 @@ def _stage(
         generation=generation,
         quality=quality,
         sidecar=helper,
+        md5=known_md5(staging, hashed),
     )
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["file_facts", "library_versions", "peak_rss_mb"]
+if TYPE_CHECKING:
+    from synthreg.generators.engine import FileHash
+
+__all__ = ["file_facts", "known_md5", "library_versions", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
@@ -32,23 +36,45 @@ def peak_rss_mb() -> float:
     return own_mb + worker_peak_rss_mb()
 
 
-def file_facts(version_dir: Path, rows_by_file: dict[Path, int]) -> list[dict[str, Any]]:
-    """sha256, rows and bytes of every data file, paths relative to the version dir."""
+def file_facts(
+    version_dir: Path, rows_by_file: dict[Path, int], known: Mapping[Path, FileHash] | None = None
+) -> list[dict[str, Any]]:
+    """sha256, rows and bytes of every data file, paths relative to the version dir.
+
+    ``known``: hashes the engine's workers took while writing (``TableResult.hashes``); one is
+    used only while its file still has the size and modification time it had then, else the
+    file is read and hashed here.
+    """
     facts = []
     for path in sorted(rows_by_file):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        hashed = (known or {}).get(path)
         facts.append(
             {
                 "path": path.relative_to(version_dir).as_posix(),
-                "sha256": digest.hexdigest(),
+                "sha256": hashed.sha256 if hashed is not None and hashed.matches(path) else _sha256(path),
                 "rows": rows_by_file[path],
                 "bytes": path.stat().st_size,
             }
         )
     return facts
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def known_md5(version_dir: Path, known: Mapping[Path, FileHash]) -> dict[str, tuple[str, int, int]]:
+    """The workers' md5 of each file still as written, by path relative to ``version_dir``:
+    (md5, size, mtime_ns), for DVC's hash cache when the version is tracked (``dvc.track_stage``)."""
+    return {
+        path.relative_to(version_dir).as_posix(): (h.md5, h.size, h.mtime_ns)
+        for path, h in known.items()
+        if h.matches(path)
+    }
 
 
 def library_versions() -> dict[str, str]:

@@ -152,6 +152,9 @@ class Candidate:
     quality: dict[str, Any] | None = None  # quality metrics (quality.json), when measured
     details: dict[str, Any] = field(default_factory=dict)
     sidecar: Any = None  # create's helper process (registry.sidecar), which logs the MLflow run
+    #: md5 the engine's workers took of data files, by path relative to the version dir:
+    #: (md5, size, mtime_ns); DVC takes them instead of reading the files again (facts.known_md5)
+    md5: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     @property
     def validation_summary(self) -> dict[str, Any]:
@@ -359,6 +362,7 @@ def _track(ctx: Context) -> str:
         cmd=f"python -m synthreg materialize {ctx.rel_dir}",
         deps=deps,
         outs=[f"{ctx.rel_dir}/tables"],
+        known_md5={root / ctx.rel_dir / rel: known for rel, known in ctx.cand.md5.items()},
     )
     return md5
 

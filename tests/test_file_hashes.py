@@ -1,0 +1,98 @@
+"""Data files are hashed by the engine's workers as they write them (md5 for DVC, sha256 for the
+manifest), and those hashes are used only while a file is still the bytes that were hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthreg.generators.engine import FileHash, generate
+from synthreg.generators.spec_io import apply_overrides
+from synthreg.integrations import dvc
+from synthreg.registry.facts import file_facts, known_md5
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_hash_the_bytes_they_wrote(small_spec_model: Any, tmp_path: Path, workers: int) -> None:
+    spec = apply_overrides(small_spec_model, rows={"users": 50_000, "orders": 150_000})  # several parts
+    result = generate(spec, tmp_path, workers=workers)
+    files = [(p, h) for t in result.tables.values() for p, h in zip(t.files, t.hashes, strict=True)]
+    assert len(files) > 2
+    for path, hashed in files:
+        assert hashed.md5 == _md5(path)
+        assert hashed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert hashed.matches(path)
+
+
+def _touched(path: Path) -> None:
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
+
+
+def test_file_facts_take_a_known_hash_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "tables" / "t" / "part-00000.parquet"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"some bytes")
+    info = path.stat()
+    claimed = FileHash("0" * 32, "f" * 64, info.st_size, info.st_mtime_ns)  # not these bytes' hashes
+    facts = file_facts(tmp_path, {path: 3}, {path: claimed})
+    assert facts == [{"path": "tables/t/part-00000.parquet", "sha256": "f" * 64, "rows": 3, "bytes": 10}]
+    assert known_md5(tmp_path, {path: claimed}) == {
+        "tables/t/part-00000.parquet": ("0" * 32, 10, info.st_mtime_ns)
+    }
+    _touched(path)  # the file may have changed since: hashed again, and no md5 goes to DVC
+    assert (
+        file_facts(tmp_path, {path: 3}, {path: claimed})[0]["sha256"]
+        == hashlib.sha256(b"some bytes").hexdigest()
+    )
+    assert known_md5(tmp_path, {path: claimed}) == {}
+
+
+@pytest.fixture
+def dvc_root(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    dvc.init_workspace(root, "local", str(tmp_path / "remote"))
+    for i, text in enumerate((b"first part", b"second part")):
+        path = root / "data" / "tables" / f"part-{i:05d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text)
+    return root
+
+
+def _recorded(root: Path) -> dict[str, str]:
+    """The md5 of each file in the stage's ``.dir`` listing, as DVC recorded it."""
+    dir_md5 = dvc.lock_md5(root, "v").removesuffix(".dir")
+    listing = root / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / (dir_md5[2:] + ".dir")
+    return {e["relpath"]: e["md5"] for e in json.loads(listing.read_text())}
+
+
+def test_dvc_takes_the_known_md5_instead_of_reading_the_file(dvc_root: Path) -> None:
+    """A known md5 of an unchanged file goes straight into DVC's hash cache: DVC records it
+    without reading the file (shown here with a deliberately wrong md5)."""
+    first, second = sorted((dvc_root / "data" / "tables").iterdir())
+    info = first.stat()
+    dvc.track_stage(
+        dvc_root, "v", "true", [], ["data/tables"], {first: ("a" * 32, info.st_size, info.st_mtime_ns)}
+    )
+    assert _recorded(dvc_root) == {first.name: "a" * 32, second.name: _md5(second)}
+
+
+def test_dvc_hashes_a_file_changed_since_its_md5_was_taken(dvc_root: Path) -> None:
+    first, second = sorted((dvc_root / "data" / "tables").iterdir())
+    info = first.stat()
+    known = {first: ("a" * 32, info.st_size, info.st_mtime_ns)}
+    _touched(first)
+    dvc.track_stage(dvc_root, "v", "true", [], ["data/tables"], known)
+    assert _recorded(dvc_root) == {first.name: _md5(first), second.name: _md5(second)}
