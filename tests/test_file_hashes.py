@@ -96,3 +96,41 @@ def test_dvc_hashes_a_file_changed_since_its_md5_was_taken(dvc_root: Path) -> No
     _touched(first)
     dvc.track_stage(dvc_root, "v", "true", [], ["data/tables"], known)
     assert _recorded(dvc_root) == {first.name: _md5(first), second.name: _md5(second)}
+
+
+def test_a_table_rewritten_by_its_constraints_carries_no_writer_hashes(tmp_path: Path) -> None:
+    """Group constraints rewrite a table's parts after the workers hashed them: those hashes are
+    dropped (the files are hashed again by ``file_facts`` and by DVC)."""
+    from synthreg.generators.spec_io import parse_spec
+
+    spec = parse_spec(
+        {
+            "seed": 2,
+            "tables": {
+                "users": {"rows": 50, "primary_key": "id", "columns": {"id": {"type": "int"}}},
+                "shifts": {
+                    "rows": 2000,
+                    "primary_key": "id",
+                    "columns": {
+                        "id": {"type": "int"},
+                        "user_id": {"type": "int", "foreign_key": "users.id"},
+                        "hours": {"type": "float", "distribution": {"kind": "uniform", "low": 1, "high": 4}},
+                    },
+                    "constraints": [
+                        {
+                            "kind": "sum_limit",
+                            "group_by": ["user_id"],
+                            "column": "hours",
+                            "limit": 20,
+                            "action": "cap",
+                        }
+                    ],
+                },
+            },
+        },
+        "constraints.yaml",
+    )
+    result = generate(spec, tmp_path, workers=1)
+    assert result.params.get("constraints", {}).get("shifts")  # the cap changed rows
+    assert result.tables["shifts"].hashes == ()
+    assert [h.md5 for h in result.tables["users"].hashes] == [_md5(p) for p in result.tables["users"].files]

@@ -190,3 +190,29 @@ def test_time_order_with_compact_parent_times_catches_one_ms(
     pq.write_table(shifts.set_column(i, "start_at", pa.array(start).cast(shifts.schema.field(i).type)), path)
     checks = [c for c in validate_tables(spec, tables).checks if c.check == "time_order"]
     assert checks[0].success is False and checks[0].observed["unexpected_count"] == 1
+
+
+def test_parent_times_past_year_9999_and_after_a_struct_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Footer statistics Python cannot turn into a datetime (past year 9999), or a timestamp column
+    after a struct (Parquet leaves and Arrow fields differ), still give exact parent times."""
+    from synthreg.validators import rules
+    from synthreg.validators.checks import KeyIndex
+    from synthreg.validators.parts import open_parts
+
+    monkeypatch.setattr(rules, "_COMPACT_FROM_BYTES", 0)
+    for name, ms in (("late", [0, 5, 253_402_300_800_000]), ("nested", [10**12, 10**12 + 7, 10**12 + 9])):
+        table = pa.table(
+            {
+                "s": pa.array([{"a": 1, "b": 2}] * 3),
+                "id": pa.array([1, 2, 3], pa.int64()),
+                "t": pa.array(ms, pa.int64()).cast(pa.timestamp("ms")),
+            }
+        )
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-00000.parquet")
+        parent = open_parts(tmp_path, name)
+        times = rules._ParentTimes(parent, "t", KeyIndex.of_column(parent, "id").order)
+        np.testing.assert_array_equal(times.at(np.array([2, 0, 1])), [ms[2], ms[0], ms[1]])
+    assert rules._footer_range(open_parts(tmp_path, "nested"), "t") == (10**12, 10**12 + 9)

@@ -238,8 +238,8 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
                 writer.write_table(chunk, row_group_size=opts.chunk_rows)
                 faults.point(f"engine.segment.{seg.table}.{seg.index}")
     md5, sha256 = _hash_bytes(partial)
+    info = partial.stat()  # of the bytes hashed; a rename keeps the size and the modification time
     os.replace(partial, path)
-    info = path.stat()  # a rename keeps the size and the modification time
     return (
         seg,
         path,

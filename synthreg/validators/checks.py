@@ -194,6 +194,20 @@ def _value_type(typ: pa.DataType) -> pa.DataType:
 # ---------------------------------------------------------------- foreign keys
 
 
+#: Keys checked at a time for a consecutive run (int64 copies of 8 MB, not of a whole part).
+_RUN_SLICE = 1 << 20
+
+
+def _consecutive_after(values: pa.ChunkedArray, last: int | None) -> bool:
+    """Whether integer ``values`` (no nulls) go up by exactly one, starting at ``last + 1``."""
+    for at in range(0, len(values), _RUN_SLICE):
+        array = values.slice(at, _RUN_SLICE).to_numpy().astype(np.int64, copy=False)
+        if (last is not None and array[0] != last + 1) or not bool((np.diff(array) == 1).all()):
+            return False
+        last = int(array[-1])
+    return True
+
+
 class KeyIndex:
     """Sorted int64 keys, for finding where child values sit among them.
 
@@ -224,13 +238,11 @@ class KeyIndex:
             values = _decoded(part)
             if values.null_count or not pa.types.is_integer(values.type):
                 break
-            array = values.to_numpy().astype(np.int64, copy=False)
-            if not len(array):
-                continue
-            if (last is not None and array[0] != last + 1) or not bool((np.diff(array) == 1).all()):
+            if not _consecutive_after(values, last):
                 break
-            first = int(array[0]) if first is None else first
-            last = int(array[-1])
+            if len(values):
+                first = int(values[0].as_py()) if first is None else first
+                last = int(values[-1].as_py())
         else:
             index = cls(np.empty(0, dtype=np.int64))
             index.range = None if first is None or last is None else (first, last)

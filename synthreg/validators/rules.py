@@ -14,6 +14,7 @@ purpose); the structural ones always run.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -108,13 +109,13 @@ class _ParentTimes:
     """
 
     def __init__(self, parent: TableParts, column: str, order: np.ndarray | None) -> None:
-        ends = _footer_range(parent, column)
+        small = parent.rows * 8 <= _COMPACT_FROM_BYTES  # two gathers cost ~2x one: only when it pays
+        ends = None if small else _footer_range(parent, column)
         self.base = ends[0] - 1 if ends else 0
         span = ends[1] - self.base if ends else 1 << 62
         self.low = np.empty(0, dtype=np.uint32)
         self.high: np.ndarray | None = None
         self.whole: np.ndarray | None = None
-        small = parent.rows * 8 <= _COMPACT_FROM_BYTES  # two gathers cost ~2x one: only when it pays
         if small or span >= 1 << 40 or not self._fill(parent, column, span, ends):
             self.low, self.high = np.empty(0, dtype=np.uint32), None
             self.whole = np.empty(parent.rows, dtype=np.int64)
@@ -132,8 +133,7 @@ class _ParentTimes:
             self.low = np.empty(parent.rows, dtype=np.uint32)
             self.high = np.empty(parent.rows, dtype=np.uint8) if span >= 1 << 32 else None
         at = 0
-        for part in parent.column_parts(column):  # part by part: no whole-table copy
-            ms = _ms(part)
+        for ms in _ms_slices(parent, column):  # a slice at a time: no whole-table or whole-part copy
             n = len(ms)
             if self.whole is not None:
                 self.whole[at : at + n] = ms
@@ -167,6 +167,13 @@ class _ParentTimes:
         return rel
 
 
+def _ms_slices(parts: TableParts, column: str) -> Iterator[np.ndarray]:
+    """``column`` as epoch ms, ``_TIME_SLICE`` rows at a time, in row order."""
+    for part in parts.column_parts(column):
+        for at in range(0, len(part), _TIME_SLICE):
+            yield _ms(part.slice(at, _TIME_SLICE))
+
+
 def _footer_range(parts: TableParts, column: str) -> tuple[int, int] | None:
     """(min, max) epoch ms of ``column`` from the parts' row-group statistics; None when a row
     group has values but no statistics (or none has values)."""
@@ -176,7 +183,10 @@ def _footer_range(parts: TableParts, column: str) -> tuple[int, int] | None:
         if column not in schema.names:
             return None
         typ = schema.field(column).type
-        i = schema.get_field_index(column)
+        leaves = [md.schema.column(j).path for j in range(md.num_columns)]
+        if column not in leaves:
+            return None
+        i = leaves.index(column)  # the Parquet leaf, not the Arrow field (a struct has several)
         for g in range(md.num_row_groups):
             chunk = md.row_group(g).column(i)
             stats = chunk.statistics
@@ -186,7 +196,7 @@ def _footer_range(parts: TableParts, column: str) -> tuple[int, int] | None:
                 return None
             try:
                 low, high = (int(v) for v in _ms(pa.array([stats.min, stats.max], typ)))
-            except (pa.ArrowException, TypeError, ValueError):
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):  # e.g. past year 9999
                 return None
             lo, hi = (low, high) if lo is None or hi is None else (min(lo, low), max(hi, high))
     return (lo, hi) if lo is not None and hi is not None else None
