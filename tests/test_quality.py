@@ -300,7 +300,8 @@ def test_report_is_self_contained() -> None:
 
 def _reference_clusters(texts: list[str]) -> int:
     """The near-duplicate clustering written plainly: group by group, band after band, each
-    member against up to PROBES earlier members (nearest first) with Python sets."""
+    member against up to PROBES earlier members (nearest first) whose signatures agree on
+    MIN_AGREEMENT values, with Python sets."""
     if len(texts) < 2:
         return len(texts)
     hashes, starts = quality._shingles(texts)
@@ -332,7 +333,8 @@ def _reference_clusters(texts: list[str]) -> int:
                         break
                     x, y = sets[a], sets[other]
                     inter = len(x & y)
-                    if inter >= quality.NEAR_DUPLICATE_THRESHOLD * (len(x) + len(y) - inter):
+                    close = int((sig[a] == sig[other]).sum()) >= quality.MIN_AGREEMENT  # else not compared
+                    if close and inter >= quality.NEAR_DUPLICATE_THRESHOLD * (len(x) + len(y) - inter):
                         parent[find(a)] = find(other)
                         break
     return len({find(i) for i in range(len(texts))})

@@ -283,3 +283,47 @@ def test_stop_never_signals_a_process_that_is_not_a_server(tmp_path: Path) -> No
     finally:
         bystander.kill()
         bystander.wait()
+
+
+TEXT_SPEC = {
+    "seed": 1,
+    "tables": {
+        "notes": {
+            "rows": 300,
+            "primary_key": "id",
+            "columns": {
+                "id": {"type": "int"},
+                "body": {
+                    "type": "text",
+                    "words": dict.fromkeys(
+                        ("late", "parcel", "refund", "kind", "staff", "broken", "seat"), 1 / 7
+                    ),
+                    "min_words": 4,
+                    "max_words": 12,
+                },
+            },
+        }
+    },
+}
+
+
+def test_the_text_model_is_loaded_by_the_server_after_a_create_that_needed_it(
+    server: tuple[dict[str, str], Path], workspace: Path, tmp_path: Path
+) -> None:
+    """The first create with free text loads the model itself; the idle server then loads it (never
+    runs it: a fork after torch ran would hang), and the next create's child uses it."""
+    import yaml
+
+    env, folder = server
+    spec = tmp_path / "notes.yaml"
+    spec.write_text(yaml.safe_dump(TEXT_SPEC))
+    first = _run(["create", "notes", "--spec", str(spec)], workspace, env)
+    assert first.returncode == 0, first.stderr
+    _wait_for(lambda: "text model loaded" in _log(folder), timeout=120, explain=lambda: _log(folder))
+    assert "text model loaded" in _run(["warm", "status"], workspace, env).stdout
+    before = _served(folder)
+    second = _run(["create", "notes", "--spec", str(spec), "--seed", "2"], workspace, env)
+    assert second.returncode == 0, second.stderr
+    assert len(_served(folder)) == len(before) + 1  # served, by a child forked after the load
+    quality = json.loads((workspace / "data" / "notes" / "v2" / "quality.json").read_text())
+    assert quality["semantic"]["status"] == "measured" and quality["semantic"]["columns"], quality["semantic"]

