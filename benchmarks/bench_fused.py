@@ -57,7 +57,9 @@ def main() -> None:
 
     spec = apply_overrides(load_spec(str(SPEC)), scale=args.rows / 1_000_000)
     base = args.out or Path(tempfile.mkdtemp(prefix="bench-fused-"))
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; rows {args.rows:,}; runs {args.runs}")
+    print(
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; rows {args.rows:,}; runs {args.runs}"
+    )
     table: dict[tuple[int, str], list[float]] = {}
     parts: dict[tuple[int, str], list[float]] = {}
     same = True
@@ -72,7 +74,9 @@ def main() -> None:
                 generated = time.perf_counter() - started
                 if mode != "engine":
                     from_parts = gen.observed if mode == "fused" else None
-                    results[mode] = validate_tables(spec, out / "tables", source=spec.source, from_parts=from_parts)
+                    results[mode] = validate_tables(
+                        spec, out / "tables", source=spec.source, from_parts=from_parts
+                    )
                 table.setdefault((n, mode), []).append(time.perf_counter() - started)
                 parts.setdefault((n, mode), []).append(generated)
                 shutil.rmtree(out, ignore_errors=True)
