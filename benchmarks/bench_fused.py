@@ -57,9 +57,8 @@ def main() -> None:
 
     spec = apply_overrides(load_spec(str(SPEC)), scale=args.rows / 1_000_000)
     base = args.out or Path(tempfile.mkdtemp(prefix="bench-fused-"))
-    print(
-        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; rows {args.rows:,}; runs {args.runs}"
-    )
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load {load:.2f}; rows {args.rows:,}; runs {args.runs}")
     table: dict[tuple[int, str], list[float]] = {}
     parts: dict[tuple[int, str], list[float]] = {}
     same = True
