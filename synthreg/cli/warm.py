@@ -349,7 +349,9 @@ def _preload() -> None:
 
     matplotlib.use("Agg")
     import duckdb  # noqa: F401
+    import matplotlib.backends.backend_agg
     import matplotlib.figure
+    import pyarrow.dataset
     import pyarrow.parquet  # noqa: F401
 
 
