@@ -2,8 +2,9 @@
 
 The futures API over the same segments the process pool uses: ``client.map`` one task per
 segment, each task writes its own part (a name fixed by table and segment, written to a temporary
-name and renamed, so a retried task rewrites the same bytes), and only small facts come back to
-the client (rows, block digests, the worker's peak memory). A worker that dies mid-task is
+name and renamed, so a retried task rewrites the same bytes; or, with a ``PartStage``, uploaded
+to S3 under a fixed key, see ``generators/staging.py``), and only small facts come back to
+the client (rows, block digests, file hashes, the worker's peak memory). A worker that dies mid-task is
 replaced and its task rerun by the scheduler (``distributed.scheduler.allowed-failures``).
 Dask is an optional extra (``pip install 'synthreg[dask]'``), imported only here.
 """

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, tab
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
 from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
 from synthreg.generators.spec import Spec
+from synthreg.generators.staging import PartStage
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -185,6 +188,7 @@ class _Options:
     chunk_rows: int
     logical_block_rows: int
     compression: str
+    stage: PartStage | None = None  # cluster tasks upload their parts there (staging.py)
 
 
 def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
@@ -214,7 +218,10 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     """Generate, hash and write one segment; runs in a worker process. The file's own hashes are
     taken here too, on as many cores as write parts, not by the client afterwards (``FileHash``)."""
     schema = table_schema(spec, seg.table)
-    table_dir = opts.out_dir / "tables" / seg.table
+    # with a stage, the part is made on this machine and uploaded (the client's folder may not be here)
+    table_dir = (
+        Path(tempfile.mkdtemp(prefix="synthreg-part-")) if opts.stage else opts.out_dir / "tables" / seg.table
+    )
     table_dir.mkdir(parents=True, exist_ok=True)
     path = table_dir / f"part-{seg.index:05d}.parquet"
     # written under a temporary name and renamed: a retried task (a Dask worker that died) rewrites
@@ -240,6 +247,8 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     md5, sha256 = _hash_bytes(partial)
     info = partial.stat()  # of the bytes hashed; a rename keeps the size and the modification time
     os.replace(partial, path)
+    if opts.stage is not None:
+        opts.stage.upload(path, seg.table)
     return (
         seg,
         path,
@@ -279,6 +288,9 @@ def _write_segment_measured(
     ``observe`` made of the part (None without it)."""
     done = _write_segment(spec, seg, opts)
     seen = observe(seg.table, done[1]) if observe is not None else None
+    if opts.stage is not None:  # uploaded: drop this machine's copy; the client's path goes back
+        shutil.rmtree(done[1].parent, ignore_errors=True)
+        done = (done[0], opts.out_dir / "tables" / seg.table / done[1].name, *done[2:])
     return done, os.getpid(), _own_peak_rss_mb(), seen
 
 
@@ -351,6 +363,38 @@ def _run(
     return [r[0] for r in measured], _peaks(measured), [r[3] for r in measured]
 
 
+def _run_staged(
+    spec: Spec,
+    segments: list[_Segment],
+    opts: _Options,
+    workers: int,
+    cluster: str | None,
+    observe: Observe | None,
+) -> tuple[list[_Written], float, list[Any]]:
+    """``_run``, then with a stage: the parts fetched here, and the staged copies deleted
+    (also when a task or the fetch failed)."""
+    if opts.stage is None:
+        return _run(spec, segments, opts, workers, cluster, observe)
+    try:
+        done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
+        return _fetch_staged(opts.stage, done), workers_mb, seen
+    finally:
+        opts.stage.clear()
+
+
+def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:
+    """Download the staged parts to their paths here (checked against the workers' sha256); the
+    file hashes then describe the local files."""
+    stage.download([(seg.table, path, hashed.sha256) for seg, path, _, _, hashed in done])
+    out = []
+    for seg, path, rows, digests, hashed in done:
+        info = path.stat()
+        out.append(
+            (seg, path, rows, digests, FileHash(hashed.md5, hashed.sha256, info.st_size, info.st_mtime_ns))
+        )
+    return out
+
+
 def _peaks(measured: list[Any]) -> float:
     """The sum over workers of each one's peak RSS (MB), remembered for ``worker_peak_rss_mb``."""
     peaks: dict[int, float] = {}
@@ -408,10 +452,13 @@ def generate(
     workers: int | None = None,
     cluster: str | None = None,
     observe: Observe | None = None,
+    stage: PartStage | None = None,
 ) -> GenerationResult:
     """Generate every table of ``spec`` as Parquet under ``out_dir/tables/<table>/``.
 
     Tables made by an LLM (``llm``) are skipped: the registry's create stage makes them.
+    ``stage`` (with a ``cluster`` only): the tasks upload their parts there instead of writing
+    to ``out_dir``, and this process downloads and checks them, then deletes the staged copies.
 
     The content digest is the same for any ``chunk_rows``, ``compression`` and
     ``workers``; ``logical_block_rows`` is part of the engine's identity.
@@ -423,10 +470,12 @@ def generate(
         workers = int(count) if cluster.startswith("local:") and count.isdigit() else 8
     workers = default_workers() if workers is None else max(1, workers)
     started = time.perf_counter()
-    opts = _Options(out_dir, chunk_rows, logical_block_rows, compression)
+    if stage is not None and not cluster:
+        raise ValueError("a part stage is for cluster tasks: pass cluster= too")
+    opts = _Options(out_dir, chunk_rows, logical_block_rows, compression, stage)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
-    done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
+    done, workers_mb, seen = _run_staged(spec, segments, opts, workers, cluster, observe)
     for leftover in out_dir.glob("tables/*/.part-*.tmp"):  # of a worker killed mid-write (retried)
         leftover.unlink(missing_ok=True)
     tables = _collect(spec, done)
@@ -445,6 +494,8 @@ def generate(
     }
     if cluster:
         params["cluster"] = cluster if cluster.startswith("local:") else "dask"  # no scheduler address
+    if stage is not None:
+        params["parts"] = "staged in S3 by the tasks, fetched and checked (sha256)"  # no bucket name
     if any(notes.values()):
         params["constraints"] = {k: v for k, v in notes.items() if v}
     noise = {

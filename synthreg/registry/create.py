@@ -23,6 +23,7 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, default_workers, generate
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
+from synthreg.generators.staging import PartStage
 from synthreg.registry import sidecar
 from synthreg.registry.facts import file_facts, known_md5
 from synthreg.registry.llm_tables import (
@@ -95,8 +96,19 @@ def create_version(
     helper = sidecar.start(ws.settings.mlflow_tracking_uri)  # imports GX while the engine runs
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
+        stage = _part_stage(ws, cluster, staging)
         cand = _stage(
-            staging, name, spec, clock, workers, parent, ws.settings.max_drift, make_llm, cluster, helper
+            staging,
+            name,
+            spec,
+            clock,
+            workers,
+            parent,
+            ws.settings.max_drift,
+            make_llm,
+            cluster,
+            helper,
+            stage,
         )
         if story is not None:
             _record_story(cand, story)
@@ -122,6 +134,17 @@ def raise_if_rejected(result: VersionResult) -> None:
             f"{result.path}/validation.json",
             result=result,
         )
+
+
+def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage | None:
+    """Where a remote cluster's tasks put their parts: beside the workspace's S3 remote
+    (``<remote>/synthreg-staging/<staging id>``), since its workers may share no folder with this
+    machine; None for a ``local:N`` cluster, the pool, or a remote that is not S3 (then the
+    workers must see this machine's staging folder, as before)."""
+    url = ws.settings.dvc_url
+    if not cluster or cluster.startswith("local:") or not url.startswith("s3://"):
+        return None
+    return PartStage(f"{url.rstrip('/')}/synthreg-staging/{staging.name}", ws.settings.dvc_endpoint)
 
 
 def _card_inputs(staging: Path, spec: Spec) -> None:
@@ -208,6 +231,7 @@ def _stage(
     make_llm: Callable[[Spec, Path, dict[str, TableResult]], LlmTables] | None = None,
     cluster: str | None = None,
     helper: sidecar.Sidecar | None = None,
+    stage: PartStage | None = None,
 ) -> Candidate:
     started_at = utcnow()
     staging.mkdir(parents=True)
@@ -215,7 +239,8 @@ def _stage(
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
     observe = _part_validator(spec, workers, cluster)
     gen: GenerationResult = clock(
-        "generate", lambda: generate(spec, staging, workers=workers, cluster=cluster, observe=observe)
+        "generate",
+        lambda: generate(spec, staging, workers=workers, cluster=cluster, observe=observe, stage=stage),
     )
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}

@@ -1,0 +1,110 @@
+"""Parts written by cluster workers to an object store, for a cluster that shares no folder with
+the client (``generate(..., stage=PartStage(...))``).
+
+A task writes its part to a temporary file on its own machine, hashes it, and uploads it to
+``<url>/tables/<table>/part-NNNNN.parquet``: a fixed key, and an S3 PUT is all or nothing, so a
+retried task replaces the object with the same bytes and no reader sees half a part. The client
+then downloads every part into its staging folder, checking each file's sha256 against the one
+the worker took (a mismatch is an error, not a silent copy), and deletes the staged objects,
+also when anything failed. Credentials come from the environment of each process (pyarrow's
+S3 client reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, as dvc-s3 does); only the
+URL and the endpoint travel with the tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["PartStage", "StagingError"]
+
+_CHUNK = 8 << 20
+_DOWNLOADS = 8
+
+
+class StagingError(RuntimeError):
+    """A staged part that is missing or is not the bytes its worker wrote."""
+
+
+@dataclass(frozen=True)
+class PartStage:
+    """Where cluster tasks put their parts: ``s3://bucket/prefix`` and the S3 endpoint
+    (``http://host:port``; None for AWS itself)."""
+
+    url: str
+    endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        parsed = urlparse(self.url)
+        if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+            raise ValueError(f"a part stage is s3://bucket/prefix, not {self.url!r}")
+
+    @property
+    def _root(self) -> str:
+        parsed = urlparse(self.url)
+        return f"{parsed.netloc}/{parsed.path.strip('/')}"
+
+    def key(self, table: str, name: str) -> str:
+        """The object of part file ``name`` of ``table`` (bucket/prefix/tables/table/name)."""
+        return f"{self._root}/tables/{table}/{name}"
+
+    def filesystem(self) -> Any:
+        import pyarrow.fs as pafs
+
+        if self.endpoint is None:
+            return pafs.S3FileSystem()
+        parsed = urlparse(self.endpoint)
+        return pafs.S3FileSystem(
+            endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https"
+        )
+
+    def upload(self, local: Path, table: str) -> None:
+        """Put ``local`` (named like the part) at its key."""
+        fs = self.filesystem()
+        with open(local, "rb") as source, fs.open_output_stream(self.key(table, local.name)) as out:
+            for chunk in iter(lambda: source.read(_CHUNK), b""):
+                out.write(chunk)
+
+    def download(self, parts: list[tuple[str, Path, str]]) -> None:
+        """Fetch each ``(table, local path, sha256)`` to its local path, a few at a time,
+        checking the bytes: ``StagingError`` if a part is missing or differs."""
+        fs = self.filesystem()
+        with ThreadPoolExecutor(max_workers=_DOWNLOADS, thread_name_prefix="synthreg-fetch") as pool:
+            list(pool.map(lambda p: self._fetch(fs, *p), parts))
+
+    def _fetch(self, fs: Any, table: str, local: Path, sha256: str) -> None:
+        key = self.key(table, local.name)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        partial = local.with_name(f".{local.name}.download")
+        try:
+            with fs.open_input_stream(key) as source, open(partial, "wb") as out:
+                for chunk in iter(lambda: source.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, FileNotFoundError) as exc:
+            partial.unlink(missing_ok=True)
+            raise StagingError(
+                f"staged part {self.url}/tables/{table}/{local.name} could not be read: {exc}"
+            ) from exc
+        if digest.hexdigest() != sha256:
+            partial.unlink(missing_ok=True)
+            raise StagingError(
+                f"staged part {self.url}/tables/{table}/{local.name} is not what its worker wrote "
+                f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
+            )
+        partial.replace(local)
+
+    def clear(self) -> None:
+        """Delete every staged object (nothing if there are none). pyarrow then leaves an empty
+        marker object for the parent prefix (``.../synthreg-staging/``): zero bytes, no data."""
+        import pyarrow.fs as pafs
+
+        fs = self.filesystem()
+        info = fs.get_file_info(self._root)
+        if info.type != pafs.FileType.NotFound:
+            fs.delete_dir(self._root)

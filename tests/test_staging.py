@@ -1,0 +1,147 @@
+"""Cluster tasks that share no folder with the client: each uploads its part to S3 (moto's server on
+loopback) under a fixed key, the client downloads and checks every part, and the staged copies
+are deleted. Same content digest as the process pool; a retried task changes nothing; a part
+that is not what its worker wrote is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from team_servers import S3
+
+from synthreg import faults
+from synthreg.generators.engine import generate
+from synthreg.generators.spec_io import parse_spec
+from synthreg.generators.staging import PartStage, StagingError
+
+BUCKET = "staging-tests"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    """moto's S3 server; its test credentials in the environment (the Dask workers inherit them)."""
+    server = S3().start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    server.make_bucket(BUCKET)
+    try:
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def spec(small_spec_text: str) -> Any:
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["users"]["rows"], data["tables"]["orders"]["rows"] = 150_000, 400_000
+    return parse_spec(data, "staging.yaml")
+
+
+def _keys(s3: S3, prefix: str = "") -> list[str]:
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _parts(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+
+
+def test_staged_parts_come_back_as_the_pool_writes_them(spec: Any, s3: S3, tmp_path: Path) -> None:
+    stage = PartStage(f"s3://{BUCKET}/run-a", s3.endpoint)
+    staged = generate(spec, tmp_path / "staged", cluster="local:2", stage=stage)
+    pool = generate(spec, tmp_path / "pool", workers=2)
+    assert staged.content_digest == pool.content_digest
+    assert _parts(tmp_path / "staged") == _parts(tmp_path / "pool")  # no temporary file left
+    assert _keys(s3, "run-a/") == []  # the staged copies are gone
+    for table in staged.tables.values():
+        for path, hashed in zip(table.files, table.hashes, strict=True):
+            data = path.read_bytes()
+            assert hashed.sha256 == hashlib.sha256(data).hexdigest() and hashed.matches(path)
+            assert hashed.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def test_a_worker_killed_mid_task_leaves_one_object_per_part(
+    spec: Any, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flag = tmp_path / "killed-once"
+    monkeypatch.setenv(faults.KILL_AT, "engine.segment.orders.1")
+    monkeypatch.setenv(faults.KILL_ONCE, str(flag))
+    stage = PartStage(f"s3://{BUCKET}/run-b", s3.endpoint)
+    killed = generate(spec, tmp_path / "killed", cluster="local:2", stage=stage)
+    assert flag.exists()
+    monkeypatch.delenv(faults.KILL_AT)
+    clean = generate(spec, tmp_path / "clean", workers=2)
+    assert killed.content_digest == clean.content_digest
+    assert _parts(tmp_path / "killed") == _parts(tmp_path / "clean")
+    assert _keys(s3, "run-b/") == []
+
+
+def test_a_staged_part_that_changed_is_refused(s3: S3, tmp_path: Path) -> None:
+    stage = PartStage(f"s3://{BUCKET}/run-c", s3.endpoint)
+    part = tmp_path / "worker" / "part-00000.parquet"
+    part.parent.mkdir()
+    part.write_bytes(b"the bytes the worker wrote")
+    stage.upload(part, "t")
+    assert _keys(s3, "run-c/") == ["run-c/tables/t/part-00000.parquet"]
+    s3.client().put_object(Bucket=BUCKET, Key="run-c/tables/t/part-00000.parquet", Body=b"other bytes")
+    local = tmp_path / "client" / "tables" / "t" / "part-00000.parquet"
+    with pytest.raises(StagingError, match="not what its worker wrote"):
+        stage.download([("t", local, hashlib.sha256(part.read_bytes()).hexdigest())])
+    assert not local.exists() and list(local.parent.iterdir()) == []  # no partial file either
+    with pytest.raises(StagingError, match="could not be read"):
+        stage.download([("t", local.with_name("part-00001.parquet"), "0" * 64)])
+    stage.clear()
+    assert _keys(s3, "run-c/") == []
+
+
+def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cluster"):
+        generate(spec, tmp_path, stage=PartStage("s3://b/p"))
+    for bad in ("file:///tmp/x", "s3://bucket-only", "s3:///no-bucket"):
+        with pytest.raises(ValueError, match="s3://bucket/prefix"):
+            PartStage(bad)
+
+
+def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
+    team: Any, tmp_path: Path, small_spec: Path
+) -> None:
+    """``--cluster tcp://...`` with an S3 remote: the tasks upload their parts under
+    ``<remote>/synthreg-staging/``, create fetches them; same version as the pool makes, and no
+    staged object left."""
+    import json
+
+    from distributed import LocalCluster
+    from typer.testing import CliRunner
+
+    from synthreg.cli.app import app
+
+    root = team.init(tmp_path / "ws")
+    runner = CliRunner()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        args = ["-C", str(root), "create", "remote", "--spec", str(small_spec), "--json"]
+        staged = runner.invoke(app, [*args, "--cluster", cluster.scheduler_address])
+    assert staged.exit_code == 0, staged.output
+    pool = runner.invoke(app, ["-C", str(root), "create", "pooled", "--spec", str(small_spec), "--json"])
+    assert pool.exit_code == 0, pool.output
+    assert json.loads(staged.stdout)["content_digest"] == json.loads(pool.stdout)["content_digest"]
+    manifest = json.loads((root / "data" / "remote" / "v1" / "manifest.json").read_text())
+    assert manifest["params"]["parts"].startswith("staged in S3") and manifest["params"]["cluster"] == "dask"
+    assert (
+        "parts" not in json.loads((root / "data" / "pooled" / "v1" / "manifest.json").read_text())["params"]
+    )
+    # no staged part is left; pyarrow keeps an empty "directory" marker of the parent prefix
+    assert [k for k in team.s3_keys() if "synthreg-staging" in k and not k.endswith("/")] == []
