@@ -97,10 +97,10 @@ def test_a_staged_part_that_changed_is_refused(s3: S3, tmp_path: Path) -> None:
     s3.client().put_object(Bucket=BUCKET, Key="run-c/tables/t/part-00000.parquet", Body=b"other bytes")
     local = tmp_path / "client" / "tables" / "t" / "part-00000.parquet"
     with pytest.raises(StagingError, match="not what its worker wrote"):
-        stage.download([("t", local, hashlib.sha256(part.read_bytes()).hexdigest())])
+        stage.download([("t", local, hashlib.sha256(part.read_bytes()).hexdigest(), None)])
     assert not local.exists() and list(local.parent.iterdir()) == []  # no partial file either
     with pytest.raises(StagingError, match="could not be read"):
-        stage.download([("t", local.with_name("part-00001.parquet"), "0" * 64)])
+        stage.download([("t", local.with_name("part-00001.parquet"), "0" * 64, None)])
     stage.clear()
     assert _keys(s3, "run-c/") == []
 
@@ -145,3 +145,32 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
     )
     # no staged part is left; pyarrow keeps an empty "directory" marker of the parent prefix
     assert [k for k in team.s3_keys() if "synthreg-staging" in k and not k.endswith("/")] == []
+
+
+def test_the_workers_validation_of_staged_parts_is_merged(spec: Any, s3: S3, tmp_path: Path) -> None:
+    """A fetched part keeps its worker's modification time (its bytes are checked), so the
+    per-row results the workers sent with it are merged, not recomputed here."""
+    from synthreg.validators import gx_runner
+    from synthreg.validators.fused import PartValidator
+    from synthreg.validators.suite import validate_tables
+
+    stage = PartStage(f"s3://{BUCKET}/run-d", s3.endpoint)
+    gen = generate(
+        spec, tmp_path / "staged", cluster="local:2", stage=stage, observe=PartValidator(spec, "s.yaml")
+    )
+    runs: list[int] = []
+    real = gx_runner.GxSuite.run
+
+    def counted(self: Any, frame: Any) -> Any:
+        if self.definition.name.endswith(".rows"):
+            runs.append(len(frame))
+        return real(self, frame)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gx_runner.GxSuite, "run", counted)
+        merged = validate_tables(
+            spec, tmp_path / "staged" / "tables", source="s.yaml", from_parts=gen.observed
+        )
+    assert runs == []  # no per-row suite ran here
+    plain = validate_tables(spec, tmp_path / "staged" / "tables", source="s.yaml")
+    assert merged.to_dict() | {"seconds": 0} == plain.to_dict() | {"seconds": 0}

@@ -385,7 +385,7 @@ def _run_staged(
 def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:
     """Download the staged parts to their paths here (checked against the workers' sha256); the
     file hashes then describe the local files."""
-    stage.download([(seg.table, path, hashed.sha256) for seg, path, _, _, hashed in done])
+    stage.download([(seg.table, path, hashed.sha256, hashed.mtime_ns) for seg, path, _, _, hashed in done])
     out = []
     for seg, path, rows, digests, hashed in done:
         info = path.stat()

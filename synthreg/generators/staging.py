@@ -14,6 +14,7 @@ URL and the endpoint travel with the tasks.
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +70,16 @@ class PartStage:
             for chunk in iter(lambda: source.read(_CHUNK), b""):
                 out.write(chunk)
 
-    def download(self, parts: list[tuple[str, Path, str]]) -> None:
-        """Fetch each ``(table, local path, sha256)`` to its local path, a few at a time,
-        checking the bytes: ``StagingError`` if a part is missing or differs."""
+    def download(self, parts: list[tuple[str, Path, str, int | None]]) -> None:
+        """Fetch each ``(table, local path, sha256, mtime_ns)`` to its local path, a few at a time,
+        checking the bytes: ``StagingError`` if a part is missing or differs. A checked file gets
+        the worker's modification time (``mtime_ns``, when given): it is the file the worker wrote
+        and observed, so facts the worker sent about it (``validators.fused``) still apply."""
         fs = self.filesystem()
         with ThreadPoolExecutor(max_workers=_DOWNLOADS, thread_name_prefix="synthreg-fetch") as pool:
             list(pool.map(lambda p: self._fetch(fs, *p), parts))
 
-    def _fetch(self, fs: Any, table: str, local: Path, sha256: str) -> None:
+    def _fetch(self, fs: Any, table: str, local: Path, sha256: str, mtime_ns: int | None) -> None:
         key = self.key(table, local.name)
         local.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
@@ -97,6 +100,8 @@ class PartStage:
                 f"staged part {self.url}/tables/{table}/{local.name} is not what its worker wrote "
                 f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
             )
+        if mtime_ns is not None:
+            os.utime(partial, ns=(mtime_ns, mtime_ns))
         partial.replace(local)
 
     def clear(self) -> None:
