@@ -174,3 +174,41 @@ def test_the_workers_validation_of_staged_parts_is_merged(spec: Any, s3: S3, tmp
     assert runs == []  # no per-row suite ran here
     plain = validate_tables(spec, tmp_path / "staged" / "tables", source="s.yaml")
     assert merged.to_dict() | {"seconds": 0} == plain.to_dict() | {"seconds": 0}
+
+
+def test_a_failed_upload_leaves_no_scratch_folder(
+    spec: Any, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part is made in a scratch folder before its upload; an upload that fails (here: no
+    such bucket) removes it, and generate raises."""
+    import tempfile
+
+    from synthreg.generators import engine
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    opts = engine._Options(
+        tmp_path / "out", 1 << 20, 1 << 16, "snappy", PartStage("s3://no-such-bucket/x", s3.endpoint)
+    )
+    with pytest.raises(OSError):
+        engine._write_segment(spec, engine._Segment("users", 0, 0, 1000), opts)
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_stage_that_cannot_be_cleared_does_not_fail_the_run(
+    spec: Any, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(self: PartStage) -> None:
+        raise OSError("AccessDenied: no DeleteObject here")
+
+    monkeypatch.setattr(PartStage, "clear", refuse)
+    stage = PartStage(f"s3://{BUCKET}/run-e", s3.endpoint)
+    made = generate(spec, tmp_path / "staged", cluster="local:1", stage=stage)
+    assert made.rows["users"] == 150_000
+    assert "staged parts left at s3://staging-tests/run-e: AccessDenied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.org", "localhost:9000"])
+def test_endpoints_with_or_without_a_scheme(endpoint: str) -> None:
+    PartStage("s3://b/p", endpoint).filesystem()  # no ArrowInvalid (pyarrow wants host:port apart)

@@ -327,3 +327,23 @@ def test_the_text_model_is_loaded_by_the_server_after_a_create_that_needed_it(
     assert len(_served(folder)) == len(before) + 1  # served, by a child forked after the load
     quality = json.loads((workspace / "data" / "notes" / "v2" / "quality.json").read_text())
     assert quality["semantic"]["status"] == "measured" and quality["semantic"]["columns"], quality["semantic"]
+
+
+def test_a_new_server_does_not_load_the_text_model_for_an_earlier_one(
+    short_folder: Path, tmp_path: Path
+) -> None:
+    """An earlier server's marker is removed at start: the model loads only once a create asks."""
+    env = {**os.environ, warm.WARM_DIR: str(short_folder), warm.WARM: "1", warm.WARM_IDLE: "60"}
+    started = _run(["warm", "start"], tmp_path, env)
+    assert started.returncode == 0, started.stderr
+    try:
+        status = _run(["warm", "status"], tmp_path, env).stdout
+        sock = Path(status.split("socket ")[1].split(",")[0].strip())
+        _run(["warm", "stop"], tmp_path, env)
+        sock.with_suffix(".text").write_text("loaded\n")  # as an earlier server left it
+        assert _run(["warm", "start"], tmp_path, env).returncode == 0
+        status = _run(["warm", "status"], tmp_path, env).stdout
+        assert "running" in status and "text model" not in status
+        assert not sock.with_suffix(".text").exists()
+    finally:
+        _run(["warm", "stop"], tmp_path, env)

@@ -295,6 +295,7 @@ def serve(path: Path, idle: float) -> None:
     signal.signal(signal.SIGINT, stop)
     last = time.monotonic()
     marker = path.with_suffix(".text")
+    marker.unlink(missing_ok=True)  # an earlier server's: this one loads only after a request asks
     text_loaded = False
     try:
         while not stopping:

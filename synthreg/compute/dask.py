@@ -20,6 +20,9 @@ from synthreg.errors import UsageError
 
 __all__ = ["check_cluster", "client_for", "run_tasks"]
 
+#: After a failed task, how long the running ones get to end before the error is raised.
+_SETTLE_S = 60
+
 
 def _parse(cluster: str) -> tuple[str, int]:
     if cluster.startswith("local:"):
@@ -76,7 +79,7 @@ def run_tasks(
     on_done: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``fn(*a)`` for each ``a`` in ``args`` on the cluster; results in the order of ``args``."""
-    from distributed import as_completed
+    from distributed import as_completed, wait
 
     with client_for(cluster) as client:
         run = uuid.uuid4().hex[:8]
@@ -85,9 +88,16 @@ def run_tasks(
         futures = client.map(fn, *columns, key=keys, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         results: dict[int, Any] = {}
-        for future in as_completed(futures):
-            i = index[future.key]
-            results[i] = future.result()
-            if on_done is not None:
-                on_done(i, results[i])
+        try:
+            for future in as_completed(futures):
+                i = index[future.key]
+                results[i] = future.result()
+                if on_done is not None:
+                    on_done(i, results[i])
+        except Exception:
+            # a task failed: the others still running cannot be stopped on their workers; let
+            # them end (bounded) so that what they write is there to clean up after this
+            with contextlib.suppress(Exception):
+                wait(futures, timeout=_SETTLE_S)
+            raise
         return [results[i] for i in range(len(args))]

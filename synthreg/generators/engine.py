@@ -216,12 +216,33 @@ def _hash_bytes(path: Path) -> tuple[str, str]:
 
 def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     """Generate, hash and write one segment; runs in a worker process. The file's own hashes are
-    taken here too, on as many cores as write parts, not by the client afterwards (``FileHash``)."""
+    taken here too, on as many cores as write parts, not by the client afterwards (``FileHash``).
+    With a stage, the part is made in a scratch folder on this machine and uploaded (the client's
+    folder may not be here); the scratch folder goes if anything fails."""
+    if opts.stage is None:
+        return _write_part(spec, seg, opts, opts.out_dir / "tables" / seg.table)
+    scratch = Path(tempfile.mkdtemp(prefix="synthreg-part-", dir=_scratch_root()))
+    try:
+        done = _write_part(spec, seg, opts, scratch)
+        opts.stage.upload(done[1], seg.table)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return done
+
+
+def _scratch_root() -> str | None:
+    """A Dask worker's own directory (Dask removes a dead worker's), else the system's temp."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return None
+
+
+def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _Written:
     schema = table_schema(spec, seg.table)
-    # with a stage, the part is made on this machine and uploaded (the client's folder may not be here)
-    table_dir = (
-        Path(tempfile.mkdtemp(prefix="synthreg-part-")) if opts.stage else opts.out_dir / "tables" / seg.table
-    )
     table_dir.mkdir(parents=True, exist_ok=True)
     path = table_dir / f"part-{seg.index:05d}.parquet"
     # written under a temporary name and renamed: a retried task (a Dask worker that died) rewrites
@@ -247,8 +268,6 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     md5, sha256 = _hash_bytes(partial)
     info = partial.stat()  # of the bytes hashed; a rename keeps the size and the modification time
     os.replace(partial, path)
-    if opts.stage is not None:
-        opts.stage.upload(path, seg.table)
     return (
         seg,
         path,
@@ -379,7 +398,10 @@ def _run_staged(
         done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
         return _fetch_staged(opts.stage, done), workers_mb, seen
     finally:
-        opts.stage.clear()
+        try:
+            opts.stage.clear()
+        except Exception as exc:  # neither a finished result nor the first error is lost to it
+            print(f"warning: staged parts left at {opts.stage.url}: {exc}", file=sys.stderr)
 
 
 def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:

