@@ -212,3 +212,26 @@ def test_a_stage_that_cannot_be_cleared_does_not_fail_the_run(
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.org", "localhost:9000"])
 def test_endpoints_with_or_without_a_scheme(endpoint: str) -> None:
     PartStage("s3://b/p", endpoint).filesystem()  # no ArrowInvalid (pyarrow wants host:port apart)
+
+
+def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Any, tmp_path: Path) -> None:
+    """Parts left under ``<remote>/synthreg-staging/<id>/`` (a create stopped while remote tasks
+    still ran): reported as orphan-staged-parts, deleted by --repair, other objects untouched."""
+    import synthreg
+    from synthreg.registry.doctor import doctor
+
+    root = team.init(tmp_path / "ws")
+    reg = synthreg.open(root)
+    prefix = reg.workspace.settings.dvc_url.removeprefix(f"s3://{team.bucket}/")
+    client = team.s3.client()
+    for part in ("users/part-00000.parquet", "orders/part-00001.parquet"):
+        client.put_object(Bucket=team.bucket, Key=f"{prefix}/synthreg-staging/gone1/tables/{part}", Body=b"x")
+    client.put_object(Bucket=team.bucket, Key=f"{prefix}/other/keep.txt", Body=b"y")
+    found = [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"]
+    assert len(found) == 1 and "synthreg-staging/gone1 holds 2 parts" in found[0]["detail"], found
+    assert not found[0]["fixed"]
+    repaired = [p for p in doctor(reg.workspace, repair=True).problems if p["kind"] == "orphan-staged-parts"]
+    assert [p["fixed"] for p in repaired] == [True]
+    left = [k for k in team.s3_keys(f"{prefix}/") if not k.endswith("/")]
+    assert f"{prefix}/other/keep.txt" in left and not any("synthreg-staging" in k for k in left)
+    assert [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"] == []

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["PartStage", "StagingError"]
+__all__ = ["STAGING_PREFIX", "PartStage", "StagingError", "s3_region", "staged_runs"]
+
+#: Under the S3 remote: ``<remote>/synthreg-staging/<staging id>/tables/<table>/part-N.parquet``.
+STAGING_PREFIX = "synthreg-staging"
 
 _CHUNK = 8 << 20
 _DOWNLOADS = 8
@@ -104,6 +107,15 @@ class PartStage:
             os.utime(partial, ns=(mtime_ns, mtime_ns))
         partial.replace(local)
 
+    def parts(self) -> int:
+        """How many staged part objects there are."""
+        import pyarrow.fs as pafs
+
+        found = self.filesystem().get_file_info(
+            pafs.FileSelector(self._root, recursive=True, allow_not_found=True)
+        )
+        return sum(1 for info in found if info.type == pafs.FileType.File)
+
     def clear(self) -> None:
         """Delete every staged object (nothing if there are none). pyarrow then leaves an empty
         marker object for the parent prefix (``.../synthreg-staging/``): zero bytes, no data."""
@@ -113,3 +125,29 @@ class PartStage:
         info = fs.get_file_info(self._root)
         if info.type != pafs.FileType.NotFound:
             fs.delete_dir(self._root)
+
+
+def staged_runs(remote: str, endpoint: str | None, region: str | None = None) -> dict[str, PartStage]:
+    """The stages under ``<remote>/synthreg-staging/``, by staging id (empty when none)."""
+    import pyarrow.fs as pafs
+
+    base = PartStage(f"{remote.rstrip('/')}/{STAGING_PREFIX}", endpoint, region)
+    found = base.filesystem().get_file_info(pafs.FileSelector(base._root, allow_not_found=True))
+    return {
+        info.base_name: PartStage(f"{base.url}/{info.base_name}", endpoint, region)
+        for info in found
+        if info.type == pafs.FileType.Directory
+    }
+
+
+def s3_region(url: str, endpoint: str | None) -> str | None:
+    """The bucket's region on AWS itself (pyarrow does not follow S3's redirects); None with an
+    endpoint, or when it cannot be found out."""
+    if endpoint is not None:
+        return None
+    import pyarrow.fs as pafs
+
+    try:
+        return str(pafs.resolve_s3_region(url.removeprefix("s3://").split("/")[0]))
+    except OSError:
+        return None

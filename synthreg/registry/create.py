@@ -7,7 +7,6 @@ manifest, DVC, MLflow, git, DB) or leaves no trace of it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +23,7 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, default_workers, generate
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
-from synthreg.generators.staging import PartStage
+from synthreg.generators.staging import STAGING_PREFIX, PartStage, s3_region
 from synthreg.registry import sidecar
 from synthreg.registry.facts import file_facts, known_md5
 from synthreg.registry.llm_tables import (
@@ -145,13 +144,7 @@ def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage 
     url, endpoint = ws.settings.dvc_url, ws.settings.dvc_endpoint
     if not cluster or cluster.startswith("local:") or not url.startswith("s3://"):
         return None
-    region = None
-    if endpoint is None:  # AWS itself: the bucket's region, which pyarrow does not look up
-        import pyarrow.fs as pafs
-
-        with contextlib.suppress(OSError):
-            region = pafs.resolve_s3_region(url.removeprefix("s3://").split("/")[0])
-    return PartStage(f"{url.rstrip('/')}/synthreg-staging/{staging.name}", endpoint, region)
+    return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, s3_region(url, endpoint))
 
 
 def _card_inputs(staging: Path, spec: Spec) -> None:

@@ -71,6 +71,7 @@ def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> Doc
         return result  # nothing else can be checked without the metadata DB
     with ws.lock():
         _staging(ws, result, repair)
+        _staged_parts(ws, result, repair)
         logged = _log(ws, result, repair)
         known = _db_versions(ws)
         on_disk = _uncommitted(ws, _disk_versions(ws, result, repair), known, result, repair)
@@ -147,6 +148,32 @@ def _staging(ws: Workspace, result: DoctorResult, repair: bool) -> None:
         if repair:
             shutil.rmtree(leftover, ignore_errors=True)
         result.add("orphan-staging", f"{leftover} is a leftover of an interrupted write", fixed=repair)
+
+
+def _staged_parts(ws: Workspace, result: DoctorResult, repair: bool) -> None:
+    """Parts a remote cluster's tasks staged beside the S3 remote and a create did not delete (it
+    was stopped while tasks still ran): like a staging folder here, a leftover of an interrupted
+    write."""
+    url, endpoint = ws.settings.dvc_url, ws.settings.dvc_endpoint
+    if not url.startswith("s3://"):
+        return
+    from synthreg.generators.staging import s3_region, staged_runs
+
+    try:
+        runs = staged_runs(url, endpoint, s3_region(url, endpoint))
+    except OSError as exc:
+        result.add("remote", f"could not list staged parts on the remote: {exc}")
+        return
+    for _, stage in sorted(runs.items()):
+        parts = stage.parts()
+        if repair:
+            stage.clear()
+        result.add(
+            "orphan-staged-parts",
+            f"{stage.url} holds {parts} parts of an interrupted create: "
+            "'registry doctor --repair' deletes them",
+            fixed=repair,
+        )
 
 
 def _db_versions(ws: Workspace) -> dict[str, Version]:
