@@ -226,3 +226,19 @@ def make_workspace(request: pytest.FixtureRequest, backend: str, root: Path) -> 
         return request.getfixturevalue("team_env").init(root)
     sr.init(root)
     return root
+
+
+def row_suite_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts GX runs of per-row suites in this process (the rows of each frame)."""
+    from synthreg.validators import gx_runner
+
+    runs: list[int] = []
+    real = gx_runner.GxSuite.run
+
+    def counted(self: Any, frame: Any) -> Any:
+        if self.definition.name.endswith(".rows"):
+            runs.append(len(frame))
+        return real(self, frame)
+
+    monkeypatch.setattr(gx_runner.GxSuite, "run", counted)
+    return runs

@@ -10,11 +10,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import row_suite_runs
 
 from synthreg.generators.engine import generate
 from synthreg.generators.spec import Spec
 from synthreg.generators.spec_io import parse_spec
-from synthreg.validators import gx_runner, suite
+from synthreg.validators import suite
 from synthreg.validators.fused import PartTallies, PartValidator
 from synthreg.validators.suite import validate_tables
 
@@ -70,20 +71,6 @@ def _without_seconds(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "seconds"}
 
 
-def _row_suite_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts GX runs of per-row suites in this process."""
-    runs: list[int] = []
-    real = gx_runner.GxSuite.run
-
-    def counted(self: Any, frame: Any) -> Any:
-        if self.definition.name.endswith(".rows"):
-            runs.append(len(frame))
-        return real(self, frame)
-
-    monkeypatch.setattr(gx_runner.GxSuite, "run", counted)
-    return runs
-
-
 def _counted(real: Any, name: str, calls: list[str]) -> Any:
     def wrapper(*args: Any) -> Any:
         calls.append(name)
@@ -113,7 +100,7 @@ def test_merged_results_are_the_ones_read_from_the_files(
     pooled: tuple[Spec, Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, tables, observed = pooled
-    runs = _row_suite_runs(monkeypatch)
+    runs = row_suite_runs(monkeypatch)
     read: list[str] = []  # key columns read here for uniqueness and foreign keys
     for name in ("unique_check", "fk_check"):
         monkeypatch.setattr(suite, name, _counted(getattr(suite, name), name, read))
@@ -121,7 +108,7 @@ def test_merged_results_are_the_ones_read_from_the_files(
     assert runs == []  # no per-row suite ran here: every table came from the workers
     assert read == []  # nor were the keys read: the workers' facts (ordered, consecutive) sufficed
     monkeypatch.undo()
-    runs = _row_suite_runs(monkeypatch)
+    runs = row_suite_runs(monkeypatch)
     plain = validate_tables(spec, tables, source="fused.yaml").to_dict()
     assert runs  # and these did
     assert _without_seconds(merged) == _without_seconds(plain)
@@ -142,7 +129,7 @@ def test_a_part_changed_after_the_worker_saw_it_is_read_again(
     part = sorted((copy_dir / "orders").glob("part-*.parquet"))[1]
     data = pq.read_table(part)
     pq.write_table(data.slice(0, data.num_rows - 1), part)
-    runs = _row_suite_runs(monkeypatch)
+    runs = row_suite_runs(monkeypatch)
     merged = validate_tables(spec, copy_dir, source="fused.yaml", from_parts=observed).to_dict()
     assert runs  # read from the files
     runs.clear()
@@ -173,7 +160,7 @@ def test_on_a_dask_cluster_the_workers_validate_and_the_results_merge(
         observe=PartValidator(spec, "fused.yaml"),
     )  # fmt: skip
     assert all(isinstance(r, PartTallies) for _, r in gen.observed["orders"])
-    runs = _row_suite_runs(monkeypatch)
+    runs = row_suite_runs(monkeypatch)
     merged = validate_tables(
         spec, tmp_path / "tables", source="fused.yaml", from_parts=gen.observed
     ).to_dict()
@@ -192,7 +179,7 @@ def test_create_with_the_workers_validating_records_the_same_validation(
     from synthreg.registry import sidecar
 
     monkeypatch.setenv(sidecar.SIDECAR, "0")  # validate in this process, where the runs are counted
-    runs = _row_suite_runs(monkeypatch)
+    runs = row_suite_runs(monkeypatch)
     reg = synthreg.open(workspace)
     made, row_runs = {}, {}
     for setting in ("1", "0"):

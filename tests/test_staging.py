@@ -6,13 +6,12 @@ that is not what its worker wrote is refused."""
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import Team, row_suite_runs
 from team_servers import S3
 
 from synthreg import faults
@@ -20,25 +19,14 @@ from synthreg.generators.engine import generate
 from synthreg.generators.spec_io import parse_spec
 from synthreg.generators.staging import PartStage, StagingError
 
-BUCKET = "staging-tests"
+BUCKET = Team.bucket  # the session's test bucket; these tests write under run-*/ in it
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    """moto's S3 server; its test credentials in the environment (the Dask workers inherit them)."""
-    server = S3().start()
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
-    server.make_bucket(BUCKET)
-    try:
-        yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.stop()
+def s3(team: Team) -> S3:
+    """The session's moto S3 server; its test credentials are in the environment (the Dask
+    workers inherit them)."""
+    return team.s3
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +102,7 @@ def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> Non
 
 
 def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
-    team: Any, tmp_path: Path, small_spec: Path
+    team: Team, tmp_path: Path, small_spec: Path
 ) -> None:
     """``--cluster tcp://...`` with an S3 remote: the tasks upload their parts under
     ``<remote>/synthreg-staging/``, create fetches them; same version as the pool makes, and no
@@ -150,7 +138,6 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
 def test_the_workers_validation_of_staged_parts_is_merged(spec: Any, s3: S3, tmp_path: Path) -> None:
     """A fetched part keeps its worker's modification time (its bytes are checked), so the
     per-row results the workers sent with it are merged, not recomputed here."""
-    from synthreg.validators import gx_runner
     from synthreg.validators.fused import PartValidator
     from synthreg.validators.suite import validate_tables
 
@@ -158,16 +145,8 @@ def test_the_workers_validation_of_staged_parts_is_merged(spec: Any, s3: S3, tmp
     gen = generate(
         spec, tmp_path / "staged", cluster="local:2", stage=stage, observe=PartValidator(spec, "s.yaml")
     )
-    runs: list[int] = []
-    real = gx_runner.GxSuite.run
-
-    def counted(self: Any, frame: Any) -> Any:
-        if self.definition.name.endswith(".rows"):
-            runs.append(len(frame))
-        return real(self, frame)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gx_runner.GxSuite, "run", counted)
+        runs = row_suite_runs(mp)
         merged = validate_tables(
             spec, tmp_path / "staged" / "tables", source="s.yaml", from_parts=gen.observed
         )
@@ -206,7 +185,7 @@ def test_a_stage_that_cannot_be_cleared_does_not_fail_the_run(
     stage = PartStage(f"s3://{BUCKET}/run-e", s3.endpoint)
     made = generate(spec, tmp_path / "staged", cluster="local:1", stage=stage)
     assert made.rows["users"] == 150_000
-    assert "staged parts left at s3://staging-tests/run-e: AccessDenied" in capsys.readouterr().err
+    assert f"staged parts left at s3://{BUCKET}/run-e: AccessDenied" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.org", "localhost:9000"])
@@ -214,7 +193,7 @@ def test_endpoints_with_or_without_a_scheme(endpoint: str) -> None:
     PartStage("s3://b/p", endpoint).filesystem()  # no ArrowInvalid (pyarrow wants host:port apart)
 
 
-def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Any, tmp_path: Path) -> None:
+def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Team, tmp_path: Path) -> None:
     """Parts left under ``<remote>/synthreg-staging/<id>/`` (a create stopped while remote tasks
     still ran): reported as orphan-staged-parts, deleted by --repair, other objects untouched."""
     import synthreg

@@ -92,7 +92,7 @@ class PartStage:
                 for chunk in iter(lambda: source.read(_CHUNK), b""):
                     digest.update(chunk)
                     out.write(chunk)
-        except (OSError, FileNotFoundError) as exc:
+        except OSError as exc:
             partial.unlink(missing_ok=True)
             raise StagingError(
                 f"staged part {self.url}/tables/{table}/{local.name} could not be read: {exc}"

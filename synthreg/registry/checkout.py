@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 from synthreg.errors import ConflictError, IntegrationError, UsageError
 from synthreg.integrations import dvc
+from synthreg.registry.facts import bytes_sha256
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import Version, read_session
@@ -39,14 +39,6 @@ def read_manifest(version_dir: Path) -> dict[str, Any]:
     return json.loads((version_dir / "manifest.json").read_text())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def missing_files(
     version_dir: Path, manifest: dict[str, Any], *, check_hashes: bool = False, table: str | None = None
 ) -> list[str]:
@@ -56,7 +48,7 @@ def missing_files(
         if table is not None and not fact["path"].startswith(f"tables/{table}/"):
             continue
         path = version_dir / fact["path"]
-        if not path.is_file() or (check_hashes and _sha256(path) != fact["sha256"]):
+        if not path.is_file() or (check_hashes and bytes_sha256(path) != fact["sha256"]):
             out.append(fact["path"])
     return out
 

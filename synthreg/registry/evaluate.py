@@ -21,6 +21,7 @@ from synthreg.errors import UsageError
 from synthreg.generators.spec_io import load_spec
 from synthreg.registry import evaluate_inputs as inputs
 from synthreg.registry.checkout import ensure_local, read_manifest
+from synthreg.registry.facts import bytes_sha256
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import read_session
@@ -321,16 +322,6 @@ def _utility(
     )
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _document(
     inp: _Inputs,
     version: Any,
@@ -362,10 +353,11 @@ def _document(
         "seed": seed,
         "inputs": {
             "against": {
-                t: {"file": str(p), "sha256": _sha256(p), "rows": real[t].rows} for t, p in inp.real.items()
+                t: {"file": str(p), "sha256": bytes_sha256(p), "rows": real[t].rows}
+                for t, p in inp.real.items()
             },
             "holdout": {
-                t: {"file": str(p), "sha256": _sha256(p), "rows": held[t].rows}
+                t: {"file": str(p), "sha256": bytes_sha256(p), "rows": held[t].rows}
                 for t, p in inp.holdout.items()
             },
             "split": "given (--holdout)" if inp.holdout else "50/50 seeded split of the --against sample",

@@ -15,7 +15,6 @@ export is an audit event (``export``), anchored in git like any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import uuid
@@ -31,6 +30,7 @@ from synthreg.generators.spec import Spec
 from synthreg.generators.spec_io import load_spec
 from synthreg.registry.checkout import ensure_local
 from synthreg.registry.events import record
+from synthreg.registry.facts import bytes_sha256
 from synthreg.registry.query import resolve
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.store import read_session, write_session
@@ -106,14 +106,6 @@ def _write(fmt: str, tables: dict[str, pa.Table], tmp: Path) -> None:
         datasets.DatasetDict(splits).save_to_disk(str(tmp))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _finish(tmp: Path, vdir: Path, fmt: str, label: str, rows: dict[str, int]) -> list[str]:
     """The DataCard alongside, and export.json listing every file with its sha256."""
     for name in _CARD_FILES:
@@ -122,7 +114,7 @@ def _finish(tmp: Path, vdir: Path, fmt: str, label: str, rows: dict[str, int]) -
     if fmt == "hf" and (vdir / "datacard.md").is_file():
         shutil.copyfile(vdir / "datacard.md", tmp / "README.md")
     files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
-    manifest = {"ref": label, "format": fmt, "rows": rows, "files": {f: _sha256(tmp / f) for f in files}}
+    manifest = {"ref": label, "format": fmt, "rows": rows, "files": {f: bytes_sha256(tmp / f) for f in files}}
     (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return [*files, "export.json"]
 

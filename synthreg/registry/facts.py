@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from synthreg.generators.engine import FileHash
 
-__all__ = ["file_facts", "known_md5", "library_versions", "peak_rss_mb"]
+__all__ = ["bytes_sha256", "file_facts", "known_md5", "library_versions", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
@@ -51,7 +51,9 @@ def file_facts(
         facts.append(
             {
                 "path": path.relative_to(version_dir).as_posix(),
-                "sha256": hashed.sha256 if hashed is not None and hashed.matches(path) else _sha256(path),
+                "sha256": hashed.sha256
+                if hashed is not None and hashed.matches(path)
+                else bytes_sha256(path),
                 "rows": rows_by_file[path],
                 "bytes": path.stat().st_size,
             }
@@ -59,7 +61,8 @@ def file_facts(
     return facts
 
 
-def _sha256(path: Path) -> str:
+def bytes_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read 1 MB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
