@@ -339,7 +339,9 @@ def test_a_new_server_does_not_load_the_text_model_for_an_earlier_one(
     try:
         status = _run(["warm", "status"], tmp_path, env).stdout
         sock = Path(status.split("socket ")[1].split(",")[0].strip())
-        _run(["warm", "stop"], tmp_path, env)
+        stopped = _run(["warm", "stop"], tmp_path, env)
+        assert stopped.returncode == 0 and "stopped pid" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert not warm.running(sock)  # stop returns once the server has ended, not just signalled
         sock.with_suffix(".text").write_text("loaded\n")  # as an earlier server left it
         assert _run(["warm", "start"], tmp_path, env).returncode == 0
         status = _run(["warm", "status"], tmp_path, env).stdout

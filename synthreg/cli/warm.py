@@ -56,6 +56,7 @@ WARM_DIR = "SYNTHREG_WARM_DIR"
 _SERVED = ("create",)
 _MAGIC = b"synthreg-warm-1"
 _DEFAULT_IDLE = 900.0
+_STOP_WAIT_S = 30.0  # how long `registry warm stop` waits for the servers it stopped to end
 _MAX_SOCKET_PATH = 100
 #: A request (argv, cwd, environment) larger than this, or slower than the deadline, is refused.
 _MAX_REQUEST = 8 << 20
@@ -575,13 +576,23 @@ def stop() -> None:
     """Stop every warm server in the socket directory, this installation's and older ones (commands
     they are running finish first)."""
     folder = socket_dir(create=False)
-    stopped = []
+    stopped: dict[int, Path] = {}
     for sock_lock in sorted(folder.glob("*.lock")) if folder is not None else []:
-        pid = _server_pid(sock_lock.with_suffix(".sock"))
+        sock = sock_lock.with_suffix(".sock")
+        pid = _server_pid(sock)
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-                stopped.append(pid)
+                stopped[pid] = sock
+    # wait until each has let go of its lock, so that a ``warm start`` right after starts a new
+    # server instead of finding the stopping one (a server ends within its 0.5 s accept timeout)
+    deadline = time.monotonic() + _STOP_WAIT_S
+    while any(running(sock) for sock in stopped.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    still = [pid for pid, sock in stopped.items() if running(sock)]
+    if still:
+        typer.echo(f"pid {', '.join(map(str, still))} did not stop within {_STOP_WAIT_S:.0f} s", err=True)
+        raise typer.Exit(1)
     typer.echo(f"stopped pid {', '.join(map(str, stopped))}" if stopped else "not running")
 
 
