@@ -96,7 +96,9 @@ class Planned:
 
 def _expectation_classes() -> dict[str, type]:
     """snake_case name -> GX expectation class, for every expectation GX ships."""
-    import great_expectations as gx
+    from synthreg.validators.gx_runner import import_gx
+
+    gx = import_gx()
     from great_expectations.expectations.expectation import Expectation
 
     found = {}
@@ -213,7 +215,9 @@ def _kwargs_message(name: str, cls: type, exc: Exception) -> str:
 
 
 def _planned(class_name: str, column: str | None = None, *, scope: str = BATCH, **kwargs: Any) -> Planned:
-    import great_expectations as gx
+    from synthreg.validators.gx_runner import import_gx
+
+    gx = import_gx()
 
     cls = getattr(gx.expectations, class_name)
     args = {"column": column, **kwargs} if column is not None else kwargs

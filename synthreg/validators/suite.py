@@ -58,7 +58,7 @@ from synthreg.validators.fused import (
     unique_from_facts,
     usable,
 )
-from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, no_fingerprint, to_frame
+from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, import_gx, no_fingerprint, to_frame
 from synthreg.validators.parts import TableParts, open_parts
 from synthreg.validators.plan import (
     BATCH,
@@ -120,8 +120,7 @@ def validate_tables(
     ``fused.PartValidator``; a table's per-row results are merged from it when they are what
     reading its files here would give (see ``fused``), and computed here otherwise.
     """
-    import great_expectations as gx
-
+    gx = import_gx()
     started = time.perf_counter()
     user = user_expectations(spec, source)
     run = _Run(GxRunner(), Path(tables_dir), distributions, from_parts=from_parts or {})
