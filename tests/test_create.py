@@ -156,8 +156,11 @@ def test_dvc_records_every_files_true_md5(created: dict[str, Any]) -> None:
     import yaml
 
     root = created["root"]
-    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    assert len(stages) == 2
+    stages = {}
+    for number in (1, 2):  # each version's stage in its own folder, none in the root files
+        stages |= yaml.safe_load((root / f"data/small/v{number}/dvc.lock").read_text())["stages"]
+    assert sorted(stages) == ["small-v1", "small-v2"]
+    assert not (root / "dvc.yaml").exists() and not (root / "dvc.lock").exists()
     for stage in stages.values():
         out = stage["outs"][0]
         digest = out["md5"].removesuffix(".dir")
@@ -320,3 +323,30 @@ def test_story_without_a_configured_model_says_what_to_set(created: dict[str, An
     assert draft.exit_code == 2 and "[llm] model" in draft.stderr
     assert cli(root, "create", "x", "--spec", str(created["spec"]), "--story", "y").exit_code == 2
     assert snapshot(root) == before
+
+
+def test_dvc_repro_at_the_root_rebuilds_a_version_from_its_own_stage_file(
+    created: dict[str, Any], tmp_path: Path
+) -> None:
+    """A version's stage sits in ``data/NAME/vN/dvc.yaml`` with its ``wdir`` at the root: ``dvc
+    repro`` run at the workspace root finds it and runs ``python -m synthreg materialize`` from
+    there, and the rebuilt tables match the lock (on a copy of the workspace)."""
+    import os
+    import shutil
+    import sys
+
+    root = Path(shutil.copytree(created["root"], tmp_path / "ws", symlinks=True))
+    tables = root / "data/small/v1/tables"
+    before = {p.relative_to(tables): p.read_bytes() for p in tables.rglob("*.parquet")}
+    shutil.rmtree(tables)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--force", "data/small/v1/dvc.yaml:small-v1"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "python -m synthreg materialize data/small/v1" in out.stdout
+    assert {p.relative_to(tables): p.read_bytes() for p in tables.rglob("*.parquet")} == before
+    dvc_status = [sys.executable, "-m", "dvc", "status"]
+    status = subprocess.run(dvc_status, cwd=root, env=env, capture_output=True, text=True, check=False)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from synthreg.generators.engine import FileHash, generate
 from synthreg.generators.spec_io import apply_overrides
@@ -73,7 +75,7 @@ def dvc_root(tmp_path: Path) -> Path:
 
 def _recorded(root: Path) -> dict[str, str]:
     """The md5 of each file in the stage's ``.dir`` listing, as DVC recorded it."""
-    dir_md5 = dvc.lock_md5(root, "v").removesuffix(".dir")
+    dir_md5 = dvc.lock_md5(root, "v", "data/dvc.yaml").removesuffix(".dir")
     listing = root / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / (dir_md5[2:] + ".dir")
     return {e["relpath"]: e["md5"] for e in json.loads(listing.read_text())}
 
@@ -83,9 +85,8 @@ def test_dvc_takes_the_known_md5_instead_of_reading_the_file(dvc_root: Path) -> 
     without reading the file (shown here with a deliberately wrong md5)."""
     first, second = sorted((dvc_root / "data" / "tables").iterdir())
     info = first.stat()
-    dvc.track_stage(
-        dvc_root, "v", "true", [], ["data/tables"], {first: ("a" * 32, info.st_size, info.st_mtime_ns)}
-    )
+    known = {first: ("a" * 32, info.st_size, info.st_mtime_ns)}
+    dvc.track_stage(dvc_root, "data/dvc.yaml", "v", "true", [], ["data/tables"], known)
     assert _recorded(dvc_root) == {first.name: "a" * 32, second.name: _md5(second)}
 
 
@@ -94,7 +95,7 @@ def test_dvc_hashes_a_file_changed_since_its_md5_was_taken(dvc_root: Path) -> No
     info = first.stat()
     known = {first: ("a" * 32, info.st_size, info.st_mtime_ns)}
     _touched(first)
-    dvc.track_stage(dvc_root, "v", "true", [], ["data/tables"], known)
+    dvc.track_stage(dvc_root, "data/dvc.yaml", "v", "true", [], ["data/tables"], known)
     assert _recorded(dvc_root) == {first.name: _md5(first), second.name: _md5(second)}
 
 
@@ -134,3 +135,30 @@ def test_a_table_rewritten_by_its_constraints_carries_no_writer_hashes(tmp_path:
     assert result.params.get("constraints", {}).get("shifts")  # the cap changed rows
     assert result.tables["shifts"].hashes == ()
     assert [h.md5 for h in result.tables["users"].hashes] == [_md5(p) for p in result.tables["users"].files]
+
+
+def test_a_version_stage_lives_in_its_own_file_and_both_layouts_check_out(dvc_root: Path) -> None:
+    """New versions' stages are in their own ``dvc.yaml`` (wdir at the root); versions made before
+    have theirs in the root ``dvc.yaml``. ``dvc.target`` names either, and DVC restores each."""
+    tables = dvc_root / "data" / "tables"
+    old = dvc_root / "old" / "tables"
+    old.parent.mkdir()
+    shutil.copytree(tables, old)
+    with dvc._repo(dvc_root) as repo:  # the layout before: `dvc stage add` into the root dvc.yaml
+        repo.stage.add(  # type: ignore[attr-defined]
+            name="old-v1", cmd="true", deps=[], outs=["old/tables"], force=True
+        )
+        repo.commit("old-v1", force=True)  # type: ignore[attr-defined]
+    dvc.track_stage(dvc_root, "data/dvc.yaml", "new-v1", "true", [], ["data/tables"])
+    pipeline = yaml.safe_load((dvc_root / "data" / "dvc.yaml").read_text())
+    assert pipeline == {
+        "stages": {"new-v1": {"cmd": "true", "wdir": "..", "deps": [], "outs": ["data/tables"]}}
+    }
+    assert (dvc_root / "data" / ".gitignore").read_text() == "/tables\n"
+    assert list(yaml.safe_load((dvc_root / "dvc.yaml").read_text())["stages"]) == ["old-v1"]
+    assert dvc.lock_md5(dvc_root, "new-v1", "data/dvc.yaml") == dvc.lock_md5(dvc_root, "old-v1")
+    for info, folder in (({"stage": "old-v1"}, old), ({"stage": "new-v1", "file": "data/dvc.yaml"}, tables)):
+        shutil.rmtree(folder)
+        dvc.checkout(dvc_root, [dvc.target(info)])
+        assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert dvc.status(dvc_root) == {}

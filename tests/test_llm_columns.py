@@ -138,12 +138,12 @@ def test_review_column_follows_each_rows_rating_and_rebuilds_without_a_server(
     server.stop()
     report = synthreg.open(root).verify(f"shop@v{data['version']}", rebuild=True)
     assert report.ok, report
-    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["shop-v1"]
+    stage = yaml.safe_load((vdir / "dvc.yaml").read_text())["stages"]["shop-v1"]
     assert f"{data['path']}/llm_calls.jsonl" in stage["deps"]  # what the stage's rebuild replays
     assert dvc.status(root) == {}
     with (vdir / "llm_calls.jsonl").open("a") as f:
         f.write("\n")
-    assert "shop-v1" in dvc.status(root)  # an edited call slice makes the stage stale
+    assert f"{data['path']}/dvc.yaml:shop-v1" in dvc.status(root)  # an edited call slice: stale stage
 
 
 def test_unusable_answers_get_one_repair_call_then_a_null_and_a_rejected_version(

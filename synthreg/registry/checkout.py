@@ -60,9 +60,8 @@ def ensure_local(ws: Workspace, version: Version, table: str | None = None) -> s
     manifest = read_manifest(vdir)
     if not missing_files(vdir, manifest, table=table):
         return "workspace"
-    stage = manifest["dvc"]["stage"]
     # one table is a granular target inside the stage's output directory
-    target = stage if table is None else f"{version.path}/tables/{table}"
+    target = dvc.target(manifest["dvc"]) if table is None else f"{version.path}/tables/{table}"
     with contextlib.suppress(IntegrationError):  # not in the cache: the remote is next
         dvc.checkout(ws.root, [target])
     if not missing_files(vdir, manifest, table=table):

@@ -234,9 +234,8 @@ def _in_cache(ws: Workspace, manifest: dict[str, Any]) -> bool:
 
 
 def _stages(ws: Workspace, known: dict[str, Version]) -> list[str]:
-    return [
-        read_manifest(ws.root / p)["dvc"]["stage"] for p in known if (ws.root / p / "manifest.json").is_file()
-    ]
+    manifests = [ws.root / p for p in known if (ws.root / p / "manifest.json").is_file()]
+    return [dvc.target(read_manifest(vdir)["dvc"]) for vdir in manifests]
 
 
 def _cloud(ws: Workspace, known: dict[str, Version], result: DoctorResult) -> dict[str, str] | None:

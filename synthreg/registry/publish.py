@@ -186,6 +186,11 @@ class Context:
         """The DVC stage of the version."""
         return f"{self.cand.name}-v{self.number}"
 
+    @property
+    def dvc_file(self) -> str:
+        """The version's own DVC pipeline file (its lock file is beside it)."""
+        return dvc.stage_file(self.rel_dir)
+
 
 def publish(ws: Workspace, cand: Candidate, clock: Clock) -> VersionResult:
     """Append ``cand`` as the next version of its dataset."""
@@ -249,7 +254,7 @@ def _steps(ctx: Context, session: Session, dataset: Dataset) -> VersionResult:
     # The run is logged (by create's helper process, when there is one) while DVC pushes: the
     # run only needs the stage's md5, and the undo below deletes it whichever of the two fails.
     run_id_when_done = _start_mlflow(ctx, dvc_md5)
-    clock("dvc.push", lambda: dvc.push(root, [ctx.stage_name]))
+    clock("dvc.push", lambda: dvc.push(root, [dvc.target({"file": ctx.dvc_file, "stage": ctx.stage_name})]))
     faults.point("publish.dvc")
     run_id = clock("mlflow", run_id_when_done)
     faults.point("publish.mlflow")
@@ -340,24 +345,16 @@ def card_facts(ctx: Context, created_at: str) -> CardFacts:
 
 
 def _track(ctx: Context) -> str:
+    """The version's DVC stage, in its own ``dvc.yaml`` inside the version's folder (so the undo
+    that removes the folder removes it too), its outputs committed to the DVC cache."""
     root = ctx.ws.root
-    names = ("dvc.yaml", "dvc.lock")
-    backups = {f: (root / f).read_bytes() if (root / f).exists() else None for f in names}
-
-    def restore() -> None:
-        for fname, content in backups.items():
-            if content is None:
-                (root / fname).unlink(missing_ok=True)
-            else:
-                (root / fname).write_bytes(content)
-
-    ctx.undo.push(restore)
     deps = [f"{ctx.rel_dir}/spec.yaml"]
     for extra in ("derivation.json", "llm_calls.jsonl"):  # what materialize reads besides the spec
         if (root / ctx.rel_dir / extra).is_file():
             deps.append(f"{ctx.rel_dir}/{extra}")
     md5 = dvc.track_stage(
         root,
+        ctx.dvc_file,
         ctx.stage_name,
         cmd=f"python -m synthreg materialize {ctx.rel_dir}",
         deps=deps,
@@ -491,9 +488,11 @@ def _git_commit(ctx: Context, event: AuditEvent) -> str:
         "croissant.json",
         "llm_calls.jsonl",
         "llm",
+        "dvc.yaml",
+        "dvc.lock",
     ]
     paths = [f"{ctx.rel_dir}/{f}" for f in small if (root / ctx.rel_dir / f).exists()]
-    git.add(root, [*paths, "dvc.yaml", "dvc.lock", f"specs/{cand.name}.yaml"])
+    git.add(root, [*paths, f"specs/{cand.name}.yaml"])
     ctx.undo.push(lambda: git.reset_to(root, previous))
     title = f"{cand.action} {cand.name}@v{ctx.number} ({ctx.status})"
     msg = f"{title}\n\n{cand.message}\n\n{anchor_lines(event)}"
@@ -539,7 +538,7 @@ def build_manifest(
         "generation": generation or None,
         **({"llm": cand.llm} if cand.llm else {}),
         "validation": cand.validation_summary,
-        "dvc": {"stage": ctx.stage_name, "md5": dvc_md5},
+        "dvc": {"stage": ctx.stage_name, "md5": dvc_md5, "file": ctx.dvc_file},
         "mlflow": {"run_id": run_id, "experiment": f"synthreg/{cand.name}"},
         "audit_head": audit_head,
     }
