@@ -242,3 +242,24 @@ def row_suite_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(gx_runner.GxSuite, "run", counted)
     return runs
+
+
+@pytest.fixture(scope="session")
+def capped_spec() -> Any:
+    """Two tables; a ``sum_limit`` cap rewrites ``shifts`` after its parts are written."""
+    from synthreg.generators.spec_io import parse_spec
+
+    shifts = {
+        "rows": 2000,
+        "primary_key": "id",
+        "columns": {
+            "id": {"type": "int"},
+            "user_id": {"type": "int", "foreign_key": "users.id"},
+            "hours": {"type": "float", "distribution": {"kind": "uniform", "low": 1, "high": 4}},
+        },
+        "constraints": [
+            {"kind": "sum_limit", "group_by": ["user_id"], "column": "hours", "limit": 20, "action": "cap"}
+        ],
+    }
+    users = {"rows": 50, "primary_key": "id", "columns": {"id": {"type": "int"}}}
+    return parse_spec({"seed": 2, "tables": {"users": users, "shifts": shifts}}, "constraints.yaml")

@@ -99,38 +99,12 @@ def test_dvc_hashes_a_file_changed_since_its_md5_was_taken(dvc_root: Path) -> No
     assert _recorded(dvc_root) == {first.name: _md5(first), second.name: _md5(second)}
 
 
-def test_a_table_rewritten_by_its_constraints_carries_no_writer_hashes(tmp_path: Path) -> None:
+def test_a_table_rewritten_by_its_constraints_carries_no_writer_hashes(
+    capped_spec: Any, tmp_path: Path
+) -> None:
     """Group constraints rewrite a table's parts after the workers hashed them: those hashes are
     dropped (the files are hashed again by ``file_facts`` and by DVC)."""
-    from synthreg.generators.spec_io import parse_spec
-
-    spec = parse_spec(
-        {
-            "seed": 2,
-            "tables": {
-                "users": {"rows": 50, "primary_key": "id", "columns": {"id": {"type": "int"}}},
-                "shifts": {
-                    "rows": 2000,
-                    "primary_key": "id",
-                    "columns": {
-                        "id": {"type": "int"},
-                        "user_id": {"type": "int", "foreign_key": "users.id"},
-                        "hours": {"type": "float", "distribution": {"kind": "uniform", "low": 1, "high": 4}},
-                    },
-                    "constraints": [
-                        {
-                            "kind": "sum_limit",
-                            "group_by": ["user_id"],
-                            "column": "hours",
-                            "limit": 20,
-                            "action": "cap",
-                        }
-                    ],
-                },
-            },
-        },
-        "constraints.yaml",
-    )
+    spec = capped_spec
     result = generate(spec, tmp_path, workers=1)
     assert result.params.get("constraints", {}).get("shifts")  # the cap changed rows
     assert result.tables["shifts"].hashes == ()
@@ -162,3 +136,21 @@ def test_a_version_stage_lives_in_its_own_file_and_both_layouts_check_out(dvc_ro
         dvc.checkout(dvc_root, [dvc.target(info)])
         assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     assert dvc.status(dvc_root) == {}
+
+
+def test_a_stage_of_a_name_or_output_the_root_dvc_yaml_has_is_refused(dvc_root: Path) -> None:
+    """DVC's graph check does not run for a stage committed by its file: a root stage (say, one an
+    interrupted create of an earlier release left) with the same name or output is refused, and
+    no stage file is written."""
+    from synthreg.errors import IntegrationError
+
+    (dvc_root / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"small-v1": {"cmd": "true", "outs": ["data/tables"]}}})
+    )
+    for name in ("small-v1", "other-v1"):
+        with pytest.raises(IntegrationError, match=r"already has stage small-v1.*dvc remove small-v1"):
+            dvc.track_stage(dvc_root, "data/dvc.yaml", name, "true", [], ["data/tables"])
+        assert not (dvc_root / "data" / "dvc.yaml").exists()
+    (dvc_root / "dvc.yaml").unlink()
+    md5 = dvc.track_stage(dvc_root, "data/dvc.yaml", "small-v1", "true", [], ["data/tables"])
+    assert md5.endswith(".dir")

@@ -165,6 +165,22 @@ def test_checkout_from_cache_and_from_remote(two: Path, tmp_path: Path) -> None:
     reg.verify("small@v1")
 
 
+def test_a_checkout_copy_in_the_workspace_is_not_a_second_dvc_stage(two: Path) -> None:
+    """``checkout --dest`` copies the version without its DVC stage files: their output is the
+    workspace's folder, so a copy inside the workspace would be a second stage of it (DVC then
+    refuses to check out one table of the version)."""
+    dest = two / "exports" / "small-v1"
+    try:
+        assert cli(two, "checkout", "small@v1", "--dest", str(dest)).exit_code == 0
+        assert (dest / "manifest.json").is_file() and (dest / "tables" / "users").is_dir()
+        assert not (dest / "dvc.yaml").exists() and not (dest / "dvc.lock").exists()
+        before = pq.read_table(two / "data/small/v1/tables/users").to_pylist()
+        shutil.rmtree(two / "data/small/v1/tables/users")
+        assert synthreg.open(two).load("small@v1", "users").to_pylist() == before  # one table, from the cache
+    finally:
+        shutil.rmtree(two / "exports", ignore_errors=True)
+
+
 def test_verify_detects_an_edited_parquet_byte(two: Path) -> None:
     assert cli(two, "verify", "small@v2", "--rebuild").exit_code == 0
     part = two / "data/small/v2/tables/orders/part-00000.parquet"

@@ -18,6 +18,7 @@ from synthreg import faults
 from synthreg.generators.engine import generate
 from synthreg.generators.spec_io import parse_spec
 from synthreg.generators.staging import PartStage, StagingError
+from synthreg.integrations import dvc
 
 BUCKET = Team.bucket  # the session's test bucket; these tests write under run-*/ in it
 
@@ -93,6 +94,46 @@ def test_a_staged_part_that_changed_is_refused(s3: S3, tmp_path: Path) -> None:
     assert _keys(s3, "run-c/") == []
 
 
+def test_checked_parts_are_copied_into_the_dvc_remote_unless_there(s3: S3, tmp_path: Path) -> None:
+    """``promote`` copies each staged part to DVC's content-addressed object in the remote
+    (``files/md5/<2>/<30>``), within S3; an object already there is left as it is."""
+    stage = PartStage(f"s3://{BUCKET}/run-p/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-p/remote")
+    datas = {"part-00000.parquet": b"first part", "part-00001.parquet": b"second part"}
+    md5s = {name: hashlib.md5(data, usedforsecurity=False).hexdigest() for name, data in datas.items()}
+    for name, data in datas.items():
+        (tmp_path / name).write_bytes(data)
+        stage.upload(tmp_path / name, "t")
+    there = md5s["part-00001.parquet"]
+    s3.client().put_object(Bucket=BUCKET, Key=f"run-p/remote/files/md5/{there[:2]}/{there[2:]}", Body=b"kept")
+    assert stage.promote([("t", name, md5) for name, md5 in md5s.items()]) == 1
+    first = md5s["part-00000.parquet"]
+    objects = {
+        k: s3.client().get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in _keys(s3, "run-p/remote/")
+    }
+    assert objects == {
+        f"run-p/remote/files/md5/{first[:2]}/{first[2:]}": b"first part",
+        f"run-p/remote/files/md5/{there[:2]}/{there[2:]}": b"kept",
+    }
+    assert (
+        PartStage(f"s3://{BUCKET}/run-p/staging", s3.endpoint).promote([("t", "x", first)]) == 0
+    )  # no remote
+    stage.clear()
+
+
+def test_parts_the_constraints_rewrote_are_not_copied_into_the_remote(
+    capped_spec: Any, s3: S3, tmp_path: Path
+) -> None:
+    """A table its group constraints rewrote after the upload is not what DVC will push: its
+    staged parts stay out of the remote; the other tables' parts are copied."""
+    stage = PartStage(f"s3://{BUCKET}/run-q/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-q/remote")
+    result = generate(capped_spec, tmp_path, cluster="local:2", stage=stage)
+    assert result.params["constraints"]["shifts"]  # the cap rewrote shifts
+    copied = {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, "run-q/remote/")}
+    files = result.tables["users"].files
+    users = {hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest() for p in files}
+    assert copied == users and _keys(s3, "run-q/staging/") == []
+
+
 def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cluster"):
         generate(spec, tmp_path, stage=PartStage("s3://b/p"))
@@ -102,7 +143,7 @@ def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> Non
 
 
 def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
-    team: Team, tmp_path: Path, small_spec: Path
+    team: Team, tmp_path: Path, small_spec: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--cluster tcp://...`` with an S3 remote: the tasks upload their parts under
     ``<remote>/synthreg-staging/``, create fetches them; same version as the pool makes, and no
@@ -116,6 +157,9 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
 
     root = team.init(tmp_path / "ws")
     runner = CliRunner()
+    pushed: list[int] = []  # what each create's dvc push uploaded (the real push, observed)
+    push = dvc.push
+    monkeypatch.setattr(dvc, "push", lambda *a: pushed.append(push(*a)) or pushed[-1])
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
     ) as cluster:
@@ -126,6 +170,10 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
     pool = runner.invoke(app, ["-C", str(root), "create", "pooled", "--spec", str(small_spec), "--json"])
     assert pool.exit_code == 0, pool.output
     assert json.loads(staged.stdout)["content_digest"] == json.loads(pool.stdout)["content_digest"]
+    parts = len(list((root / "data" / "remote" / "v1" / "tables").rglob("*.parquet")))
+    # the staged parts were copied into the remote within S3: its push sent only the .dir listing
+    # (without the copy: the parts too); the pooled version, the same bytes, had nothing to send
+    assert parts >= 2 and pushed == [1, 0], (parts, pushed)
     manifest = json.loads((root / "data" / "remote" / "v1" / "manifest.json").read_text())
     assert manifest["params"]["parts"].startswith("staged in S3") and manifest["params"]["cluster"] == "dask"
     assert (

@@ -618,3 +618,33 @@ def test_a_user_expectation_needing_a_deferred_module_still_runs(
     assert got["before"] == {"scipy.stats": "_Deferred", "altair": "_Deferred"}
     assert got["after"] == "module"  # read by the KL expectation, so imported for real
     assert got["success"] == [passes], got
+
+
+_DEFERRED_USE = """
+import sys, threading
+from synthreg.validators.gx_runner import import_gx
+
+import_gx()
+stand_in = sys.modules["scipy.stats"]
+assert type(stand_in).__name__ == "_Deferred"
+values = []
+use = lambda: values.append(float(stand_in.entropy([0.5, 0.5])))
+threads = [threading.Thread(target=use) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+import scipy, scipy.stats
+stand_in.patched = 7  # reaches the real module, as a test's patch must
+print(len(set(values)), type(sys.modules["scipy.stats"]).__name__, scipy.stats is sys.modules["scipy.stats"],
+      scipy.stats.patched, "entropy" in dir(stand_in))
+"""
+
+
+def test_a_deferred_module_used_from_threads_is_imported_once_and_forwards() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DEFERRED_USE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "module", "True", "7", "True"]

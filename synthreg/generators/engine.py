@@ -8,6 +8,7 @@ bounded by the write chunk, not by the row count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -390,18 +391,56 @@ def _run_staged(
     cluster: str | None,
     observe: Observe | None,
 ) -> tuple[list[_Written], float, list[Any]]:
-    """``_run``, then with a stage: the parts fetched here, and the staged copies deleted
-    (also when a task or the fetch failed)."""
+    """``_run``, then with a stage: the parts fetched here (the caller clears the stage)."""
+    done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
     if opts.stage is None:
-        return _run(spec, segments, opts, workers, cluster, observe)
+        return done, workers_mb, seen
+    return _fetch_staged(opts.stage, done), workers_mb, seen
+
+
+def _make(
+    spec: Spec,
+    segments: list[_Segment],
+    opts: _Options,
+    workers: int,
+    cluster: str | None,
+    observe: Observe | None,
+) -> tuple[list[_Written], float, list[Any], dict[str, TableResult], dict[str, dict[str, object]]]:
+    """Every segment written, the tables collected and their whole-table constraints applied
+    (with their notes); with a stage, the checked parts promoted, then the staged copies deleted."""
+    with _cleared(opts.stage):
+        done, workers_mb, seen = _run_staged(spec, segments, opts, workers, cluster, observe)
+        for leftover in opts.out_dir.glob("tables/*/.part-*.tmp"):  # a worker killed mid-write (retried)
+            leftover.unlink(missing_ok=True)
+        tables = _collect(spec, done)
+        notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
+        if opts.stage is not None:
+            _promote(opts.stage, done, {name for name, note in notes.items() if note})
+    return done, workers_mb, seen, tables, notes
+
+
+@contextlib.contextmanager
+def _cleared(stage: PartStage | None) -> Iterator[None]:
+    """Delete the staged copies when the block ends, also when a task or the fetch failed."""
     try:
-        done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
-        return _fetch_staged(opts.stage, done), workers_mb, seen
+        yield
     finally:
-        try:
-            opts.stage.clear()
-        except Exception as exc:  # neither a finished result nor the first error is lost to it
-            print(f"warning: staged parts left at {opts.stage.url}: {exc}", file=sys.stderr)
+        if stage is not None:
+            try:
+                stage.clear()
+            except Exception as exc:  # neither a finished result nor the first error is lost to it
+                print(f"warning: staged parts left at {stage.url}: {exc}", file=sys.stderr)
+
+
+def _promote(stage: PartStage, done: list[_Written], rewritten: set[str]) -> None:
+    """Copy the checked parts into the DVC remote (``PartStage.promote``), but not those of tables
+    the group constraints rewrote (not the bytes DVC will push). Only saves an upload: if the
+    copy fails, ``dvc push`` uploads them as usual."""
+    parts = [(seg.table, path.name, hashed.md5) for seg, path, _, _, hashed in done]
+    try:
+        stage.promote([part for part in parts if part[0] not in rewritten])
+    except Exception as exc:
+        print(f"warning: parts not copied into the DVC remote (push uploads them): {exc}", file=sys.stderr)
 
 
 def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:
@@ -497,11 +536,7 @@ def generate(
     opts = _Options(out_dir, chunk_rows, logical_block_rows, compression, stage)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
-    done, workers_mb, seen = _run_staged(spec, segments, opts, workers, cluster, observe)
-    for leftover in out_dir.glob("tables/*/.part-*.tmp"):  # of a worker killed mid-write (retried)
-        leftover.unlink(missing_ok=True)
-    tables = _collect(spec, done)
-    notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
+    done, workers_mb, seen, tables, notes = _make(spec, segments, opts, workers, cluster, observe)
     observed: dict[str, list[tuple[str, Any]]] = {}
     if observe is not None:
         for (seg, path, *_), result in zip(done, seen, strict=True):  # in segment order

@@ -5,10 +5,12 @@ A task writes its part to a temporary file on its own machine, hashes it, and up
 ``<url>/tables/<table>/part-NNNNN.parquet``: a fixed key, and an S3 PUT is all or nothing, so a
 retried task replaces the object with the same bytes and no reader sees half a part. The client
 then downloads every part into its staging folder, checking each file's sha256 against the one
-the worker took (a mismatch is an error, not a silent copy), and deletes the staged objects,
-also when anything failed. Credentials come from the environment of each process (pyarrow's
-S3 client reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, as dvc-s3 does); only the
-URL and the endpoint travel with the tasks.
+the worker took (a mismatch is an error, not a silent copy); with a DVC ``remote`` it copies the
+checked parts there inside the object store (``promote``: ``dvc push`` then finds them and does
+not upload them again); and it deletes the staged objects, also when anything failed.
+Credentials come from the environment of each process (pyarrow's S3 client reads
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, as dvc-s3 does); only the URL and the endpoint
+travel with the tasks.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class PartStage:
     endpoint: str | None = None
     #: the bucket's AWS region when there is no endpoint (pyarrow does not follow redirects)
     region: str | None = None
+    #: the DVC remote (``s3://bucket/prefix``, same endpoint) that :meth:`promote` copies checked
+    #: parts into, so that ``dvc push`` finds them there instead of uploading them again
+    remote: str | None = None
 
     def __post_init__(self) -> None:
         parsed = urlparse(self.url)
@@ -106,6 +111,29 @@ class PartStage:
         if mtime_ns is not None:
             os.utime(partial, ns=(mtime_ns, mtime_ns))
         partial.replace(local)
+
+    def promote(self, parts: list[tuple[str, str, str]]) -> int:
+        """Copy each staged ``(table, part name, md5)`` to its object in the DVC remote
+        (``<remote>/files/md5/<2>/<30>``, DVC's layout), inside the object store (no bytes
+        through this machine), unless an object of that md5 is already there. Call it once the
+        parts were downloaded and checked. Returns how many were copied."""
+        if self.remote is None:
+            return 0
+        import pyarrow.fs as pafs
+
+        fs = self.filesystem()
+        parsed = urlparse(self.remote)
+        root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+
+        def copy(table: str, name: str, md5: str) -> int:
+            dest = f"{root}/files/md5/{md5[:2]}/{md5[2:]}"
+            if fs.get_file_info(dest).type != pafs.FileType.NotFound:
+                return 0
+            fs.copy_file(self.key(table, name), dest)
+            return 1
+
+        with ThreadPoolExecutor(max_workers=_DOWNLOADS, thread_name_prefix="synthreg-promote") as pool:
+            return sum(pool.map(lambda p: copy(*p), parts))
 
     def parts(self) -> int:
         """How many staged part objects there are."""

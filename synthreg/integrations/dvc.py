@@ -49,7 +49,7 @@ def preload_modules() -> None:
     import dvc.repo.plots
     import dvc.scm
     import dvc.stage  # noqa: F401
-    import networkx  # noqa: F401  (DVC's stage graph: 75 ms on first use)
+    import networkx  # noqa: F401  (DVC's stage graph, for status and push: 75 ms on first use)
 
 
 def _cli(root: Path, *args: str) -> None:
@@ -136,6 +136,7 @@ def track_stage(
     does not read them again to hash them (it checks the cache by inode, mtime and size).
     Returns the md5 DVC recorded for the first output (``<md5>.dir`` for a directory).
     """
+    _refuse_root_duplicates(root, name, outs)
     path = root / dvcfile
     stage = {"cmd": cmd, "wdir": os.path.relpath(root, path.parent), "deps": deps, "outs": outs}
     path.write_text(yaml.safe_dump({"stages": {name: stage}}, sort_keys=False))
@@ -148,6 +149,24 @@ def track_stage(
     except Exception as exc:  # DVC raises many unrelated types
         raise IntegrationError(f"dvc could not track stage {name}: {exc}") from exc
     return lock_md5(root, name, dvcfile)
+
+
+def _refuse_root_duplicates(root: Path, name: str, outs: list[str]) -> None:
+    """DVC's own graph check is not run for a stage file committed by target: refuse a stage
+    whose name or output a stage in the root ``dvc.yaml`` (of a version made before) already has,
+    say one an interrupted create of an earlier release left behind."""
+    pipeline = root / "dvc.yaml"
+    if not pipeline.is_file():
+        return
+    stages = (yaml.safe_load(pipeline.read_text()) or {}).get("stages") or {}
+    for other, stage in stages.items():
+        clash = sorted(set(outs) & {str(o) for o in stage.get("outs") or [] if isinstance(o, str)})
+        if other == name or clash:
+            raise IntegrationError(
+                f"the workspace's dvc.yaml already has stage {other}"
+                + (f" with output {clash[0]}" if clash else "")
+                + f": remove it with dvc remove {other} (an interrupted create left it), then create again"
+            )
 
 
 def _ignore(out: Path) -> None:

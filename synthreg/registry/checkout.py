@@ -89,5 +89,8 @@ def checkout(ws: Workspace, ref: str, dest: Path | None = None) -> CheckoutResul
     dest = dest.resolve()
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"--dest {dest} is not empty: choose an empty or new directory")
-    shutil.copytree(vdir, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".gitignore"))
+    # not the version's DVC stage files: their wdir and outputs name the workspace's paths, so a copy
+    # would be a second stage of the same output (or one outside the repository)
+    ignore = shutil.ignore_patterns(".gitignore", "dvc.yaml", "dvc.lock")
+    shutil.copytree(vdir, dest, dirs_exist_ok=True, ignore=ignore)
     return CheckoutResult(label, dest, source, files)

@@ -139,12 +139,14 @@ def raise_if_rejected(result: VersionResult) -> None:
 def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage | None:
     """Where a remote cluster's tasks put their parts: beside the workspace's S3 remote
     (``<remote>/synthreg-staging/<staging id>``), since its workers may share no folder with this
-    machine; None for a ``local:N`` cluster, the pool, or a remote that is not S3 (then the
+    machine; the checked parts are then copied into the remote within S3, so DVC's push finds
+    them there; None for a ``local:N`` cluster, the pool, or a remote that is not S3 (then the
     workers must see this machine's staging folder, as before)."""
     url, endpoint = ws.settings.dvc_url, ws.settings.dvc_endpoint
     if not cluster or cluster.startswith("local:") or not url.startswith("s3://"):
         return None
-    return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, s3_region(url, endpoint))
+    region = s3_region(url, endpoint)
+    return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, region, remote=url)
 
 
 def _card_inputs(staging: Path, spec: Spec) -> None:

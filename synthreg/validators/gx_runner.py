@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,36 +65,54 @@ def import_gx() -> types.ModuleType:
 
 
 class _Deferred(types.ModuleType):
-    """Stands in ``sys.modules`` for a module until one of its attributes is read: then the
-    module is imported for real, replaces this one there, and answers for it."""
+    """Stands in ``sys.modules`` for a module until it is used (an attribute read or set, or
+    ``dir``): then the module is imported for real, replaces this one in ``sys.modules`` and on
+    its package, and this one forwards to it. Two threads using it at once import it once
+    (importlib's own module lock)."""
 
-    def __getattr__(self, attr: str) -> Any:
+    def _load(self) -> types.ModuleType:
         real = self.__dict__.get("_real")
         if real is None:
             name = self.__name__
             if sys.modules.get(name) is self:
-                del sys.modules[name]
+                sys.modules.pop(name, None)
             real = importlib.import_module(name)
             self.__dict__["_real"] = real
             parent, _, child = name.rpartition(".")
             if parent and getattr(sys.modules.get(parent), child, None) is self:
                 setattr(sys.modules[parent], child, real)
-        return getattr(real, attr)
+        return real
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._load(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr.startswith("__") and attr.endswith("__"):  # what the import system sets on it
+            super().__setattr__(attr, value)
+        else:  # e.g. a test patching a function: it must reach the real module
+            setattr(self._load(), attr, value)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._load())
+
+
+_DEFER_LOCK = threading.Lock()
 
 
 def _defer_unused() -> None:
     """GX imports scipy.stats and altair at import time for expectations synthreg never runs
     (KL divergence, KS tests, their charts): ~0.7 s of a cold ~2.7 s import. Each is
     imported when first used instead."""
-    for name in _DEFERRED:
-        if name in sys.modules or importlib.util.find_spec(name.partition(".")[0]) is None:
-            continue
-        module = _Deferred(name)
-        module.__spec__ = importlib.util.find_spec(name)
-        sys.modules[name] = module
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(importlib.import_module(parent), child, module)
+    with _DEFER_LOCK:
+        for name in _DEFERRED:
+            if name in sys.modules or importlib.util.find_spec(name.partition(".")[0]) is None:
+                continue
+            module = _Deferred(name)
+            module.__spec__ = importlib.util.find_spec(name)
+            sys.modules[name] = module
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(importlib.import_module(parent), child, module)
 
 
 @dataclass
