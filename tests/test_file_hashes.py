@@ -144,13 +144,41 @@ def test_a_stage_of_a_name_or_output_the_root_dvc_yaml_has_is_refused(dvc_root: 
     no stage file is written."""
     from synthreg.errors import IntegrationError
 
-    (dvc_root / "dvc.yaml").write_text(
-        yaml.safe_dump({"stages": {"small-v1": {"cmd": "true", "outs": ["data/tables"]}}})
-    )
-    for name in ("small-v1", "other-v1"):
-        with pytest.raises(IntegrationError, match=r"already has stage small-v1.*dvc remove small-v1"):
+    cases = [  # (the root stage's outputs, the new stage's name): each one clashes
+        (["data/tables"], "small-v1"),  # same name
+        (["data/tables"], "other-v1"),  # same output
+        (["./data/tables/"], "other-v1"),  # the same path written otherwise
+        ([{"data/tables": {"cache": False}}], "other-v1"),  # an output with options
+        (["data"], "other-v1"),  # an output that contains ours
+        (["data/tables/part-00000.parquet"], "other-v1"),  # one inside ours
+    ]
+    for outs, name in cases:
+        (dvc_root / "dvc.yaml").write_text(
+            yaml.safe_dump({"stages": {"small-v1": {"cmd": "true", "outs": outs}}})
+        )
+        with pytest.raises(IntegrationError, match=r"already has stage small-v1.*'dvc remove small-v1'"):
             dvc.track_stage(dvc_root, "data/dvc.yaml", name, "true", [], ["data/tables"])
         assert not (dvc_root / "data" / "dvc.yaml").exists()
+    (dvc_root / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"small-v1": {"cmd": "true", "outs": ["datab"]}}})
+    )
+    dvc.track_stage(dvc_root, "data/dvc.yaml", "other-v1", "true", [], ["data/tables"])  # no clash: "datab"
     (dvc_root / "dvc.yaml").unlink()
     md5 = dvc.track_stage(dvc_root, "data/dvc.yaml", "small-v1", "true", [], ["data/tables"])
     assert md5.endswith(".dir")
+
+
+def test_only_a_plain_s3_remote_gets_the_staged_parts_copied_into_it(dvc_root: Path) -> None:
+    """The copy of staged parts into the remote is made outside DVC: it is used only for an S3
+    remote with no option such a copy would miss (encryption, ACLs, another layout)."""
+    assert dvc.plain_s3_remote(dvc_root) is None  # a local remote
+    config = dvc_root / ".dvc" / "config"
+    plain = "[core]\n    remote = s3\n['remote \"s3\"']\n    url = s3://b/p\n    endpointurl = http://127.0.0.1:9\n"
+    config.write_text(plain)
+    assert dvc.plain_s3_remote(dvc_root) == ("s3://b/p", "http://127.0.0.1:9")
+    for extra in ("sse = aws:kms", "acl = public-read", "version_aware = true", "worktree = true"):
+        config.write_text(plain + f"    {extra}\n")
+        assert dvc.plain_s3_remote(dvc_root) is None, extra
+    config.write_text(plain)
+    (dvc_root / ".dvc" / "config.local").write_text("['remote \"s3\"']\n    sse_customer_key = k\n")
+    assert dvc.plain_s3_remote(dvc_root) is None  # DVC reads config.local too

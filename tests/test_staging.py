@@ -134,6 +134,43 @@ def test_parts_the_constraints_rewrote_are_not_copied_into_the_remote(
     assert copied == users and _keys(s3, "run-q/staging/") == []
 
 
+def test_parts_of_tables_with_llm_columns_are_not_copied_into_the_remote(s3: S3, tmp_path: Path) -> None:
+    """An ``llm_text`` column is filled in after the engine, so that table's staged bytes are not
+    what DVC will push: only the other tables' parts are copied."""
+    from synthreg.generators import engine
+
+    spec = parse_spec(
+        {
+            "seed": 1,
+            "tables": {
+                "plain": {"rows": 10, "columns": {"n": {"type": "int"}}},
+                "noted": {
+                    "rows": 10,
+                    "columns": {
+                        "n": {"type": "int"},
+                        "note": {"type": "llm_text", "llm": {"prompt": "Say {n}", "models": ["openai/m"]}},
+                    },
+                },
+            },
+        },
+        "llm.yaml",
+    )
+    stage = PartStage(f"s3://{BUCKET}/run-l/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-l/remote")
+    done = []
+    for table in ("plain", "noted"):
+        part = tmp_path / table / "part-00000.parquet"
+        part.parent.mkdir()
+        part.write_bytes(f"bytes of {table}".encode())
+        stage.upload(part, table)
+        md5 = hashlib.md5(part.read_bytes(), usedforsecurity=False).hexdigest()
+        hashed = engine.FileHash(md5, "", part.stat().st_size, part.stat().st_mtime_ns)
+        done.append((engine._Segment(table, 0, 0, 10), part, 10, [], hashed))
+    engine._promote(stage, spec, done, rewritten=set())
+    copied = {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, "run-l/remote/")}
+    assert copied == {done[0][4].md5}
+    stage.clear()
+
+
 def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cluster"):
         generate(spec, tmp_path, stage=PartStage("s3://b/p"))

@@ -415,7 +415,7 @@ def _make(
         tables = _collect(spec, done)
         notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
         if opts.stage is not None:
-            _promote(opts.stage, done, {name for name, note in notes.items() if note})
+            _promote(opts.stage, spec, done, {name for name, note in notes.items() if note})
     return done, workers_mb, seen, tables, notes
 
 
@@ -432,14 +432,16 @@ def _cleared(stage: PartStage | None) -> Iterator[None]:
                 print(f"warning: staged parts left at {stage.url}: {exc}", file=sys.stderr)
 
 
-def _promote(stage: PartStage, done: list[_Written], rewritten: set[str]) -> None:
+def _promote(stage: PartStage, spec: Spec, done: list[_Written], rewritten: set[str]) -> None:
     """Copy the checked parts into the DVC remote (``PartStage.promote``), but not those of tables
-    the group constraints rewrote (not the bytes DVC will push). Only saves an upload: if the
-    copy fails, ``dvc push`` uploads them as usual."""
+    whose bytes may still change: rewritten by their group constraints, or with ``llm_text``
+    columns (filled in after the engine). Only saves an upload: if the copy fails, ``dvc push``
+    uploads them as usual."""
+    later = {n for n, t in spec.tables.items() if any(c.type == "llm_text" for c in t.columns.values())}
     parts = [(seg.table, path.name, hashed.md5) for seg, path, _, _, hashed in done]
     try:
-        stage.promote([part for part in parts if part[0] not in rewritten])
-    except Exception as exc:
+        stage.promote([part for part in parts if part[0] not in rewritten | later])
+    except OSError as exc:  # pyarrow's S3 errors
         print(f"warning: parts not copied into the DVC remote (push uploads them): {exc}", file=sys.stderr)
 
 

@@ -24,6 +24,7 @@ from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResu
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import STAGING_PREFIX, PartStage, s3_region
+from synthreg.integrations import dvc
 from synthreg.registry import sidecar
 from synthreg.registry.facts import file_facts, known_md5
 from synthreg.registry.llm_tables import (
@@ -146,7 +147,10 @@ def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage 
     if not cluster or cluster.startswith("local:") or not url.startswith("s3://"):
         return None
     region = s3_region(url, endpoint)
-    return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, region, remote=url)
+    # the checked parts are copied into the remote only when DVC's own settings for it are the
+    # workspace's and ask for nothing a copy outside DVC would miss (encryption, ACLs, layouts)
+    remote = url if dvc.plain_s3_remote(ws.root) == (url, endpoint) else None
+    return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, region, remote=remote)
 
 
 def _card_inputs(staging: Path, spec: Spec) -> None:
