@@ -237,6 +237,23 @@ def test_init_twice_is_a_no_op(created: dict[str, Any]) -> None:
     assert snapshot(root) == before
 
 
+def test_init_with_dash_c_makes_that_folder_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``registry -C DIR init`` initialises DIR, as -C chooses the workspace of every other command;
+    it once initialised the current directory instead (here a separate folder, so a regression
+    cannot touch the checkout the tests run from)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = runner.invoke(app, ["-C", str(tmp_path / "ws"), "init", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["root"] == str((tmp_path / "ws").resolve())
+    assert (tmp_path / "ws" / "registry.toml").is_file() and list(elsewhere.iterdir()) == []
+    explicit = runner.invoke(app, ["-C", str(tmp_path / "ws"), "init", "other"])  # a PATH: from here
+    assert explicit.exit_code == 0 and (elsewhere / "other" / "registry.toml").is_file()
+
+
 def test_init_inside_another_repository_nests(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     inner = tmp_path / "inner"

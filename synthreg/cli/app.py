@@ -39,7 +39,13 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     workspace: Annotated[
-        Path, typer.Option("--workspace", "-C", help="Run as if started in this directory.")
+        Path,
+        typer.Option(
+            "--workspace",
+            "-C",
+            help="The workspace to work in (default: the current directory); file arguments such as "
+            "--spec stay relative to the current directory.",
+        ),
     ] = Path("."),
     actor: Annotated[
         str | None,

@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
-from synthreg.cli.common import emit_json, handles_errors
+from synthreg.cli.common import emit_json, handles_errors, workspace_path
 
 
 @handles_errors
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to make the workspace.")] = Path("."),
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None, typer.Argument(help="Where to make the workspace (default: -C's, else here).")
+    ] = None,
     remote: Annotated[
         str | None,
         typer.Option(help="DVC remote URL, e.g. s3://bucket/prefix (default: a local .registry/dvc-remote)."),
@@ -40,7 +43,9 @@ def init(
     """
     from synthreg.registry.workspace import init_workspace
 
-    result = init_workspace(path, remote, db=db, endpoint=endpoint, mlflow=mlflow)
+    # `registry -C DIR init` makes DIR the workspace, as every other command takes -C; an explicit
+    # PATH is relative to the current directory, like every other file argument
+    result = init_workspace(path or workspace_path(ctx), remote, db=db, endpoint=endpoint, mlflow=mlflow)
     if as_json:
         emit_json(result.to_dict())
     elif result.created:
