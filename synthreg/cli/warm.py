@@ -307,7 +307,8 @@ def serve(path: Path, idle: float) -> None:
                 _log("idle: exiting")
                 break
             elif not text_loaded and marker.exists():
-                text_loaded = _load_text_model(marker)
+                _load_text_model(marker)
+                text_loaded = True  # tried once, loaded or not (the log says which)
             if not _is_ours(path, inode):
                 _log("the socket was removed or replaced: exiting")
                 break
@@ -364,25 +365,24 @@ def _note_text_model(marker: Path) -> None:
         marker.touch(mode=0o600)
 
 
-def _load_text_model(marker: Path) -> bool:
+def _load_text_model(marker: Path) -> None:
     """Load the text monitor's model (torch, sentence-transformers: ~5 s and ~300 MB) once a
     served command needed it, so later children inherit it; never at start, since most
     datasets have no free text. Loading only: the server never runs the model, because a process
-    forked after torch ran its thread pool hangs in its first inference (measured). Returns
-    whether it is loaded; the marker then says so for ``registry warm status``."""
+    forked after torch ran its thread pool hangs in its first inference (measured). Once loaded,
+    the marker says so for ``registry warm status``."""
     from synthreg.validators import embeddings
 
     if embeddings.unavailable() is not None:
-        return True  # nothing to load: do not look again
+        return  # nothing to load
     started = time.monotonic()
     try:
         embeddings.load()
     except Exception as exc:
         _log(f"could not load the text model: {type(exc).__name__}: {exc}")
-        return True
+        return
     marker.write_text("loaded\n")
     _log(f"text model loaded ({time.monotonic() - started:.1f} s): later creates with free text inherit it")
-    return True
 
 
 def _reaped(children: set[int]) -> set[int]:

@@ -383,21 +383,6 @@ def _run(
     return [r[0] for r in measured], _peaks(measured), [r[3] for r in measured]
 
 
-def _run_staged(
-    spec: Spec,
-    segments: list[_Segment],
-    opts: _Options,
-    workers: int,
-    cluster: str | None,
-    observe: Observe | None,
-) -> tuple[list[_Written], float, list[Any]]:
-    """``_run``, then with a stage: the parts fetched here (the caller clears the stage)."""
-    done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
-    if opts.stage is None:
-        return done, workers_mb, seen
-    return _fetch_staged(opts.stage, done), workers_mb, seen
-
-
 def _make(
     spec: Spec,
     segments: list[_Segment],
@@ -409,7 +394,9 @@ def _make(
     """Every segment written, the tables collected and their whole-table constraints applied
     (with their notes); with a stage, the checked parts promoted, then the staged copies deleted."""
     with _cleared(opts.stage):
-        done, workers_mb, seen = _run_staged(spec, segments, opts, workers, cluster, observe)
+        done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
+        if opts.stage is not None:  # the parts are in the object store: fetched and checked here
+            done = _fetch_staged(opts.stage, done)
         for leftover in opts.out_dir.glob("tables/*/.part-*.tmp"):  # a worker killed mid-write (retried)
             leftover.unlink(missing_ok=True)
         tables = _collect(spec, done)

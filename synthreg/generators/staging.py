@@ -56,8 +56,7 @@ class PartStage:
 
     @property
     def _root(self) -> str:
-        parsed = urlparse(self.url)
-        return f"{parsed.netloc}/{parsed.path.strip('/')}"
+        return _bucket_path(self.url)
 
     def key(self, table: str, name: str) -> str:
         """The object of part file ``name`` of ``table`` (bucket/prefix/tables/table/name)."""
@@ -122,8 +121,7 @@ class PartStage:
         import pyarrow.fs as pafs
 
         fs = self.filesystem()
-        parsed = urlparse(self.remote)
-        root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+        root = _bucket_path(self.remote)
 
         def copy(table: str, name: str, md5: str) -> int:
             dest = f"{root}/files/md5/{md5[:2]}/{md5[2:]}"
@@ -153,6 +151,12 @@ class PartStage:
         info = fs.get_file_info(self._root)
         if info.type != pafs.FileType.NotFound:
             fs.delete_dir(self._root)
+
+
+def _bucket_path(url: str) -> str:
+    """``s3://bucket/prefix/`` as pyarrow's S3 filesystem names it: ``bucket/prefix``."""
+    parsed = urlparse(url)
+    return f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
 
 
 def staged_runs(remote: str, endpoint: str | None, region: str | None = None) -> dict[str, PartStage]:

@@ -3,8 +3,8 @@
 Each version's stage lives in its own ``data/NAME/vN/dvc.yaml`` (its ``dvc.lock`` beside it),
 with ``wdir`` at the workspace root so its command and paths read as from there. Adding a
 version then reads and writes only its own small files: with every stage in one root
-``dvc.yaml``, DVC parsed and rewrote the whole file and lock several times per version (1.67 s
-per create at 200 versions, 4 s at 500, measured by ``benchmarks/bench_dvc_growth.py``).
+``dvc.yaml``, DVC parsed and rewrote the whole file and lock several times per version (1.64 s
+per create at 200 versions, 3.91 s at 500, measured by ``benchmarks/bench_dvc_growth.py``).
 Versions made before keep their stage in the root files; :func:`target` names either.
 
 The only module (with ``mlflow.py``) that imports the library. DVC's Python API
