@@ -12,6 +12,9 @@ the sidecar) beside the default, to show what the helper process buys. `--warm o
 adds create served by a warm server (`registry warm start` before the first round; its memory,
 idle server included, is added to the tree's).
 
+`--variant LABEL:VAR=VALUE` adds create under other environment variables, in the same rounds
+(an A/B: `--variant mimalloc:ARROW_DEFAULT_MEMORY_POOL=mimalloc` runs Arrow's own allocator).
+
     python benchmarks/bench_create.py                                # fitness + 10M three-table
     python benchmarks/bench_create.py --cases fitness --repeat 5 --sidecar both
 """
@@ -39,6 +42,7 @@ CASES = {
     "fitness": (ROOT / "examples" / "fitness.yaml", None),
     "three_table_10M": (HERE / "specs" / "three_table.yaml", 10.0),
     "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
+    "three_table_100M": (HERE / "specs" / "three_table.yaml", 100.0),  # ~1.5 min a round here
 }
 STAGES = (
     "generate",
@@ -99,6 +103,7 @@ def create_once(
     sidecar: bool,
     run: int,
     warm: tuple[dict[str, str], int] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, float]:
     ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
@@ -109,6 +114,7 @@ def create_once(
     env = {
         **(warm[0] if warm else {**os.environ, "SYNTHREG_WARM": "0"}),
         "SYNTHREG_SIDECAR": "1" if sidecar else "0",
+        **(extra or {}),
     }
     log = work / "create.log"
     measured = run_measured(cmd, log, env=env, also=(warm[1],) if warm else ())
@@ -120,6 +126,15 @@ def create_once(
             **doc["timings"]}  # fmt: skip
 
 
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:VAR=VALUE[,VAR=VALUE]`` as (label, variables)."""
+    label, _, pairs = text.partition(":")
+    found = dict(pair.split("=", 1) for pair in pairs.split(",") if "=" in pair)
+    if not label or not found:
+        raise SystemExit(f"--variant {text!r}: write LABEL:VAR=VALUE[,VAR=VALUE]")
+    return label, found
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
@@ -128,7 +143,16 @@ def main() -> None:
     parser.add_argument("--sidecar", choices=["on", "off", "both"], default="both")
     parser.add_argument("--warm", choices=["on", "off"], default="on")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "bench_create.txt")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:VAR=VALUE[,VAR=VALUE]",
+        help="also run create (cold, with the helper) under these environment variables, "
+        "as the row 'create (LABEL)'; repeatable",
+    )
     args = parser.parse_args()
+    variants = [_variant(text) for text in args.variant]
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.sidecar]
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
@@ -141,6 +165,10 @@ def main() -> None:
                 for on in modes:
                     label = "create" if on else "create (no sidecar)"
                     runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, run))
+                for label, extra in variants:
+                    runs.setdefault((case, f"create ({label})"), []).append(
+                        create_once(spec, scale, work, True, 200 + run, extra=extra)
+                    )
                 if warm:
                     runs.setdefault((case, "create (warm)"), []).append(
                         create_once(spec, scale, work, True, 100 + run, warm)
@@ -155,7 +183,8 @@ def main() -> None:
         header = ["config", "wall s", "x engine", "peak PSS MB", *STAGES]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        for label in ("engine", "create", "create (no sidecar)", "create (warm)"):
+        labels = ["engine", "create", "create (no sidecar)", *(f"create ({v})" for v, _ in variants)]
+        for label in [*labels, "create (warm)"]:
             got = runs.get((case, label))
             if not got:
                 continue

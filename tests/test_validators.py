@@ -7,6 +7,7 @@ import copy
 import datetime as dt
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -472,8 +473,10 @@ def test_results_do_not_depend_on_the_batch_size(
     monkeypatch.setattr(synthreg.validators.parts, "BATCH_CELLS", 50_000)
     monkeypatch.setattr(synthreg.validators.parts, "_MIN_BATCH_ROWS", 1_000)
     small_batches = validate_tables(_multi_spec(), tables).to_dict()
-    # big tables run our checks after the GX batches instead of beside them: same results
+    # big tables run our checks after the GX batches instead of beside them, and Arrow gives
+    # freed memory back at once: same results
     monkeypatch.setattr(synthreg.validators.suite, "OVERLAP_MAX_ROWS", 0)
+    monkeypatch.setattr(synthreg.validators.parts, "LARGE_TABLE_ROWS", 0)
     one_after_other = validate_tables(_multi_spec(), tables).to_dict()
     for data in (whole_parts, small_batches, one_after_other):
         data.pop("seconds")
@@ -481,6 +484,25 @@ def test_results_do_not_depend_on_the_batch_size(
     amount = next(c for c in small_batches["checks"] if c["column"] == "amount" and not c["success"])
     assert amount["observed"]["partial_unexpected_list"] == [9999.0, -5.0]
     assert amount["observed"]["unexpected_count"] == 2
+
+
+def test_a_large_table_is_checked_with_memory_given_back_at_once() -> None:
+    """Past LARGE_TABLE_ROWS, Arrow allocates from jemalloc inside the block; the pool before
+    comes back after it, so a warm server or this test session keeps its own."""
+    parts_mod = synthreg.validators.parts
+    before = pa.default_memory_pool().backend_name
+    doc = {"tables": {"t": {"rows": parts_mod.LARGE_TABLE_ROWS, "columns": {"x": {"type": "int"}}}}}
+    with parts_mod.lean_memory(parse_spec(doc, "t.yaml")):
+        assert pa.default_memory_pool().backend_name == before
+    doc["tables"]["t"]["rows"] += 1
+    with parts_mod.lean_memory(parse_spec(doc, "t.yaml")):
+        inside = pa.default_memory_pool()
+        buffer = pa.allocate_buffer(1 << 20)  # from the default pool
+        held = inside.bytes_allocated()
+    assert pa.default_memory_pool().backend_name == before
+    if sys.platform == "linux":  # pyarrow's Linux wheels are built with jemalloc
+        assert inside.backend_name == "jemalloc" and held >= buffer.size
+    del buffer  # freed into the pool it came from, whatever the default is now
 
 
 def test_text_values_weigh_more_in_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

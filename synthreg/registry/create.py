@@ -42,6 +42,7 @@ from synthreg.registry.story import export_calls, gateway_for
 from synthreg.registry.text_monitor import cache_dir_of, with_semantic
 from synthreg.registry.workspace import Workspace
 from synthreg.validators.fused import PartValidator
+from synthreg.validators.parts import lean_memory, release_unused
 from synthreg.validators.quality import score_quality, table_quality
 from synthreg.validators.report import render_validation_report
 from synthreg.validators.suite import validate_tables
@@ -257,8 +258,10 @@ def _stage(
     files = clock("hash", lambda: file_facts(staging, rows_by_file, hashed))
     # The helper validates (GX) while this process measures quality and draws the card's plots.
     pending = helper.validate(spec, staging / "tables", spec.source, gen.observed) if helper else None
-    quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
-    clock("card", lambda: _card_inputs(staging, spec))
+    with lean_memory(spec):
+        quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
+        clock("card", lambda: _card_inputs(staging, spec))
+    release_unused()  # this process waits for the helper from here: hold no more than it needs
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
     cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
     semantic = clock("semantic", lambda: with_semantic({}, spec, staging, cache))

@@ -6,6 +6,8 @@ batches; one column can be read across all parts without the others.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthreg.errors import NotFoundError
+from synthreg.generators.spec import Spec
 
-__all__ = ["BATCH_CELLS", "TableParts", "open_parts"]
+__all__ = [
+    "BATCH_CELLS",
+    "LARGE_TABLE_ROWS",
+    "TableParts",
+    "lean_memory",
+    "open_parts",
+    "release_unused",
+]
 
 #: Values (rows x columns) per batch handed to GX: ~1.6M rows of a 5-column numeric table, so a
 #: part of the engine's usual size (~1.3M rows at 10M rows on 2 workers) is one batch; a text
@@ -26,6 +36,8 @@ _MIN_BATCH_ROWS = 1 << 16
 #: took ~770 MB; counted 8x, batches are ~320k rows and ~420 MB, in about the same time.
 _TEXT_CELLS = 8
 _MAX_BATCH_ROWS = 1 << 22
+#: Tables past this many rows are checked with memory, not time, as the limit.
+LARGE_TABLE_ROWS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -141,3 +153,41 @@ def _cells(schema: pa.Schema, column: str) -> int:
             return 1
         typ = typ.value_type
     return _TEXT_CELLS if pa.types.is_string(typ) or pa.types.is_large_string(typ) else 1
+
+
+def release_unused() -> None:
+    """Give back to the system what a table's checks freed, before the next table: Arrow's pool
+    and the C heap (NumPy, pandas) keep it otherwise. At 100M rows a validating process sat at
+    ~400 MB between tables, ~300 MB after this (psutil, the 100M-row benchmark tables)."""
+    pa.default_memory_pool().release_unused()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
+
+
+@contextlib.contextmanager
+def lean_memory(spec: Spec) -> Iterator[None]:
+    """When a table of ``spec`` has more than ``LARGE_TABLE_ROWS``, Arrow allocates from jemalloc
+    set to give freed pages back at once, for the ``with`` block; the pool before is restored
+    after (a warm server serves the next command with its own).
+
+    Arrow's default pool (mimalloc) keeps what it frees: at 100M rows the validating helper sat
+    at ~400 MB between tables, and the tree of a create peaked at 1.20 GB; with this, 0.89 GB
+    (``benchmarks/results/bench_create_100M.txt``). Below the size it is not worth it: jemalloc
+    made a 10M-row create's tree ~70 MB larger. A pyarrow without jemalloc keeps its pool.
+    """
+    if max((t.rows for t in spec.tables.values()), default=0) <= LARGE_TABLE_ROWS:
+        yield
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        yield
+        return
+    before = pa.default_memory_pool()
+    pa.jemalloc_set_decay_ms(0)  # jemalloc's own setting: the pool before is not affected
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)

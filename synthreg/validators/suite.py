@@ -59,7 +59,13 @@ from synthreg.validators.fused import (
     usable,
 )
 from synthreg.validators.gx_runner import GxRunner, Tally, gx_check, import_gx, no_fingerprint, to_frame
-from synthreg.validators.parts import TableParts, open_parts
+from synthreg.validators.parts import (
+    LARGE_TABLE_ROWS,
+    TableParts,
+    lean_memory,
+    open_parts,
+    release_unused,
+)
 from synthreg.validators.plan import (
     BATCH,
     ROW_COUNT,
@@ -81,7 +87,7 @@ __all__ = ["CheckResult", "ValidationResult", "validate_tables"]
 #: Frames for whole-table expectations that name no column.
 _ROWS = "<rows>"
 #: Tables with more rows validate their per-row GX batches and our checks one after the other.
-OVERLAP_MAX_ROWS = 1 << 24
+OVERLAP_MAX_ROWS = LARGE_TABLE_ROWS
 _SCHEMA = "<schema>"
 
 
@@ -125,9 +131,10 @@ def validate_tables(
     user = user_expectations(spec, source)
     run = _Run(GxRunner(), Path(tables_dir), distributions, from_parts=from_parts or {})
     checks: list[CheckResult] = []
-    with no_fingerprint():
+    with no_fingerprint(), lean_memory(spec):
         for name in spec.table_order():
             checks += _validate_table(run, spec, name, user[name])
+            release_unused()
     failed = sum(not check.success for check in checks)
     return ValidationResult(
         success=failed == 0,
