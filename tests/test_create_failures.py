@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -105,3 +107,25 @@ def test_failed_validation_is_recorded_as_rejected(
     report = json.loads((workspace / "data/strict/v1/validation.json").read_text())
     failed = [c for c in report["checks"] if not c["success"]]
     assert any(c["check"] == "expect_column_values_to_be_between" and c["column"] == "age" for c in failed)
+
+
+def test_a_full_disk_under_dvc_is_reported_as_a_full_disk_not_as_the_remote(tmp_path: Path) -> None:
+    """A 100M-row create once ran out of disk in DVC's push: DVC's SQLite state said "database or
+    disk is full", and the message blamed the remote ("did not answer")."""
+    from synthreg.integrations import dvc
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/ws/.dvc/cache/files/md5/2c/x.tmp")
+        except OSError as inner:
+            raise RuntimeError("failed to transfer 'c01a780f'") from inner
+    except RuntimeError as exc:
+        chained = dvc._remote_error(tmp_path, "dvc push", exc)
+    full = sqlite3.OperationalError("database or disk is full")
+    sqlite_full = dvc._remote_error(tmp_path, "dvc push", full)
+    for err in (chained, sqlite_full):
+        assert isinstance(err, IntegrationError)
+        assert str(err).startswith("a disk is full (dvc push):") and "did not answer" not in str(err)
+        assert ".dvc/cache" in str(err)
+    other = dvc._remote_error(tmp_path, "dvc push", OSError(errno.ECONNREFUSED, "Connection refused"))
+    assert "did not answer" in str(other)

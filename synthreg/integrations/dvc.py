@@ -15,6 +15,7 @@ workspace as cwd, and DVC's chatter goes to stderr: stdout is for data.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import posixpath
@@ -244,9 +245,33 @@ def _remote_label(root: Path) -> str:
     return options.get("url", "?") + (f" (endpoint {endpoint})" if endpoint else "")
 
 
+#: What a full disk looks like under DVC: ENOSPC, or SQLite's word for it (DVC keeps its state
+#: and link databases in SQLite files under .dvc/tmp and the site cache).
+_DISK_FULL = ("No space left on device", "database or disk is full")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it came from, is a full disk."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if any(marker in str(current) for marker in _DISK_FULL):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _remote_error(root: Path, what: str, exc: BaseException) -> IntegrationError:
     detail = first_line(exc)
     label = _remote_label(root)
+    if _disk_full(exc):  # not the remote's fault, whatever DVC was doing: say what to free
+        return IntegrationError(
+            f"a disk is full ({what}): {detail}; free space where the workspace and its DVC cache "
+            f"(.dvc/cache) are, and where the remote {label} is, then run the command again"
+        )
     fix = (
         "check that the S3 endpoint is up and reachable, that the bucket exists, and AWS_ACCESS_KEY_ID / "
         "AWS_SECRET_ACCESS_KEY in the environment"
