@@ -183,7 +183,7 @@ def lean_memory(spec: Spec) -> Iterator[None]:
     after (a warm server serves the next command with its own).
 
     Arrow's default pool (mimalloc) keeps what it frees: at 100M rows the validating helper sat
-    at ~400 MB between tables, and the tree of a create peaked at 1.20 GB; with this, 0.89 GB
+    at ~400 MB between tables, and the tree of a create peaked at 1.20 GB; with this, 0.86-0.89 GB
     (``benchmarks/results/bench_create_100M.txt``). Below the size it is not worth it: jemalloc
     made a 10M-row create's tree ~70 MB larger. A pyarrow without jemalloc keeps its pool.
     """
