@@ -13,7 +13,7 @@ adds create served by a warm server (`registry warm start` before the first roun
 idle server included, is added to the tree's).
 
 `--variant LABEL:VAR=VALUE` adds create under other environment variables, in the same rounds
-(an A/B: `--variant mimalloc:ARROW_DEFAULT_MEMORY_POOL=mimalloc` runs Arrow's own allocator).
+(an A/B: `--variant arenas2:MALLOC_ARENA_MAX=2` runs create with glibc limited to 2 arenas).
 
     python benchmarks/bench_create.py                                # fitness + 10M three-table
     python benchmarks/bench_create.py --cases fitness --repeat 5 --sidecar both

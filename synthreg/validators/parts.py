@@ -184,8 +184,9 @@ def lean_memory(spec: Spec) -> Iterator[None]:
 
     Arrow's default pool (mimalloc) keeps what it frees: at 100M rows the validating helper sat
     at ~400 MB between tables, and the tree of a create peaked at 1.20 GB; with this, 0.86-0.89 GB
-    (``benchmarks/results/bench_create_100M.txt``). Below the size it is not worth it: jemalloc
-    made a 10M-row create's tree ~70 MB larger. A pyarrow without jemalloc keeps its pool.
+    (``benchmarks/results/bench_create_100M.txt``). Below the size it is not worth it: as every
+    process's pool, jemalloc made a 10M-row create's tree ~70 MB larger. A pyarrow without
+    jemalloc keeps its pool.
     """
     if max((t.rows for t in spec.tables.values()), default=0) <= LARGE_TABLE_ROWS:
         yield
