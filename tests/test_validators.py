@@ -523,6 +523,26 @@ def test_text_values_weigh_more_in_a_batch(tmp_path: Path, monkeypatch: pytest.M
     assert [b.num_rows for b in parts.batches(["x", "y", "c", "s"])] == [100_000, 100_000]
 
 
+def test_small_parts_share_a_batch_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive parts that fit share one batch (one GX run, not one per part) while it stays
+    within the batch size; a part too big for a batch is cut on its own; order is kept."""
+    parts_mod = synthreg.validators.parts
+    monkeypatch.setattr(parts_mod, "BATCH_CELLS", 1_000)
+    monkeypatch.setattr(parts_mod, "_MIN_BATCH_ROWS", 10)
+    (tmp_path / "t").mkdir()
+    sizes, start = [300, 300, 300, 250, 2500, 100, 0, 100], 0
+    for n, rows in enumerate(sizes):
+        pq.write_table(pa.table({"x": range(start, start + rows)}), tmp_path / "t" / f"part-{n:05d}.parquet")
+        start += rows
+    parts = parts_mod.open_parts(tmp_path, "t")
+    batches = list(parts.batches(["x"]))  # 1,000 rows a batch
+    assert [b.num_rows for b in batches] == [900, 250, 1000, 1000, 500, 200]
+    assert pa.concat_tables(batches).column("x").to_pylist() == list(range(start))
+    # a part with another type of column starts a new batch (no silent cast)
+    pq.write_table(pa.table({"x": pa.array([1.5])}), tmp_path / "t" / "part-00008.parquet")
+    assert [b.num_rows for b in parts_mod.open_parts(tmp_path, "t").batches(["x"])][-2:] == [200, 1]
+
+
 def test_user_aggregate_expectations_see_the_whole_table(multi: Path) -> None:
     amounts = pa.concat_arrays(
         [pq.read_table(p, columns=["amount"]).column(0).combine_chunks() for p in _parts(multi, "orders")]
