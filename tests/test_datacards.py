@@ -12,14 +12,17 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import jsonschema
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 import synthreg
+from synthreg.datacards import svg
 from synthreg.datacards.croissant import DATA_TYPES, card_schema, to_croissant, write_croissant
 from synthreg.datacards.pii import is_reserved_domain, luhn_valid, sample_rows, scan
 from synthreg.datacards.plots import plan_plots, table_plots
@@ -280,7 +283,15 @@ def test_croissant_fields_map_types_and_keys(card: dict[str, Any], vdir: Path) -
 # ---------------------------------------------------------------- plots
 
 
-def test_plots_one_png_per_planned_column(vdir: Path, spec: Spec, tmp_path: Path) -> None:
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _svg_texts(path: Path) -> tuple[ElementTree.Element, list[str]]:
+    root = ElementTree.parse(path).getroot()  # well-formed XML, or this raises
+    return root, [t.text or "" for t in root.iter(f"{SVG}text")]
+
+
+def test_plots_one_svg_per_planned_column(vdir: Path, spec: Spec, tmp_path: Path) -> None:
     paths = table_plots(vdir, spec, tmp_path / "a")
     planned = [p for t in spec.table_order() for p in plan_plots(spec, t)]
     assert [p.name for p in paths] == [p.filename for p in planned]
@@ -294,9 +305,60 @@ def test_plots_one_png_per_planned_column(vdir: Path, spec: Spec, tmp_path: Path
         "ordered_at",
         "box",
     }  # keys and high-cardinality text are not drawn
-    for path in paths:
-        head = path.read_bytes()[:8]
-        assert head == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+    for plot, path in zip(planned, paths, strict=True):
+        root, texts = _svg_texts(path)
+        assert root.tag == f"{SVG}svg" and (root.get("width"), root.get("height")) == ("600", "350")
+        assert texts[0].startswith(f"{plot.table}.{plot.column}: ")
+        assert len(list(root.iter(f"{SVG}rect"))) > 2  # the background and bars
+    # the shares written on the bars are the data's
+    channel = next(p for p, q in zip(paths, planned, strict=True) if q.column == "acquisition_channel")
+    values = sample_rows(vdir, "customers", ["acquisition_channel"], 200_000).column(0).drop_null()
+    counts = {d["values"]: d["counts"] for d in pa.compute.value_counts(values.cast(pa.string())).to_pylist()}
+    shown = {t for t in _svg_texts(channel)[1] if t.endswith("%")}
+    assert {f"{n / len(values):.1%}" for n in counts.values()} <= shown
+    label = _svg_texts(paths[0])[0]
+    assert {r.get("fill") for r in label.iter(f"{SVG}rect")} == {"white", "#DD8452"}  # the label colour
+
+
+def test_plot_names_are_escaped(tmp_path: Path) -> None:
+    """A category named like markup is text in the SVG, not an element."""
+    (tmp_path / "tables" / "t").mkdir(parents=True)
+    names = ["<script>alert(1)</script>", 'a"b&c']
+    pq.write_table(pa.table({"c": names * 50}), tmp_path / "tables" / "t" / "part-00000.parquet")
+    doc = {"tables": {"t": {"rows": 100, "columns": {"c": {"type": "category", "values": names}}}}}
+    (path,) = table_plots(tmp_path, parse_spec(doc, "t.yaml"), tmp_path / "plots")
+    root, texts = _svg_texts(path)
+    assert not list(root.iter(f"{SVG}script")) and set(names) <= set(texts)
+
+
+def test_svg_ticks_are_round() -> None:
+    assert svg.nice_ticks(0, 97) == ([0.0, 20.0, 40.0, 60.0, 80.0], 20.0)
+    assert svg.linear_ticks(4.5, 5.5, integer=True) == [(5.0, "5")]
+    assert svg.linear_ticks(0, 0.5) == [
+        (0.0, "0.0"),
+        (0.1, "0.1"),
+        (0.2, "0.2"),
+        (0.3, "0.3"),
+        (0.4, "0.4"),
+        (0.5, "0.5"),
+    ]
+    assert svg.count_ticks(2345)[0][-1] == (2000.0, "2,000")
+    assert [label for _, label in svg.share_ticks(0.73)] == ["0%", "20%", "40%", "60%"]
+    day = 86400.0
+    start = 1_700_000_000.0  # 2023-11-14
+    assert [label for _, label in svg.time_ticks(start, start + 3 * 365 * day)] == [
+        "2024-01", "2024-07", "2025-01", "2025-07", "2026-01", "2026-07"
+    ]  # fmt: skip
+    assert [label for _, label in svg.time_ticks(start, start + 5 * 365 * day)] == [
+        "2024", "2025", "2026", "2027", "2028"
+    ]  # fmt: skip
+    assert [label for _, label in svg.time_ticks(start, start + 100 * day)] == [
+        "2023-12", "2024-01", "2024-02"
+    ]  # fmt: skip
+    hours = svg.time_ticks(start, start + 5 * 3600)
+    assert 2 <= len(hours) <= 6 and all(":" in label for _, label in hours)
+    ends = [label for _, label in svg.time_ticks(start, start + 0.2)]
+    assert ends == ["2023-11-14 22:13:20"] * 2  # no round instant between: the ends
 
 
 def test_plots_are_deterministic_and_capped(vdir: Path, spec: Spec, tmp_path: Path) -> None:

@@ -111,6 +111,9 @@ def test_create_review_diff_and_disable_in_a_browser(browser: Any, server: dict[
     ref = alice.url.rsplit("/", 1)[-1]
     alice.click("#next")  # the data preview pages through DuckDB
     alice.wait_for_selector("text=rows 21–40")
+    alice.wait_for_function("[...document.images].every(i => i.complete)")
+    plots = alice.eval_on_selector_all("img.plot", "imgs => imgs.map(i => [i.src, i.naturalWidth])")
+    assert plots and all(src.endswith(".svg") and width == 600 for src, width in plots), plots  # drawn
     _shot(alice, "03-version")
     alice.fill("#note", "my own")
     alice.click("#approve")
@@ -152,3 +155,25 @@ def test_create_review_diff_and_disable_in_a_browser(browser: Any, server: dict[
     for user in ("alice", "bob"):  # no token in any page or the server's log
         assert server["tokens"][user] not in alice.content() + bob.content()
         assert server["tokens"][user] not in server["log"].read_text()
+
+
+def test_a_script_planted_in_a_version_file_does_not_run(browser: Any, server: dict[str, Any]) -> None:
+    """Someone who can write the workspace's files edits a plot and the validation report to carry
+    a script: opened through the web UI, they are sandboxed (CSP ``sandbox``), so the script
+    neither runs nor reaches the session; the file is still shown."""
+    vdir = server["root"] / synthreg.open(server["root"]).show("small@v1")["path"]
+    plot = next((vdir / "plots").glob("*.svg"))
+    planted = "<script>document.title = 'pwned'; fetch('/api/datasets')</script>"
+    plot.write_text(plot.read_text().replace("</svg>", planted + "</svg>"))
+    report = vdir / "validation.html"
+    report.write_text(report.read_text().replace("</body>", planted + "</body>"))
+    alice = _login(browser, server, "alice")
+    requests: list[str] = []
+    alice.on("request", lambda r: requests.append(r.url))
+    for name in (f"plots/{plot.name}", "validation.html"):
+        response = alice.goto(f"{server['url']}/versions/small@v1/files/{name}")
+        assert response is not None and response.status == 200
+        assert "sandbox" in response.headers["content-security-policy"]
+        assert alice.title() != "pwned"
+        assert alice.content().count("<") > 10  # the document itself is there
+    assert not any("/api/" in url for url in requests), requests

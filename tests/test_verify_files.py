@@ -90,8 +90,8 @@ TAMPERS: dict[str, tuple[Callable[[Path], object], list[str]]] = {
         [f"{V1}/manifest.json differs from what git commit"],
     ),
     "a deleted plot": (
-        lambda v: (v / "plots/users.age.png").unlink(),
-        [f"{V1}/plots/users.age.png is missing (it is in git commit"],
+        lambda v: (v / "plots/users.age.svg").unlink(),
+        [f"{V1}/plots/users.age.svg is missing (it is in git commit"],
     ),
     "datacard.json": (_datacard, [f"{V1}/datacard.json differs from git HEAD"]),
     "datacard.md": (

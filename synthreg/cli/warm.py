@@ -1,6 +1,6 @@
 """The warm server: ``registry create`` without paying for imports on every call.
 
-A ``create`` spends more time importing Great Expectations, MLflow, DVC, matplotlib and pandas
+A ``create`` spends more time importing Great Expectations, MLflow, DVC and pandas
 (~6 CPU-seconds on this project's 2-core machine) than generating and checking fitness.yaml's
 270k rows. The warm server is one background process per user and installation that has imported
 them all once. ``registry create`` (a fresh process, as always) connects to it over a Unix socket
@@ -348,12 +348,7 @@ def _preload() -> None:
     preload()
     mlflow_int.preload_modules()
     dvc_int.preload_modules()
-    import matplotlib
-
-    matplotlib.use("Agg")
     import duckdb  # noqa: F401
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure
     import pyarrow.dataset
     import pyarrow.parquet  # noqa: F401
 

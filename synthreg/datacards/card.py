@@ -47,7 +47,7 @@ class CardFacts:
     audit_head: str = ""
     origin: dict[str, Any] = field(default_factory=dict)  # restored_from / derived_from / derivation
     changes: dict[str, Any] | None = None  # a diff against the parent, when one was made
-    plots: list[str] = field(default_factory=list)  # relative paths of PNGs in the version dir
+    plots: list[str] = field(default_factory=list)  # relative paths of the plots (SVG; PNG before)
     pii: dict[str, Any] | None = None
     llm: dict[str, Any] | None = None  # the LLM calls behind the version (registry.cards.llm_card_facts)
     evaluation: dict[str, Any] | None = None  # registry evaluate's scores (cards.evaluation_card_facts)

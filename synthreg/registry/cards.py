@@ -22,7 +22,17 @@ from synthreg.registry.query import aliases_of
 from synthreg.registry.store import Dataset, DiffRecord, Usage, Version
 from synthreg.registry.workspace import Workspace
 
-__all__ = ["card_for", "dir_facts", "evaluation_card_facts", "llm_card_facts", "refresh_card"]
+__all__ = ["card_for", "dir_facts", "evaluation_card_facts", "llm_card_facts", "plot_names", "refresh_card"]
+
+#: The card's plots: SVG since the card drew them without matplotlib, PNG in older versions.
+PLOT_SUFFIXES = (".svg", ".png")
+
+
+def plot_names(plots_dir: Path) -> list[str]:
+    """The file names of the card's plots in ``plots_dir`` (none when it does not exist), sorted."""
+    if not plots_dir.is_dir():
+        return []
+    return sorted(p.name for p in plots_dir.iterdir() if p.suffix in PLOT_SUFFIXES and p.is_file())
 
 
 def _json(path: Path) -> Any:
@@ -33,7 +43,7 @@ def dir_facts(vdir: Path) -> dict[str, Any]:
     """What a card shows from the version directory itself: quality, plots, PII scan, LLM calls."""
     return {
         "quality": _json(vdir / "quality.json"),
-        "plots": sorted(p.relative_to(vdir).as_posix() for p in (vdir / "plots").glob("*.png")),
+        "plots": [f"plots/{name}" for name in plot_names(vdir / "plots")],
         "pii": _json(vdir / "pii.json"),
         "llm": llm_card_facts(vdir),
         "evaluation": evaluation_card_facts(vdir),

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from synthreg import env
 from synthreg.errors import SynthregError
 from synthreg.registry.api import Registry
+from synthreg.registry.cards import plot_names
 from synthreg.registry.refs import parse_ref
 from synthreg.registry.tokens import ROLES, Identity, authenticate
 from synthreg.service.access import allowed, jobs_of, registry_of
@@ -160,7 +161,7 @@ def _version_page(request: Request, ref: str, **extra: Any) -> Response:
     info = registry.show(ref)
     vdir = registry.root / info["path"]
     tables = sorted(info.get("rows") or {})
-    plots = sorted(p.name for p in (vdir / "plots").glob("*.png")) if (vdir / "plots").is_dir() else []
+    plots = plot_names(vdir / "plots")
     first = None
     if tables:
         from synthreg.service.preview import page
@@ -213,6 +214,15 @@ def preview(request: Request, ref: str, table: str, offset: int = 0) -> Response
     return _page(request, "preview.html", who, session, page=found)
 
 
+#: A version's files are served as documents that run nothing: an SVG plot or an HTML report
+#: edited on disk to carry a script gets a sandbox (an opaque origin, no scripts, no requests
+#: but for its own inline styles and embedded images), and the browser does not guess types.
+STORED_FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 @pages.get("/versions/{ref}/files/{path:path}")
 def version_file(request: Request, ref: str, path: str) -> Response:
     """A small file of the version (plots, validation report); never the tables, never outside it."""
@@ -223,7 +233,7 @@ def version_file(request: Request, ref: str, path: str) -> Response:
     target = (vdir / path).resolve()
     if vdir not in target.parents or "tables" in target.relative_to(vdir).parts or not target.is_file():
         raise HTTPException(404, "no such file")
-    return FileResponse(target)
+    return FileResponse(target, headers=STORED_FILE_HEADERS)
 
 
 @pages.get("/versions/{ref}/lineage")
@@ -260,7 +270,7 @@ def diff_plot(request: Request, a: str, b: str, name: str) -> Response:
     target = folder / "plots" / name
     if "/" in name or name.startswith(".") or not target.is_file():
         raise HTTPException(404, "no such plot")
-    return FileResponse(target)
+    return FileResponse(target, headers=STORED_FILE_HEADERS)
 
 
 @pages.get("/audit")
