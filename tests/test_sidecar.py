@@ -10,7 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from synthreg import env
 from synthreg.generators.engine import generate
+from synthreg.integrations import mlflow as mlflow_int
 from synthreg.registry import sidecar
 from synthreg.validators.suite import validate_tables
 
@@ -40,10 +44,63 @@ def test_turned_off_by_the_environment(monkeypatch: Any, mlflow_uri: str) -> Non
     assert sidecar.start(mlflow_uri) is None
 
 
+@pytest.mark.parametrize(
+    ("mode", "one_shot", "rows", "split"),
+    [
+        ("", True, sidecar.MLFLOW_HELPER_MAX_ROWS, True),  # a one-shot create: both helpers
+        ("1", True, 1000, False),  # one helper asked for
+        ("", True, sidecar.MLFLOW_HELPER_MAX_ROWS + 1, False),  # validating will keep the cores busy
+        ("", False, 1000, False),  # a long-lived process imported both already
+    ],
+)
+def test_when_mlflow_gets_its_own_helper(
+    monkeypatch: Any, mlflow_uri: str, mode: str, one_shot: bool, rows: int, split: bool
+) -> None:
+    monkeypatch.setenv(sidecar.SIDECAR, mode)
+    monkeypatch.setattr(env._Process, "one_shot", one_shot)
+    helper = sidecar.start(mlflow_uri, rows=rows)
+    assert helper is not None
+    try:
+        assert (helper._mlflow_pool is not None) == split
+    finally:
+        helper.close()
+
+
+def test_the_mlflow_helper_logs_the_run_at_a_lower_priority(tmp_path: Path, mlflow_uri: str) -> None:
+    helper = sidecar.Sidecar(mlflow_uri, mlflow_helper=True)
+    try:
+        assert helper._mlflow_pool is not None
+        validating = helper._pool.submit(os.getpid).result(timeout=60)
+        logging_pid = helper._mlflow_pool.submit(os.getpid).result(timeout=60)
+        assert logging_pid not in (validating, os.getpid())
+        assert helper._mlflow_pool.submit(os.nice, 0).result() == os.nice(0) + sidecar.MLFLOW_NICE
+        assert helper._pool.submit(os.nice, 0).result() == os.nice(0)  # validation keeps its priority
+        (tmp_path / "card.md").write_text("card")
+        record = mlflow_int.RunRecord(
+            experiment="synthreg/sidecar-test",
+            run_name="sidecar-test@1",
+            params={"rows": 3},
+            metrics={"checks_failed": 0.0},
+            tags={"synthreg.version": "1"},
+            artifacts=[tmp_path / "card.md"],
+            dataset_name="sidecar-test",
+            dataset_uri=tmp_path.as_uri(),
+            content_digest="ab" * 32,
+        )
+        wait, made = helper.start_log_version(mlflow_uri, tmp_path / "artifacts", record)
+        run_id = wait()
+        assert made() == run_id
+    finally:
+        helper.close()
+    run = mlflow_int.get_run(mlflow_uri, run_id)
+    assert run is not None and run["run_name"] == "sidecar-test@1" and run["status"] == "FINISHED"
+
+
 def _parent_of_a_helper(pid_file: str, mlflow_uri: str) -> None:
-    helper = sidecar.Sidecar(mlflow_uri)
-    pids = list(getattr(helper._pool, "_processes", {}))  # the test needs the pid
-    Path(pid_file).write_text(str(pids[0]))
+    helper = sidecar.Sidecar(mlflow_uri, mlflow_helper=True)
+    pids = [pool.submit(os.getpid).result(timeout=60) for pool in (helper._pool, helper._mlflow_pool) if pool]
+    Path(pid_file + ".tmp").write_text(" ".join(map(str, pids)))  # the test needs the pids
+    os.replace(pid_file + ".tmp", pid_file)
     time.sleep(120)  # killed by the test long before
 
 
@@ -56,7 +113,7 @@ def _alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-def test_a_helper_whose_create_is_sigkilled_exits_within_seconds(tmp_path: Path, mlflow_uri: str) -> None:
+def test_helpers_whose_create_is_sigkilled_exit_within_seconds(tmp_path: Path, mlflow_uri: str) -> None:
     pid_file = tmp_path / "helper.pid"
     proc = multiprocessing.get_context("fork").Process(
         target=_parent_of_a_helper, args=(str(pid_file), mlflow_uri)
@@ -65,15 +122,15 @@ def test_a_helper_whose_create_is_sigkilled_exits_within_seconds(tmp_path: Path,
     deadline = time.monotonic() + 60
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    helper_pid = int(pid_file.read_text())
-    assert _alive(helper_pid)
+    helper_pids = [int(pid) for pid in pid_file.read_text().split()]
+    assert len(helper_pids) == 2 and all(_alive(pid) for pid in helper_pids)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
     deadline = time.monotonic() + 5
-    while _alive(helper_pid) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in helper_pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(helper_pid), "the helper outlived its killed parent"
+    assert not any(_alive(pid) for pid in helper_pids), "a helper outlived its killed parent"
 
 
 def test_ctrl_c_does_not_reach_into_the_helper(mlflow_uri: str) -> None:

@@ -95,7 +95,8 @@ def create_version(
     make_llm = None if gateway is None else _llm_maker(gateway, ws.settings.llm.api_base, on_preflight)
     clock = Clock()
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
-    helper = sidecar.start(ws.settings.mlflow_tracking_uri)  # imports GX while the engine runs
+    # The helpers import GX (and MLflow) while the engine runs.
+    helper = sidecar.start(ws.settings.mlflow_tracking_uri, rows=spec.total_rows)
     try:
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
         stage = _part_stage(ws, cluster, staging)
