@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ CASES = {
     "fitness": (ROOT / "examples" / "fitness.yaml", None),
     "three_table_10M": (HERE / "specs" / "three_table.yaml", 10.0),
     "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
+    "three_table_4M": (HERE / "specs" / "three_table.yaml", 4.0),
     "three_table_100M": (HERE / "specs" / "three_table.yaml", 100.0),  # ~1.5 min a round here
 }
 STAGES = (
@@ -101,19 +103,19 @@ def create_once(
     scale: float | None,
     work: Path,
     sidecar: bool,
-    run: int,
+    seed: int,
     warm: tuple[dict[str, str], int] | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, float]:
     ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
         subprocess.run([REGISTRY, "init", str(ws)], check=True, capture_output=True)
-    cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(run), "--json"]
+    cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(seed), "--json"]
     if scale is not None:
         cmd += ["--scale", str(scale)]
     env = {
         **(warm[0] if warm else {**os.environ, "SYNTHREG_WARM": "0"}),
-        "SYNTHREG_SIDECAR": "1" if sidecar else "0",
+        "SYNTHREG_SIDECAR": "" if sidecar else "0",  # "": the default helpers
         **(extra or {}),
     }
     log = work / "create.log"
@@ -158,20 +160,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
         work = Path(tmp)
         warm = start_warm(work) if args.warm == "on" else None
+        seeds = itertools.count()
         for run in range(args.repeat):
             for case in args.cases:
                 spec, scale = CASES[case]
                 runs.setdefault((case, "engine"), []).append(engine_once(spec, scale, work))
+                # Every create gets a seed of its own: with one seed, the first configuration of a
+                # round pushed its objects to the DVC remote and the others found them there.
                 for on in modes:
                     label = "create" if on else "create (no sidecar)"
-                    runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, run))
+                    runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, next(seeds)))
                 for label, extra in variants:
                     runs.setdefault((case, f"create ({label})"), []).append(
-                        create_once(spec, scale, work, True, 200 + run, extra=extra)
+                        create_once(spec, scale, work, True, next(seeds), extra=extra)
                     )
                 if warm:
                     runs.setdefault((case, "create (warm)"), []).append(
-                        create_once(spec, scale, work, True, 100 + run, warm)
+                        create_once(spec, scale, work, True, next(seeds), warm)
                     )
             print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
