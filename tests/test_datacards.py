@@ -331,6 +331,13 @@ def test_plot_names_are_escaped(tmp_path: Path) -> None:
     assert not list(root.iter(f"{SVG}script")) and set(names) <= set(texts)
 
 
+def test_a_long_title_is_fitted_into_the_width() -> None:
+    short = ElementTree.fromstring(svg.Chart(title="t.c: distribution, n=10").svg())
+    long = ElementTree.fromstring(svg.Chart(title="a_table_name." + "x" * 120 + ": distribution").svg())
+    assert next(short.iter(f"{SVG}text")).get("textLength") is None
+    assert float(next(long.iter(f"{SVG}text")).get("textLength") or 0) <= 600
+
+
 def test_svg_ticks_are_round() -> None:
     assert svg.nice_ticks(0, 97) == ([0.0, 20.0, 40.0, 60.0, 80.0], 20.0)
     assert svg.linear_ticks(4.5, 5.5, integer=True) == [(5.0, "5")]
@@ -343,6 +350,7 @@ def test_svg_ticks_are_round() -> None:
         (0.5, "0.5"),
     ]
     assert svg.count_ticks(2345)[0][-1] == (2000.0, "2,000")
+    assert svg.nice_ticks(float("-inf"), 5)[0] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # never a crash
     assert [label for _, label in svg.share_ticks(0.73)] == ["0%", "20%", "40%", "60%"]
     day = 86400.0
     start = 1_700_000_000.0  # 2023-11-14

@@ -63,7 +63,8 @@ def _num(x: float) -> str:
 def nice_ticks(low: float, high: float, count: int = 6) -> tuple[list[float], float]:
     """Round tick values (1, 2, 2.5 or 5 times a power of ten apart) covering ``[low, high]``,
     at most about ``count``; and the step."""
-    if not math.isfinite(low) or not math.isfinite(high) or high <= low:
+    low = low if math.isfinite(low) else 0.0
+    if not math.isfinite(high) or high <= low:
         high = low + 1.0
     raw = (high - low) / max(1, count - 1)
     power = 10.0 ** math.floor(math.log10(raw))
@@ -165,7 +166,7 @@ class Chart:
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
             f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family={quoteattr(_FONT)}>',
             f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-            _text((box[0] + box[1]) / 2, _PAD + _TITLE_PX, self.title, _TITLE_PX, "middle"),
+            _text(WIDTH / 2, _PAD + _TITLE_PX, self.title, _TITLE_PX, "middle", fit=WIDTH - 2 * _PAD),
         ]
         edge = "" if self.bar_edge == "none" else f' stroke="{self.bar_edge}" stroke-width="0.5"'
         for x0, x1, y0, y1, colour in self.bars:
@@ -226,9 +227,14 @@ def _scale(
     return place
 
 
-def _text(x: float, y: float, text: str, size: int, anchor: str) -> str:
+def _text(x: float, y: float, text: str, size: int, anchor: str, fit: float = 0.0) -> str:
+    """A line of text; with ``fit``, squeezed into that many pixels when it would be wider."""
+    squeeze = ""
+    if fit and text_width(text, size) > fit:
+        squeeze = f' textLength="{_num(fit)}" lengthAdjust="spacingAndGlyphs"'
     return (
-        f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" text-anchor="{anchor}">{escape(text)}</text>'
+        f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" text-anchor="{anchor}"{squeeze}>'
+        f"{escape(text)}</text>"
     )
 
 
