@@ -133,3 +133,55 @@ def test_verify_rereading_files_gives_the_generated_digest(spec: Spec, tmp_path:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=77):
                 hasher.update(batch)
         assert hasher.hexdigest() == table.digest
+
+
+def test_the_workers_take_the_card_samples_that_reading_the_parts_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows the card's plots and PII scan read, taken by the workers from the blocks they
+    write (several parts, several row groups each), equal what reading the files back gives: the
+    same rows, values and types; the plots and the scan made from them are the same bytes."""
+    from synthreg.datacards import pii, plots
+
+    monkeypatch.setattr(plots, "SAMPLE_ROWS", 1500)  # below every table's rows: a real sample
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "fitness.yaml")
+    requests = (*plots.sample_requests(spec, 4), *pii.sample_requests(spec, 1000))
+    assert {r.table for r in requests} == {"users", "subscriptions", "workouts"}
+    result = generate(spec, tmp_path / "v", chunk_rows=20_000, workers=2, samples=requests)
+    assert len(list((tmp_path / "v" / "tables" / "workouts").glob("*.parquet"))) > 1
+    assert set(result.samples) == set(requests)
+    for request in requests:
+        read = pii.sample_rows(tmp_path / "v", request.table, list(request.columns), request.limit)
+        assert read.num_rows == request.limit
+        assert result.samples[request].equals(read), request
+        taken = pii.sample_rows(
+            tmp_path / "v", request.table, list(request.columns), request.limit, result.samples
+        )
+        assert taken is result.samples[request]  # used, not read again
+    drawn = plots.table_plots(tmp_path / "v", spec, tmp_path / "a", 4, drawn=result.samples)
+    read_back = plots.table_plots(tmp_path / "v", spec, tmp_path / "b", 4)
+    assert [p.read_bytes() for p in drawn] == [p.read_bytes() for p in read_back]
+    assert pii.scan(tmp_path / "v", spec, 1000, drawn=result.samples) == pii.scan(tmp_path / "v", spec, 1000)
+
+
+def test_no_card_sample_for_a_table_the_constraints_rewrite(tmp_path: Path) -> None:
+    from synthreg.generators.sampling import SampleRequest
+    from synthreg.generators.spec_io import parse_spec
+
+    doc = {
+        "tables": {
+            "t": {
+                "rows": 5000,
+                "columns": {
+                    "g": {"type": "int", "min": 0, "max": 9},
+                    "v": {"type": "float", "distribution": {"kind": "uniform", "low": 1, "high": 6}},
+                },
+                "constraints": [
+                    {"kind": "max_rows_per_group", "group_by": ["g"], "limit": 400, "action": "drop"}
+                ],
+            }
+        }
+    }
+    request = SampleRequest("t", ("v",), 100)
+    result = generate(parse_spec(doc, "t.yaml"), tmp_path, workers=2, samples=(request,))
+    assert result.rows["t"] < 5000 and result.samples == {}  # rows were dropped: read from the files

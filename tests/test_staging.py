@@ -164,7 +164,7 @@ def test_parts_of_tables_with_llm_columns_are_not_copied_into_the_remote(s3: S3,
         stage.upload(part, table)
         md5 = hashlib.md5(part.read_bytes(), usedforsecurity=False).hexdigest()
         hashed = engine.FileHash(md5, "", part.stat().st_size, part.stat().st_mtime_ns)
-        done.append((engine._Segment(table, 0, 0, 10), part, 10, [], hashed))
+        done.append((engine._Segment(table, 0, 0, 10), part, 10, [], hashed, {}))
     engine._promote(stage, spec, done, rewritten=set())
     copied = {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, "run-l/remote/")}
     assert copied == {done[0][4].md5}

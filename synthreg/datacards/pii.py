@@ -22,14 +22,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from synthreg.generators.sampling import SampleRequest, sample_positions
 from synthreg.generators.spec import Spec
 
-__all__ = ["KINDS", "is_reserved_domain", "luhn_valid", "sample_rows", "scan", "table_files"]
+__all__ = [
+    "KINDS",
+    "PII_SAMPLE",
+    "is_reserved_domain",
+    "luhn_valid",
+    "sample_requests",
+    "sample_rows",
+    "scan",
+    "table_files",
+]
 
 #: What the scan looks for, in report order.
 KINDS = ("email", "phone", "payment_card", "iban", "national_id")
 #: Seed of the row sample: fixed, so that the scan is reproducible.
-SAMPLE_SEED = 20240601
 #: Examples kept per finding (masked).
 EXAMPLES = 3
 
@@ -55,20 +64,29 @@ def table_files(version_dir: Path, table: str) -> list[Path]:
     return sorted((version_dir / "tables" / table).glob("*.parquet"))
 
 
-def sample_rows(version_dir: Path, table: str, columns: list[str], limit: int) -> pa.Table:
+Drawn = dict[SampleRequest, pa.Table]
+
+
+def sample_rows(
+    version_dir: Path, table: str, columns: list[str], limit: int, drawn: Drawn | None = None
+) -> pa.Table:
     """At most ``limit`` rows of ``columns``, the same rows on every call (a seeded sample, in row order).
 
     Only the named columns are read; a table with ``limit`` rows or fewer is read whole. The
     sample is taken one row group at a time, so the whole columns are never held in memory.
+    ``drawn``: the same rows taken by the engine's workers as they wrote the parts
+    (``GenerationResult.samples``), used instead of reading when they hold this request.
     """
+    taken = (drawn or {}).get(SampleRequest(table, tuple(columns), limit))
+    if taken is not None:
+        return taken
     files = [pq.ParquetFile(f) for f in table_files(version_dir, table)]
     if not files:
         return pa.table({c: pa.array([], pa.null()) for c in columns})
     total = sum(f.metadata.num_rows for f in files)
     if total <= limit:
         return _concat([f.read(columns=columns) for f in files])
-    rng = np.random.default_rng(SAMPLE_SEED)
-    index = np.sort(rng.choice(total, size=limit, replace=False))
+    index = sample_positions(total, limit)
     pieces = []
     start = 0
     for f in files:
@@ -227,7 +245,22 @@ def _column_findings(table: str, column: str, values: pa.ChunkedArray) -> list[d
     ]
 
 
-def scan(version_dir: Path, spec: Spec, sample: int = 10000) -> dict[str, Any]:
+#: Rows the PII scan reads per table.
+PII_SAMPLE = 10000
+
+
+def sample_requests(spec: Spec, sample: int = PII_SAMPLE) -> list[SampleRequest]:
+    """The rows :func:`scan` reads, for the engine's workers to take as they write."""
+    return [
+        SampleRequest(table, tuple(columns), sample)
+        for table in spec.table_order()
+        if (columns := _scanned_columns(spec, table))
+    ]
+
+
+def scan(
+    version_dir: Path, spec: Spec, sample: int = PII_SAMPLE, drawn: Drawn | None = None
+) -> dict[str, Any]:
     """Scan the text and category columns of a version for real-looking personal data.
 
     Returns ``{looks_like_real_personal_data, findings: [{table, column, kind, share,
@@ -240,7 +273,7 @@ def scan(version_dir: Path, spec: Spec, sample: int = 10000) -> dict[str, Any]:
         columns = _scanned_columns(spec, table)
         if not columns:
             continue
-        data = sample_rows(version_dir, table, columns, sample)
+        data = sample_rows(version_dir, table, columns, sample, drawn)
         for column in columns:
             scanned.append(f"{table}.{column}")
             findings += _column_findings(table, column, data.column(column))

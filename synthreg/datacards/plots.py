@@ -16,10 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthreg.datacards import svg
-from synthreg.datacards.pii import sample_rows
+from synthreg.datacards.pii import Drawn, sample_rows
+from synthreg.generators.sampling import SampleRequest
 from synthreg.generators.spec import Column, Spec
 
-__all__ = ["SAMPLE_ROWS", "PlannedPlot", "plan_plots", "table_plots"]
+__all__ = ["SAMPLE_ROWS", "PlannedPlot", "plan_plots", "sample_requests", "table_plots"]
 
 #: At most this many rows are read per table.
 SAMPLE_ROWS = 200_000
@@ -199,10 +200,23 @@ def _draw(plot: PlannedPlot, col: Column, values: pa.ChunkedArray, path: Path) -
     return path
 
 
-def table_plots(version_dir: Path, spec: Spec, out_dir: Path, max_per_table: int = 8) -> list[Path]:
+def sample_requests(spec: Spec, max_per_table: int = 8) -> list[SampleRequest]:
+    """The rows :func:`table_plots` reads, for the engine's workers to take as they write."""
+    requests = []
+    for table in spec.table_order():
+        planned = plan_plots(spec, table, max_per_table)
+        if planned:
+            requests.append(SampleRequest(table, tuple(p.column for p in planned), SAMPLE_ROWS))
+    return requests
+
+
+def table_plots(
+    version_dir: Path, spec: Spec, out_dir: Path, max_per_table: int = 8, drawn: Drawn | None = None
+) -> list[Path]:
     """Draw the planned plots (:func:`plan_plots`) of every table as SVGs in ``out_dir``.
 
-    Returns the paths, one per planned column, named ``<table>.<column>.svg``.
+    Returns the paths, one per planned column, named ``<table>.<column>.svg``. ``drawn``: the
+    sampled rows as the engine's workers took them (:func:`sample_requests`), else they are read.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -210,7 +224,7 @@ def table_plots(version_dir: Path, spec: Spec, out_dir: Path, max_per_table: int
         planned = plan_plots(spec, table, max_per_table)
         if not planned:
             continue
-        data = sample_rows(version_dir, table, [p.column for p in planned], SAMPLE_ROWS)
+        data = sample_rows(version_dir, table, [p.column for p in planned], SAMPLE_ROWS, drawn)
         columns = spec.tables[table].columns
         for plot in planned:
             paths.append(_draw(plot, columns[plot.column], data.column(plot.column), out_dir / plot.filename))

@@ -27,6 +27,7 @@ from synthreg import env, faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, table_digest
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
 from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
+from synthreg.generators.sampling import SampleRequest, sample_positions, take_sample
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import PartStage
 
@@ -38,6 +39,7 @@ __all__ = [
     "GenerationResult",
     "TableResult",
     "default_workers",
+    "filled_later",
     "generate",
     "table_schema",
     "worker_peak_rss_mb",
@@ -97,6 +99,9 @@ class GenerationResult:
     #: What ``observe`` returned for each part, where the part was written: table -> [(file name,
     #: result)] in part order. A table the whole-table constraints rewrote has none.
     observed: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    #: The rows each ``SampleRequest`` asked for, taken by the workers as they wrote the parts;
+    #: a request whose table the whole-table constraints rewrote (or that got other rows) has none.
+    samples: dict[SampleRequest, pa.Table] = field(default_factory=dict)
 
     @property
     def rows(self) -> dict[str, int]:
@@ -190,6 +195,7 @@ class _Options:
     logical_block_rows: int
     compression: str
     stage: PartStage | None = None  # cluster tasks upload their parts there (staging.py)
+    samples: tuple[SampleRequest, ...] = ()  # rows the workers take from what they write
 
 
 def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
@@ -202,7 +208,7 @@ def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
     return out
 
 
-_Written = tuple[_Segment, Path, int, list[bytes], FileHash]
+_Written = tuple[_Segment, Path, int, list[bytes], FileHash, dict[SampleRequest, pa.Table]]
 
 
 def _hash_bytes(path: Path) -> tuple[str, str]:
@@ -253,6 +259,10 @@ def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _
     # Dictionary-encode only what already is (categories, vocabularies): trying it on
     # high-cardinality numbers and falling back costs 3x the write time.
     dict_columns = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+    total = spec.tables[seg.table].rows
+    wanted = [r for r in opts.samples if r.table == seg.table and r.limit < total]
+    taken: dict[SampleRequest, list[pa.Table]] = {r: [] for r in wanted}
+    first_row = seg.start
     with pq.ParquetWriter(
         partial,
         schema,
@@ -265,6 +275,11 @@ def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _
             for chunk in _rechunk(batches, opts.chunk_rows, schema):
                 hasher.update(chunk)
                 writer.write_table(chunk, row_group_size=opts.chunk_rows)
+                for request in wanted:
+                    piece = take_sample(chunk, first_row, total, request)
+                    if piece is not None:
+                        taken[request].append(piece)
+                first_row += chunk.num_rows
                 faults.point(f"engine.segment.{seg.table}.{seg.index}")
     md5, sha256 = _hash_bytes(partial)
     info = partial.stat()  # of the bytes hashed; a rename keeps the size and the modification time
@@ -275,6 +290,7 @@ def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _
         hasher.rows,
         hasher.block_digests(),
         FileHash(md5, sha256, info.st_size, info.st_mtime_ns),
+        {r: pa.concat_tables(pieces) for r, pieces in taken.items() if pieces},
     )
 
 
@@ -419,15 +435,19 @@ def _cleared(stage: PartStage | None) -> Iterator[None]:
                 print(f"warning: staged parts left at {stage.url}: {exc}", file=sys.stderr)
 
 
+def filled_later(spec: Spec) -> set[str]:
+    """Tables whose parts change after the engine: their ``llm_text`` columns are filled in then."""
+    return {n for n, t in spec.tables.items() if any(c.type == "llm_text" for c in t.columns.values())}
+
+
 def _promote(stage: PartStage, spec: Spec, done: list[_Written], rewritten: set[str]) -> None:
     """Copy the checked parts into the DVC remote (``PartStage.promote``), but not those of tables
     whose bytes may still change: rewritten by their group constraints, or with ``llm_text``
     columns (filled in after the engine). Only saves an upload: if the copy fails, ``dvc push``
     uploads them as usual."""
-    later = {n for n, t in spec.tables.items() if any(c.type == "llm_text" for c in t.columns.values())}
-    parts = [(seg.table, path.name, hashed.md5) for seg, path, _, _, hashed in done]
+    parts = [(seg.table, path.name, hashed.md5) for seg, path, _, _, hashed, _ in done]
     try:
-        stage.promote([part for part in parts if part[0] not in rewritten | later])
+        stage.promote([part for part in parts if part[0] not in rewritten | filled_later(spec)])
     except OSError as exc:  # pyarrow's S3 errors
         print(f"warning: parts not copied into the DVC remote (push uploads them): {exc}", file=sys.stderr)
 
@@ -435,13 +455,12 @@ def _promote(stage: PartStage, spec: Spec, done: list[_Written], rewritten: set[
 def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:
     """Download the staged parts to their paths here (checked against the workers' sha256); the
     file hashes then describe the local files."""
-    stage.download([(seg.table, path, hashed.sha256, hashed.mtime_ns) for seg, path, _, _, hashed in done])
+    stage.download([(seg.table, path, hashed.sha256, hashed.mtime_ns) for seg, path, _, _, hashed, _ in done])
     out = []
-    for seg, path, rows, digests, hashed in done:
+    for seg, path, rows, digests, hashed, samples in done:
         info = path.stat()
-        out.append(
-            (seg, path, rows, digests, FileHash(hashed.md5, hashed.sha256, info.st_size, info.st_mtime_ns))
-        )
+        local = FileHash(hashed.md5, hashed.sha256, info.st_size, info.st_mtime_ns)
+        out.append((seg, path, rows, digests, local, samples))
     return out
 
 
@@ -503,12 +522,14 @@ def generate(
     cluster: str | None = None,
     observe: Observe | None = None,
     stage: PartStage | None = None,
+    samples: tuple[SampleRequest, ...] = (),
 ) -> GenerationResult:
     """Generate every table of ``spec`` as Parquet under ``out_dir/tables/<table>/``.
 
     Tables made by an LLM (``llm``) are skipped: the registry's create stage makes them.
     ``stage`` (with a ``cluster`` only): the tasks upload their parts there instead of writing
     to ``out_dir``, and this process downloads and checks them, then deletes the staged copies.
+    ``samples``: rows the workers take from the blocks they write (``GenerationResult.samples``).
 
     The content digest is the same for any ``chunk_rows``, ``compression`` and
     ``workers``; ``logical_block_rows`` is part of the engine's identity.
@@ -522,7 +543,7 @@ def generate(
     started = time.perf_counter()
     if stage is not None and not cluster:
         raise ValueError("a part stage is for cluster tasks: pass cluster= too")
-    opts = _Options(out_dir, chunk_rows, logical_block_rows, compression, stage)
+    opts = _Options(out_dir, chunk_rows, logical_block_rows, compression, stage, samples)
     engine_rows = sum(spec.tables[n].rows for n in spec.engine_order())
     segments = _segments(spec, _segment_rows(chunk_rows, engine_rows, workers))
     done, workers_mb, seen, tables, notes = _make(spec, segments, opts, workers, cluster, observe)
@@ -531,6 +552,7 @@ def generate(
         for (seg, path, *_), result in zip(done, seen, strict=True):  # in segment order
             if not notes[seg.table]:  # a table the constraints rewrote: what was seen is stale
                 observed.setdefault(seg.table, []).append((path.name, result))
+    taken = _samples(spec, done, notes, opts.samples)
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
         "chunk_rows": chunk_rows,
@@ -550,4 +572,22 @@ def generate(
     if noise:
         params["noise"] = noise
     digest = combine_digests({n: t.digest for n, t in tables.items()})
-    return GenerationResult(tables, digest, seconds, params, worker_peak_rss_mb=workers_mb, observed=observed)
+    return GenerationResult(
+        tables, digest, seconds, params, worker_peak_rss_mb=workers_mb, observed=observed, samples=taken
+    )
+
+
+def _samples(
+    spec: Spec, done: list[_Written], notes: dict[str, dict[str, object]], requests: tuple[SampleRequest, ...]
+) -> dict[SampleRequest, pa.Table]:
+    """Each request's rows from the parts' pieces, in segment order; none for a table the
+    constraints rewrote, or when the rows taken are not the ones asked for."""
+    out = {}
+    for request in requests:
+        rows = spec.tables[request.table].rows
+        if notes.get(request.table) or request.limit >= rows:
+            continue
+        pieces = [d[5][request] for d in done if d[0].table == request.table and request in d[5]]
+        if pieces and sum(p.num_rows for p in pieces) == len(sample_positions(rows, request.limit)):
+            out[request] = pa.concat_tables(pieces)
+    return out

@@ -20,8 +20,16 @@ import synthreg
 from synthreg import env
 from synthreg.digest import combine_digests
 from synthreg.errors import ValidationFailedError
-from synthreg.generators.engine import ENGINE_MODEL, GenerationResult, TableResult, default_workers, generate
+from synthreg.generators.engine import (
+    ENGINE_MODEL,
+    GenerationResult,
+    TableResult,
+    default_workers,
+    filled_later,
+    generate,
+)
 from synthreg.generators.llm.callstore import public_api_base
+from synthreg.generators.sampling import SampleRequest
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import STAGING_PREFIX, PartStage, s3_region
 from synthreg.integrations import dvc
@@ -155,13 +163,28 @@ def _part_stage(ws: Workspace, cluster: str | None, staging: Path) -> PartStage 
     return PartStage(f"{url.rstrip('/')}/{STAGING_PREFIX}/{staging.name}", endpoint, region, remote=remote)
 
 
-def _card_inputs(staging: Path, spec: Spec) -> None:
+#: Plots per table on the card.
+CARD_PLOTS = 4
+
+
+def _card_samples(spec: Spec) -> tuple[SampleRequest, ...]:
+    """The rows the card's plots and PII scan read, for the engine's workers to take as they write
+    (a 10M-row table's columns are then not decoded again to find 200,000 rows). Not for tables
+    whose parts change after the engine: ``llm_text`` columns are filled in later."""
+    from synthreg.datacards import pii, plots
+
+    later = filled_later(spec)
+    requests = [*plots.sample_requests(spec, CARD_PLOTS), *pii.sample_requests(spec)]
+    return tuple(r for r in requests if r.table not in later)
+
+
+def _card_inputs(staging: Path, spec: Spec, drawn: dict[SampleRequest, Any] | None = None) -> None:
     """What the DataCard shows besides recorded facts: distribution plots and a PII scan."""
     from synthreg.datacards.pii import scan
     from synthreg.datacards.plots import table_plots
 
-    table_plots(staging, spec, staging / "plots", max_per_table=4)
-    (staging / "pii.json").write_text(json.dumps(scan(staging, spec), indent=2) + "\n")
+    table_plots(staging, spec, staging / "plots", max_per_table=CARD_PLOTS, drawn=drawn)
+    (staging / "pii.json").write_text(json.dumps(scan(staging, spec, drawn=drawn), indent=2) + "\n")
 
 
 def _with_drift(
@@ -246,9 +269,12 @@ def _stage(
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
     observe = _part_validator(spec, workers, cluster)
+    samples = _card_samples(spec)
     gen: GenerationResult = clock(
         "generate",
-        lambda: generate(spec, staging, workers=workers, cluster=cluster, observe=observe, stage=stage),
+        lambda: generate(
+            spec, staging, workers=workers, cluster=cluster, observe=observe, stage=stage, samples=samples
+        ),
     )
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
@@ -261,7 +287,7 @@ def _stage(
     pending = helper.validate(spec, staging / "tables", spec.source, gen.observed) if helper else None
     with lean_memory(spec):
         quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
-        clock("card", lambda: _card_inputs(staging, spec))
+        clock("card", lambda: _card_inputs(staging, spec, gen.samples))
     release_unused()  # this process waits for the helper from here: hold no more than it needs
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
     cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
