@@ -199,7 +199,9 @@ def test_manifest_card_and_db_rows_agree(created: dict[str, Any]) -> None:
     assert (vdir / "README.md").read_text() == md  # datasets reads configs from README.md
     assert "nothing looks like real personal data" in md
     assert json.loads((vdir / "croissant.json").read_text())["rai:dataCollectionType"] == "Synthetic"
-    assert sorted(p.name for p in (vdir / "plots").glob("*.svg"))  # distribution plots on the card
+    plots = sorted(p.name for p in (vdir / "plots").glob("*.svg"))
+    assert plots and all(f"![plots/{p}](plots/{p})" in md for p in plots)  # distribution plots on the card
+    assert "## Uses and consumers" in md and "Generated from the spec." in md
     reg = synthreg.open(root)
     with read_session(reg.workspace.engine) as s:
         run = s.exec(select(GenerationRun).order_by(GenerationRun.id)).first()

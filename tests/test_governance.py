@@ -131,6 +131,7 @@ def test_review_and_aliases_move_current(two: Path) -> None:
     card2 = json.loads((two / "data/small/v2/datacard.json").read_text())
     assert card2["identity"]["status"] == "approved" and card2["uses"]["aliases"] == ["current"]
     assert "status: **approved**" in (two / "data/small/v2/datacard.md").read_text()
+    assert "Aliases: production." in (two / "data/small/v1/datacard.md").read_text()  # the card says it too
     status = subprocess.run(["git", "status", "--porcelain"], cwd=two, capture_output=True, text=True)
     assert status.stdout == ""  # the regenerated cards were committed with the change
     events = reg.audit(dataset="small")

@@ -413,6 +413,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         *_evaluation_md(card.get("evaluation")),
         *semantic_md(val.get("quality")),
+        *_uses_md(card),
         "## Risks and limitations",
         "",
         card["risks"]["synthetic"],

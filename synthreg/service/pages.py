@@ -10,6 +10,7 @@ roles.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,8 @@ def _card_html(markdown: str) -> str:
     from markdown_it import MarkdownIt
 
     body = markdown.split("\n---\n", 1)[1] if markdown.startswith("---\n") else markdown  # YAML header
+    # the card's plots are links relative to the version folder: the page shows them itself
+    body = re.sub(r"\n## Distributions\n.*?(?=\n## |\Z)", "\n", body, flags=re.DOTALL)
     return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(body))
 
 
