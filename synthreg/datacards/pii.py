@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthreg.generators.sampling import SampleRequest, sample_positions
+from synthreg.generators.sampling import Drawn, SampleRequest, sample_positions
 from synthreg.generators.spec import Spec
 
 __all__ = [
@@ -38,9 +38,10 @@ __all__ = [
 
 #: What the scan looks for, in report order.
 KINDS = ("email", "phone", "payment_card", "iban", "national_id")
-#: Seed of the row sample: fixed, so that the scan is reproducible.
 #: Examples kept per finding (masked).
 EXAMPLES = 3
+#: Rows the scan reads per table (a seeded sample: the same rows on every scan).
+PII_SAMPLE = 10000
 
 _RESERVED_SLDS = ("example.com", "example.org", "example.net")
 _RESERVED_TLDS = ("example", "test", "invalid", "localhost")
@@ -62,9 +63,6 @@ _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?
 def table_files(version_dir: Path, table: str) -> list[Path]:
     """The Parquet parts of ``table``, in part order."""
     return sorted((version_dir / "tables" / table).glob("*.parquet"))
-
-
-Drawn = dict[SampleRequest, pa.Table]
 
 
 def sample_rows(
@@ -243,10 +241,6 @@ def _column_findings(table: str, column: str, values: pa.ChunkedArray) -> list[d
         for k in KINDS
         if hits[k]
     ]
-
-
-#: Rows the PII scan reads per table.
-PII_SAMPLE = 10000
 
 
 def sample_requests(spec: Spec, sample: int = PII_SAMPLE) -> list[SampleRequest]:

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthreg.datacards import svg
-from synthreg.datacards.pii import Drawn, sample_rows
-from synthreg.generators.sampling import SampleRequest
+from synthreg.datacards.pii import sample_rows
+from synthreg.generators.sampling import Drawn, SampleRequest
 from synthreg.generators.spec import Column, Spec
 
 __all__ = ["SAMPLE_ROWS", "PlannedPlot", "plan_plots", "sample_requests", "table_plots"]

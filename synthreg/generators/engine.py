@@ -27,7 +27,7 @@ from synthreg import env, faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, table_digest
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
 from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
-from synthreg.generators.sampling import SampleRequest, sample_positions, take_sample
+from synthreg.generators.sampling import Drawn, SampleRequest, take_sample
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import PartStage
 
@@ -101,7 +101,7 @@ class GenerationResult:
     observed: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     #: The rows each ``SampleRequest`` asked for, taken by the workers as they wrote the parts;
     #: a request whose table the whole-table constraints rewrote (or that got other rows) has none.
-    samples: dict[SampleRequest, pa.Table] = field(default_factory=dict)
+    samples: Drawn = field(default_factory=dict)
 
     @property
     def rows(self) -> dict[str, int]:
@@ -208,7 +208,7 @@ def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
     return out
 
 
-_Written = tuple[_Segment, Path, int, list[bytes], FileHash, dict[SampleRequest, pa.Table]]
+_Written = tuple[_Segment, Path, int, list[bytes], FileHash, Drawn]
 
 
 def _hash_bytes(path: Path) -> tuple[str, str]:
@@ -552,7 +552,7 @@ def generate(
         for (seg, path, *_), result in zip(done, seen, strict=True):  # in segment order
             if not notes[seg.table]:  # a table the constraints rewrote: what was seen is stale
                 observed.setdefault(seg.table, []).append((path.name, result))
-    taken = _samples(spec, done, notes, opts.samples)
+    taken = _samples(done, notes, opts.samples)
     seconds = time.perf_counter() - started
     params: dict[str, object] = {
         "chunk_rows": chunk_rows,
@@ -578,16 +578,14 @@ def generate(
 
 
 def _samples(
-    spec: Spec, done: list[_Written], notes: dict[str, dict[str, object]], requests: tuple[SampleRequest, ...]
-) -> dict[SampleRequest, pa.Table]:
+    done: list[_Written], notes: dict[str, dict[str, object]], requests: tuple[SampleRequest, ...]
+) -> Drawn:
     """Each request's rows from the parts' pieces, in segment order; none for a table the
-    constraints rewrote, or when the rows taken are not the ones asked for."""
+    constraints rewrote, or when the rows taken are not all those asked for (a table of no more
+    rows than the limit is read whole, and gets none)."""
     out = {}
     for request in requests:
-        rows = spec.tables[request.table].rows
-        if notes.get(request.table) or request.limit >= rows:
-            continue
         pieces = [d[5][request] for d in done if d[0].table == request.table and request in d[5]]
-        if pieces and sum(p.num_rows for p in pieces) == len(sample_positions(rows, request.limit)):
+        if pieces and not notes.get(request.table) and sum(p.num_rows for p in pieces) == request.limit:
             out[request] = pa.concat_tables(pieces)
     return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["SAMPLE_SEED", "SampleRequest", "sample_positions", "take_sample"]
+__all__ = ["SAMPLE_SEED", "Drawn", "SampleRequest", "sample_positions", "take_sample"]
 
 SAMPLE_SEED = 20240601
 
@@ -29,6 +29,10 @@ class SampleRequest:
     table: str
     columns: tuple[str, ...]
     limit: int
+
+
+#: Each request's rows, as the workers took them (``GenerationResult.samples``).
+Drawn = dict[SampleRequest, pa.Table]
 
 
 @functools.lru_cache(maxsize=16)

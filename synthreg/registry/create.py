@@ -29,7 +29,7 @@ from synthreg.generators.engine import (
     generate,
 )
 from synthreg.generators.llm.callstore import public_api_base
-from synthreg.generators.sampling import SampleRequest
+from synthreg.generators.sampling import Drawn, SampleRequest
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import STAGING_PREFIX, PartStage, s3_region
 from synthreg.integrations import dvc
@@ -178,7 +178,7 @@ def _card_samples(spec: Spec) -> tuple[SampleRequest, ...]:
     return tuple(r for r in requests if r.table not in later)
 
 
-def _card_inputs(staging: Path, spec: Spec, drawn: dict[SampleRequest, Any] | None = None) -> None:
+def _card_inputs(staging: Path, spec: Spec, drawn: Drawn | None = None) -> None:
     """What the DataCard shows besides recorded facts: distribution plots and a PII scan."""
     from synthreg.datacards.pii import scan
     from synthreg.datacards.plots import table_plots
