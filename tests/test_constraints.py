@@ -209,3 +209,30 @@ def test_typos_swap_adjacent_letters(tmp_path: Path) -> None:
 def test_noise_errors(noise: dict[str, Any], says: str) -> None:
     with pytest.raises(SpecError, match=re.escape(says)):
         _spec(noise=[noise])
+
+
+def test_group_ids_number_groups_as_a_sort_of_the_keys_does() -> None:
+    """``group_ids`` (dense ranks combined in mixed radix) gives exactly the numbers of
+    ``np.unique(keys, axis=0)``: the group order decides the rounding of the float sums."""
+    import pyarrow as pa
+
+    from synthreg.generators.constraints import _key, group_ids
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    words = np.array(["b", "a", "c", None, "dd"], dtype=object)
+    data = pa.table(
+        {
+            "near": pa.array(rng.integers(-3, 40, n)),  # ranked through a table of the span
+            "far": pa.array(rng.integers(-(2**62), 2**62, n) // 2**40 * 2**40),  # by a hash
+            "f": pa.array(np.round(rng.normal(0, 2, n), 1)),
+            "s": pa.array(words[rng.integers(0, 5, n)], type=pa.string()),
+            "d": pa.array(words[rng.integers(0, 3, n)], type=pa.string()).dictionary_encode(),
+            "b": pa.array(rng.random(n) < 0.5),
+        }
+    )
+    for columns in (["near"], ["far"], ["f", "s"], ["near", "far", "d", "b"], ["s", "f", "near", "far"]):
+        stacked = np.stack([_key(data.column(c)) for c in columns], axis=1)
+        expected = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
+        assert np.array_equal(group_ids(data, columns), expected), columns
+    assert len(group_ids(data.slice(0, 0), ["near", "s"])) == 0

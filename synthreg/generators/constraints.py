@@ -406,9 +406,44 @@ def _key(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
-    """Dense group numbers for the rows of ``data`` grouped by ``columns``."""
-    stacked = np.stack([_key(data.column(c)) for c in columns], axis=1)
-    return np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
+    """Dense group numbers for the rows of ``data`` grouped by ``columns``, numbered in the
+    lexicographic order of the columns' keys (``np.unique(keys, axis=0, return_inverse=True)``
+    gives the same numbers, 10-20x slower: it sorts the rows as structured values).
+
+    Each column's keys become dense ranks; the ranks are combined column by column in mixed
+    radix, which keeps the order, and the combination is ranked again whenever the next radix
+    could overflow int64.
+    """
+    combined: np.ndarray | None = None
+    for name in columns:
+        codes, radix = _dense_ranks(_key(data.column(name)))
+        if combined is None:
+            combined = codes
+            continue
+        if combined.max(initial=0) >= np.iinfo(np.int64).max // max(radix, 1):
+            combined = _dense_ranks(combined)[0]
+        combined = combined * radix + codes
+    assert combined is not None, "group rules name at least one column"
+    return combined if len(columns) == 1 else _dense_ranks(combined)[0]
+
+
+def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each key's rank among the distinct keys (0, 1, ...), and how many there are. Keys within
+    a span of a few times their count (row numbers, foreign keys, combined ranks) are ranked
+    through a table of the span; others by a hash (``pandas.factorize``, uniques sorted)."""
+    if not len(keys):
+        return keys.astype(np.int64), 0
+    low, high = int(keys.min()), int(keys.max())
+    if high - low <= 4 * len(keys) + 1024:
+        offsets = keys - low
+        present = np.zeros(high - low + 1, dtype=bool)
+        present[offsets] = True
+        ranks = np.cumsum(present, dtype=np.int64) - 1
+        return ranks[offsets], int(ranks[-1]) + 1
+    import pandas as pd
+
+    codes, uniques = pd.factorize(keys, sort=True)
+    return codes.astype(np.int64, copy=False), len(uniques)
 
 
 def _sum_limit(
@@ -446,7 +481,7 @@ def _sum_limit(
 def _drop_overflow(groups: np.ndarray, values: np.ndarray, limit: float, keep: np.ndarray) -> int:
     if not len(groups):  # an empty table has nothing to drop
         return 0
-    order = np.lexsort((np.arange(len(groups)), groups))
+    order = np.argsort(groups, kind="stable")  # by group, then by row
     sorted_groups, sorted_values = groups[order], values[order]
     running = np.cumsum(sorted_values)
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
