@@ -67,10 +67,14 @@ def _limit(action: str, limit: float = 8) -> list[dict[str, Any]]:
     ]
 
 
-def test_redistribute_keeps_the_column_total_when_there_is_room(tmp_path: Path) -> None:
+def test_redistribute_keeps_the_column_total_when_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     free = generate(_spec(), tmp_path / "free")
     assert _max_group_sum(tmp_path / "free/tables/shifts") > 14  # a few groups exceed 14 hours
+    counts = _spy_buckets(monkeypatch, 6_000)  # what is moved crosses buckets
     result = generate(_spec(constraints=_limit("redistribute", 14)), tmp_path / "r", workers=2)
+    assert counts == [4]
     assert _max_group_sum(tmp_path / "r/tables/shifts") <= 14 + 1e-9
     before = pq.read_table(tmp_path / "free/tables/shifts").column("hours").to_numpy().sum()
     after = pq.read_table(tmp_path / "r/tables/shifts").column("hours").to_numpy().sum()
@@ -216,7 +220,7 @@ def test_group_ids_number_groups_as_a_sort_of_the_keys_does() -> None:
     ``np.unique(keys, axis=0)``: the group order decides the rounding of the float sums."""
     import pyarrow as pa
 
-    from synthreg.generators.constraints import _key, group_ids
+    from synthreg.generators.group_rules import _key, group_ids
 
     rng = np.random.default_rng(5)
     n = 5000
@@ -236,3 +240,148 @@ def test_group_ids_number_groups_as_a_sort_of_the_keys_does() -> None:
         expected = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
         assert np.array_equal(group_ids(data, columns), expected), columns
     assert len(group_ids(data.slice(0, 0), ["near", "s"])) == 0
+
+
+_CHAIN = [  # string and date keys, floats with and without decimals, each kind of rule
+    {
+        "kind": "sum_limit",
+        "group_by": ["employee_id", "work_date"],
+        "column": "hours",
+        "limit": 8,
+        "action": "cap",
+    },
+    {
+        "kind": "sum_limit",
+        "group_by": ["name_initial"],
+        "column": "raw",
+        "limit": 39_500,
+        "action": "redistribute",
+    },
+    {"kind": "max_rows_per_group", "group_by": ["employee_id", "work_date"], "limit": 30, "action": "drop"},
+    {"kind": "sum_limit", "group_by": ["employee_id"], "column": "raw", "limit": 2_800, "action": "drop"},
+    {"kind": "unique_combination", "columns": ["employee_id", "work_date", "name_initial"], "action": "drop"},
+]
+
+
+def _chain_spec(rules: list[dict[str, Any]]) -> Any:
+    data = copy.deepcopy(BASE)
+    columns = data["tables"]["shifts"]["columns"]
+    columns["raw"] = {
+        "type": "float",
+        "distribution": {"kind": "uniform", "low": 1, "high": 6},
+        "null_rate": 0.1,
+    }
+    columns["name_initial"] = {"type": "category", "values": {c: 1 / 16 for c in "ABCDEFGHIJKLMNOP"}}
+    data["tables"]["shifts"]["constraints"] = rules
+    data["tables"]["shifts"]["rows"] = 200_000  # 4 parts (digest blocks of 65,536 rows)
+    return parse_spec(data, "shifts.yaml")
+
+
+def _spy_buckets(monkeypatch: pytest.MonkeyPatch, rows_per_bucket: int) -> list[int]:
+    from synthreg.generators import group_rules
+
+    counts: list[int] = []
+    real = group_rules._bucket_count
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", rows_per_bucket)
+    monkeypatch.setattr(group_rules, "_SPLIT_MIN_ROWS", 1)
+    monkeypatch.setattr(group_rules, "_bucket_count", lambda *a: counts.append(real(*a)) or counts[-1])
+    return counts
+
+
+def test_group_rules_give_one_result_for_any_buckets_parts_and_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shuffle by group hash gives the bytes of one bucket in one process: rows of a group
+    meet in one bucket in table order, and the redistribution's sums are exact."""
+    from synthreg.generators.group_rules import _bucket_count
+
+    spec = _chain_spec(_CHAIN)
+    assert _bucket_count(200_000, 1) == 1
+    whole = generate(spec, tmp_path / "whole", workers=1)  # one bucket, in this process
+    counts = _spy_buckets(monkeypatch, 20_000)
+    split = generate(spec, tmp_path / "split", chunk_rows=1_500, workers=2)
+    assert counts == [10]  # 200,000 rows in 10 buckets, from several parts, on 2 workers
+    assert len(split.tables["shifts"].files) == 4
+    assert split.content_digest == whole.content_digest
+    changed = split.params["constraints"]["shifts"]
+    assert changed == whole.params["constraints"]["shifts"]
+    assert all(changed[f"{r['kind']}#{i}"]["rows_changed"] > 0 for i, r in enumerate(_CHAIN)), changed
+    assert not (tmp_path / "split" / ".groups").exists()  # the pieces are gone
+    assert not list((tmp_path / "split").rglob("*.tmp"))
+
+
+def test_dropping_keeps_the_first_rows_of_each_group_in_table_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked against pandas over the whole unconstrained table, with 7 buckets."""
+    rules = [
+        {
+            "kind": "max_rows_per_group",
+            "group_by": ["name_initial", "work_date"],
+            "limit": 30,
+            "action": "drop",
+        },
+        {"kind": "unique_combination", "columns": ["employee_id", "name_initial"], "action": "drop"},
+    ]
+    free = generate(_chain_spec([]), tmp_path / "free", workers=2)
+    counts = _spy_buckets(monkeypatch, 30_000)
+    kept = generate(_chain_spec(rules), tmp_path / "kept", chunk_rows=2_500, workers=2)
+    assert counts == [7]
+    table = pq.read_table(tmp_path / "free/tables/shifts").to_pandas()
+    table = table[table.groupby(["name_initial", "work_date"], observed=True).cumcount() < 30]
+    table = table.drop_duplicates(["employee_id", "name_initial"])
+    assert kept.rows["shifts"] == len(table) < free.rows["shifts"]
+    got = pq.read_table(tmp_path / "kept/tables/shifts").to_pandas()
+    assert got["id"].tolist() == table["id"].tolist()
+
+
+def test_a_moved_value_that_does_not_fit_leaves_every_part_as_generated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    rules = [
+        {
+            "kind": "sum_limit",
+            "group_by": ["employee_id"],
+            "column": "n",
+            "limit": 20_000,
+            "action": "redistribute",
+        }
+    ]
+    data = copy.deepcopy(BASE)
+    data["tables"]["shifts"]["rows"] = 200_000  # 4 parts
+    # int8; the rows of a few employees sum far past the limit, others have room for thousands each
+    data["tables"]["shifts"]["columns"]["n"] = {"type": "int", "min": 1, "max": 60}
+    data["tables"]["shifts"]["columns"]["employee_id"]["skew"] = 10
+    free = generate(parse_spec(data, "shifts.yaml"), tmp_path / "free", chunk_rows=2_500, workers=2)
+    data["tables"]["shifts"]["constraints"] = rules
+    counts = _spy_buckets(monkeypatch, 30_000)
+    with pytest.raises(SpecError, match=r"tables\.shifts\.constraints\.0: moving n within its limit makes"):
+        generate(parse_spec(data, "shifts.yaml"), tmp_path / "c", chunk_rows=2_500, workers=2)
+    assert counts == [7]
+
+    def digests(root: Path) -> list[str]:
+        parts = sorted((root / "tables/shifts").iterdir())
+        return [p.name + hashlib.sha256(p.read_bytes()).hexdigest() for p in parts]
+
+    assert len(free.tables["shifts"].files) > 1
+    assert digests(tmp_path / "c") == digests(tmp_path / "free")  # no part rewritten, no .tmp left
+    assert not (tmp_path / "c" / ".groups").exists()
+
+
+def test_exact_sums_merge_to_the_correctly_rounded_total() -> None:
+    """A redistribution's excess and room are summed by bucket and merged: the merged total is
+    ``math.fsum`` of all the values, however they were split (a float sum is not)."""
+    import math
+
+    from synthreg.generators.group_rules import _exact, _merge_exact
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.lognormal(0, 6, 50_000), [0.0, 1e-300, 1e12, 3.0, 0.1]])
+    rng.shuffle(values)
+    expected = math.fsum(values)
+    for pieces in (1, 2, 7, 1000):
+        assert _merge_exact([_exact(p) for p in np.array_split(values, pieces)]) == expected
+    assert float(np.sum(values[:20_000])) + float(np.sum(values[20_000:])) != expected  # why it matters
+    assert _merge_exact([]) == 0.0 and _merge_exact([_exact(np.array([]))]) == 0.0

@@ -73,3 +73,31 @@ def test_create_with_a_cluster_end_to_end(workspace: Path, small_spec: Path, tmp
     bad = CliRunner().invoke(app, [*base, "--cluster", "somewhere"])
     assert bad.exit_code == 2 and "tcp://HOST:PORT" in bad.stderr
     assert not list((workspace / "data/small").glob("v2"))
+
+
+def test_group_rules_run_as_tasks_on_a_remote_cluster(
+    small_spec_text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster reached by its address (workers sharing this filesystem), the group rules'
+    split, reduce and apply tasks run on the cluster's workers; same digest as the pool."""
+    from distributed import LocalCluster
+
+    from synthreg.generators import group_rules
+
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["users"]["rows"], data["tables"]["orders"]["rows"] = 150_000, 400_000
+    data["tables"]["orders"]["constraints"] = [
+        {"kind": "max_rows_per_group", "group_by": ["user_id"], "limit": 2, "action": "drop"}
+    ]
+    capped = parse_spec(data, "capped.yaml")
+    pool = generate(capped, tmp_path / "pool", workers=2)
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 150_000)  # 3 buckets of the 400k orders
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        remote = generate(capped, tmp_path / "remote", cluster=cluster.scheduler_address)
+        ran = set(cluster.scheduler.task_prefixes)
+    assert remote.content_digest == pool.content_digest
+    assert remote.params["constraints"]["orders"]["max_rows_per_group#0"]["rows_changed"] > 0
+    assert {"synthreg-groups-split", "synthreg-groups-reduce", "synthreg-groups-apply"} <= ran, ran
+    assert not (tmp_path / "remote" / ".groups").exists()

@@ -2,15 +2,17 @@
 
 Row rules (``inequality`` and every noise kind) touch one row at a time, so applying
 them to each block as it is made is exact. Group rules (``sum_limit``,
-``max_rows_per_group``, ``unique_combination``) need every row of the table: they run
-after the table is written, over just the columns they read, and rewrite its parts.
+``max_rows_per_group``, ``unique_combination``) need every row of a group: they run
+after the table is written, as a shuffle by group hash (``group_rules.py``), and rewrite
+its parts.
 A rule that cannot hold for the requested rows is refused before anything is made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,6 @@ __all__ = [
     "GROUP_KINDS",
     "apply_row_rules",
     "constraint_problems",
-    "enforce_group_rules",
-    "group_ids",
     "rewrite_part",
     "widened",
 ]
@@ -352,229 +352,41 @@ def _duplicates(
 _NOISE: dict[str, Any] = {"outliers": _outliers, "drift": _drift, "typos": _typos, "duplicates": _duplicates}
 
 
-# ---------------------------------------------------------------- group rules, whole table
+# ---------------------------------------------------------------- rewriting a part
 
 
-def enforce_group_rules(spec: Spec, table: str, files: list[Path]) -> dict[str, Any]:
-    """Apply the table's group rules over all its rows; rewrite the parts; say what changed."""
-    rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
-    if not rules:
-        return {}
-    needed = sorted({c for r in rules for c in r.referenced()})
-    data = pq.read_table(files, columns=needed)
-    keep = np.ones(data.num_rows, dtype=bool)
-    replaced: dict[str, np.ndarray] = {}
-    notes: dict[str, Any] = {}
-    for i, rule in enumerate(rules):
-        changed = _RULES[rule.kind](rule, data, keep, replaced, table)
-        notes[f"{rule.kind}#{i}"] = {"action": rule.action, "rows_changed": changed}
-    for name, values in replaced.items():
-        decimals = spec.tables[table].columns[name].decimals
-        if decimals is not None:  # round down: a capped group must not creep over its limit
-            replaced[name] = np.floor(values * 10.0**decimals + 1e-9) / 10.0**decimals
-        _check_rewritten(spec, table, name, replaced[name], data.schema.field(name).type)
-    if not keep.all() or replaced:
-        _rewrite(files, keep, replaced)
-    return notes
+def rewrite_part(path: Path, part: pa.Table, target: Path | None = None) -> None:
+    """Write ``part`` over the engine's part file ``path`` (or to ``target``) with the engine's
+    options: its row group size, and dictionary encoding only for dictionary columns."""
+    with part_writer(path, part.schema, target) as write:
+        write(part)
 
 
-def _check_rewritten(spec: Spec, table: str, name: str, values: np.ndarray, typ: pa.DataType) -> None:
-    """Values a rule moved (redistribute) must fit the column's type: NumPy would wrap them."""
-    from synthreg.generators.columns import out_of_range
-
-    why = out_of_range(np.floor(values + 1e-9) if pa.types.is_integer(typ) else values, typ)
-    if why:
-        rules = [i for i, r in enumerate(spec.tables[table].constraints) if r.column == name]
-        raise _spec_error(
-            spec,
-            f"tables.{table}.constraints.{rules[0] if rules else 0}",
-            f"moving {name} within its limit makes {why}: give {name} a max that holds the limit, "
-            "or use action cap",
-        )
-
-
-def _key(column: pa.ChunkedArray) -> np.ndarray:
-    """One int64 per row such that equal values get equal keys."""
-    typ = column.type
-    array = (column.cast(typ.value_type) if pa.types.is_dictionary(typ) else column).combine_chunks()
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return np.asarray(pc.fill_null(pc.dictionary_encode(array).indices, -1), dtype=np.int64)
-    if pa.types.is_boolean(array.type):
-        return np.asarray(pc.fill_null(array, False), dtype=np.int64)
-    values, _ = _as_numbers(array)
-    return values.view(np.int64) if values.dtype == np.float64 else values.astype(np.int64)
-
-
-def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
-    """Dense group numbers for the rows of ``data`` grouped by ``columns``, numbered in the
-    lexicographic order of the columns' keys (``np.unique(keys, axis=0, return_inverse=True)``
-    gives the same numbers, 10-20x slower: it sorts the rows as structured values).
-
-    Each column's keys become dense ranks; the ranks are combined column by column in mixed
-    radix, which keeps the order, and the combination is ranked again whenever the next radix
-    could overflow int64.
-    """
-    combined: np.ndarray | None = None
-    for name in columns:
-        codes, radix = _dense_ranks(_key(data.column(name)))
-        if combined is None:
-            combined = codes
-            continue
-        if combined.max(initial=0) >= np.iinfo(np.int64).max // max(radix, 1):
-            combined = _dense_ranks(combined)[0]
-        combined = combined * radix + codes
-    assert combined is not None, "group rules name at least one column"
-    return combined if len(columns) == 1 else _dense_ranks(combined)[0]
-
-
-def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each key's rank among the distinct keys (0, 1, ...), and how many there are. Keys within
-    a span of a few times their count (row numbers, foreign keys, combined ranks) are ranked
-    through a table of the span; others by a hash (``pandas.factorize``, uniques sorted)."""
-    if not len(keys):
-        return keys.astype(np.int64), 0
-    low, high = int(keys.min()), int(keys.max())
-    if high - low <= 4 * len(keys) + 1024:
-        offsets = keys - low
-        present = np.zeros(high - low + 1, dtype=bool)
-        present[offsets] = True
-        ranks = np.cumsum(present, dtype=np.int64) - 1
-        return ranks[offsets], int(ranks[-1]) + 1
-    import pandas as pd
-
-    codes, uniques = pd.factorize(keys, sort=True)
-    return codes.astype(np.int64, copy=False), len(uniques)
-
-
-def _sum_limit(
-    rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
-) -> int:
-    assert rule.column and rule.limit is not None
-    groups = group_ids(data, rule.group_by)
-    values = replaced.get(rule.column)
-    if values is None:
-        values = np.asarray(
-            pc.fill_null(data.column(rule.column), 0).to_numpy(zero_copy_only=False), dtype=np.float64
-        )
-    values = np.where(keep, values, 0.0)
-    totals = np.bincount(groups, weights=values)
-    over = totals > rule.limit + 1e-9
-    if not over.any():
-        return 0
-    if rule.action == "error":
-        worst = int(np.argmax(totals))
-        raise ConstraintViolation(
-            f"{table}: {int(over.sum())} groups of {', '.join(rule.group_by)} exceed "
-            f"sum({rule.column}) <= {rule.limit:g} (up to {totals[worst]:g}); "
-            "use action cap, redistribute or drop"
-        )
-    if rule.action == "drop":
-        return _drop_overflow(groups, values, rule.limit, keep)
-    factor = np.where(over, rule.limit / np.maximum(totals, 1e-12), 1.0)
-    new = values * factor[groups]
-    if rule.action == "redistribute":
-        new = _redistribute(groups, new, totals, rule.limit)
-    replaced[rule.column] = new
-    return int(over[groups].sum())
-
-
-def _drop_overflow(groups: np.ndarray, values: np.ndarray, limit: float, keep: np.ndarray) -> int:
-    if not len(groups):  # an empty table has nothing to drop
-        return 0
-    order = np.argsort(groups, kind="stable")  # by group, then by row
-    sorted_groups, sorted_values = groups[order], values[order]
-    running = np.cumsum(sorted_values)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
-    base = np.repeat(running[starts] - sorted_values[starts], np.diff(np.r_[starts, len(order)]))
-    overflow = (running - base) > limit + 1e-9
-    dropped = order[overflow & keep[order]]
-    keep[dropped] = False
-    return len(dropped)
-
-
-def _redistribute(groups: np.ndarray, capped: np.ndarray, totals: np.ndarray, limit: float) -> np.ndarray:
-    """Move what capping removed to groups under the limit, in proportion to their headroom."""
-    excess = float(np.sum(np.maximum(totals - limit, 0.0)))
-    headroom = np.maximum(limit - totals, 0.0)
-    room = float(headroom.sum())
-    if room <= 0:
-        return capped
-    grant = headroom * min(1.0, excess / room)
-    counts = np.bincount(groups, minlength=len(totals))
-    per_row = np.where(counts > 0, grant / np.maximum(counts, 1), 0.0)
-    return capped + np.where(headroom[groups] > 0, per_row[groups], 0.0)
-
-
-def _max_rows(
-    rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
-) -> int:
-    groups = group_ids(data, rule.group_by)
-    ones = keep.astype(np.float64)
-    if rule.action == "error":
-        counts = np.bincount(groups, weights=ones)
-        if (counts > (rule.limit or 0)).any():
-            raise ConstraintViolation(
-                f"{table}: groups of {', '.join(rule.group_by)} exceed {rule.limit:g} rows; use action drop"
-            )
-        return 0
-    return _drop_overflow(groups, ones, float(rule.limit or 0), keep)
-
-
-def _unique_combination(
-    rule: Constraint, data: pa.Table, keep: np.ndarray, replaced: dict[str, np.ndarray], table: str
-) -> int:
-    groups = group_ids(data, rule.columns)
-    if rule.action == "error":
-        counts = np.bincount(groups, weights=keep.astype(np.float64))
-        if (counts > 1).any():
-            raise ConstraintViolation(
-                f"{table}: {int((counts > 1).sum())} combinations of "
-                f"{', '.join(rule.columns)} repeat; use action drop"
-            )
-        return 0
-    return _drop_overflow(groups, keep.astype(np.float64), 1.0, keep)
-
-
-_RULES: dict[str, Any] = {
-    "sum_limit": _sum_limit,
-    "max_rows_per_group": _max_rows,
-    "unique_combination": _unique_combination,
-}
-
-
-def _parts(files: list[Path]) -> Iterator[tuple[Path, pa.Table, int]]:
-    offset = 0
-    for path in files:
-        part = pq.read_table(path)
-        yield path, part, offset
-        offset += part.num_rows
-
-
-def _rewrite(files: list[Path], keep: np.ndarray, replaced: dict[str, np.ndarray]) -> None:
-    for path, part, offset in list(_parts(files)):
-        end = offset + part.num_rows
-        for name, values in replaced.items():
-            i = part.schema.get_field_index(name)
-            typ = part.schema.field(name).type
-            column = values[offset:end]
-            if pa.types.is_integer(typ):
-                column = np.floor(column + 1e-9)
-            part = part.set_column(
-                i,
-                name,
-                pa.array(column.astype(np.dtype(str(typ))) if pa.types.is_integer(typ) else column, type=typ),
-            )
-        rewrite_part(path, part.filter(pa.array(keep[offset:end])))
-
-
-def rewrite_part(path: Path, part: pa.Table) -> None:
-    """Write ``part`` over the engine's part file ``path`` with the engine's options: its row
-    group size, and dictionary encoding only for dictionary columns."""
+@contextlib.contextmanager
+def part_writer(
+    path: Path, schema: pa.Schema, target: Path | None = None
+) -> Iterator[Callable[[pa.Table], None]]:
+    """``write(table)`` for each piece of a new ``path`` (or ``target``), in order, with the
+    engine's options (see ``rewrite_part``); row groups are filled across pieces, so the file is
+    the one writing their concatenation at once gives. ``path``'s options are read first."""
     meta = pq.ParquetFile(path).metadata
-    rows_per_group = meta.row_group(0).num_rows if meta.num_row_groups else 1 << 20
-    pq.write_table(
-        part,
-        path,
-        row_group_size=max(rows_per_group, 1),
-        use_dictionary=[f.name for f in part.schema if pa.types.is_dictionary(f.type)] or False,
-    )
+    size = max(meta.row_group(0).num_rows if meta.num_row_groups else 1 << 20, 1)
+    dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)] or False
+    pending: list[pa.Table] = []
+    wrote = False
+    with pq.ParquetWriter(target or path, schema, use_dictionary=dictionary) as writer:
+
+        def write(table: pa.Table) -> None:
+            nonlocal wrote
+            pending.append(table)
+            if sum(t.num_rows for t in pending) >= size:
+                whole = pa.concat_tables(pending)
+                full = whole.num_rows // size * size
+                writer.write_table(whole.slice(0, full), row_group_size=size)
+                pending[:] = [whole.slice(full)]
+                wrote = True
+
+        yield write
+        rest = pa.concat_tables(pending) if pending else schema.empty_table()
+        if rest.num_rows or not wrote:  # an empty part is written as pq.write_table writes it
+            writer.write_table(rest, row_group_size=size)

@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 
 from synthreg import env, faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, table_digest
+from synthreg.generators import group_rules
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
-from synthreg.generators.constraints import apply_row_rules, enforce_group_rules
+from synthreg.generators.constraints import apply_row_rules
 from synthreg.generators.sampling import Drawn, SampleRequest, take_sample
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import PartStage
@@ -416,7 +417,9 @@ def _make(
         for leftover in opts.out_dir.glob("tables/*/.part-*.tmp"):  # a worker killed mid-write (retried)
             leftover.unlink(missing_ok=True)
         tables = _collect(spec, done)
-        notes = {name: _enforce(spec, name, tables) for name in spec.engine_order()}
+        # the group rules' tasks run on a remote cluster only where it wrote the parts itself
+        on = cluster if cluster and opts.stage is None else None
+        notes = {n: _enforce(spec, n, tables, opts.out_dir, workers, on) for n in spec.engine_order()}
         if opts.stage is not None:
             _promote(opts.stage, spec, done, {name for name, note in notes.items() if note})
     return done, workers_mb, seen, tables, notes
@@ -492,10 +495,14 @@ def _collect(spec: Spec, done: list[_Written]) -> dict[str, TableResult]:
     return tables
 
 
-def _enforce(spec: Spec, name: str, tables: dict[str, TableResult]) -> dict[str, object]:
+def _enforce(
+    spec: Spec, name: str, tables: dict[str, TableResult], out_dir: Path, workers: int, cluster: str | None
+) -> dict[str, object]:
     """Whole-table constraints; re-hash the table when they changed it."""
     result = tables[name]
-    notes = enforce_group_rules(spec, name, list(result.files))
+    notes = group_rules.enforce(
+        spec, name, list(result.files), out_dir / ".groups", workers=workers, cluster=cluster
+    )
     if notes:
         hasher = TableHasher(result.schema)
         for path in result.files:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthreg.generators.constraints import group_ids
+from synthreg.generators.group_rules import group_ids
 from synthreg.generators.spec import Constraint, Spec
 from synthreg.validators.checks import KeyIndex
 from synthreg.validators.parts import TableParts

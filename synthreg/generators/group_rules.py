@@ -1,0 +1,546 @@
+"""Group constraints as a shuffle by group hash: no process holds a whole table's columns.
+
+``sum_limit``, ``max_rows_per_group`` and ``unique_combination`` need every row of a group, and
+a group's rows are spread over every part. Each rule is one round of tasks:
+
+- *split*, one task per part: the rule's columns of the part, each row with its number in the
+  part, its keep flag and its current value (earlier rounds folded in), written as one Arrow
+  batch per bucket; a row's bucket is a hash of its group's key values, so all the rows of a
+  group meet in one bucket, whatever part they come from;
+- *reduce*, one task per bucket: its batch from every part, in part order (so each group's
+  rows are in table order), the rule applied to its groups, and what it decided (keep, new
+  value) written back as one batch per part.
+
+A rule's outcome for a group depends only on that group's rows in table order (totals are
+summed row by row within a group, running sums restart at each group), and what crosses
+buckets (how many groups broke a rule, the largest total, the excess and room a redistribution
+shares, as exact sums) is merged here; so the result is the same for any number of buckets,
+parts or workers. Then an *apply* task per part folds every round into the part and writes it
+under a temporary name; the parts are renamed over the engine's only when every part's moved
+values fit their column, so a refused rule leaves the parts as generated.
+
+The tasks run in a process pool on this machine, or on a remote Dask cluster whose workers
+share the workspace's filesystem (where the engine's own tasks wrote the parts). The pieces live
+in a scratch folder beside the tables, removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from synthreg.errors import SpecError
+from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
+from synthreg.generators.spec import Constraint, Spec
+
+__all__ = ["BUCKET_ROWS", "enforce", "group_ids"]
+
+#: Rows per bucket at most (a reduce task holds one bucket: ~60 bytes a row at its peak).
+BUCKET_ROWS = 1 << 21
+#: Below this many rows a table is one bucket, however many workers there are.
+_SPLIT_MIN_ROWS = 100_000
+_MAX_BUCKETS = 1 << 14
+_ROW, _KEEP, _VALUE = "__row", "__keep", "__value"
+_NULL_HASH = np.uint64(0x5BD1E995)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+# ---------------------------------------------------------------- group numbers and buckets
+
+
+def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One array, a dictionary column decoded to its values."""
+    typ = column.type
+    decoded = column.cast(typ.value_type) if pa.types.is_dictionary(typ) else column
+    return decoded.combine_chunks() if isinstance(decoded, pa.ChunkedArray) else decoded
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
+def _key(column: pa.ChunkedArray) -> np.ndarray:
+    """One int64 per row such that equal values get equal keys (within this column)."""
+    array = _plain(column)
+    if _is_text(array.type):
+        return np.asarray(pc.fill_null(pc.dictionary_encode(array).indices, -1), dtype=np.int64)
+    if pa.types.is_boolean(array.type):
+        return np.asarray(pc.fill_null(array, False), dtype=np.int64)
+    values, _ = _as_numbers(array)
+    return values.view(np.int64) if values.dtype == np.float64 else values.astype(np.int64)
+
+
+def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
+    """Dense group numbers for the rows of ``data`` grouped by ``columns``, numbered in the
+    lexicographic order of the columns' keys (``np.unique(keys, axis=0, return_inverse=True)``
+    gives the same numbers, 10-20x slower: it sorts the rows as structured values).
+
+    Each column's keys become dense ranks; the ranks are combined column by column in mixed
+    radix, which keeps the order, and the combination is ranked again whenever the next radix
+    could overflow int64.
+    """
+    combined: np.ndarray | None = None
+    for name in columns:
+        codes, radix = _dense_ranks(_key(data.column(name)))
+        if combined is None:
+            combined = codes
+            continue
+        if combined.max(initial=0) >= np.iinfo(np.int64).max // max(radix, 1):
+            combined = _dense_ranks(combined)[0]
+        combined = combined * radix + codes
+    assert combined is not None, "group rules name at least one column"
+    return combined if len(columns) == 1 else _dense_ranks(combined)[0]
+
+
+def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each key's rank among the distinct keys (0, 1, ...), and how many there are. Keys within
+    a span of a few times their count (row numbers, foreign keys, combined ranks) are ranked
+    through a table of the span; others by a hash (``pandas.factorize``, uniques sorted)."""
+    if not len(keys):
+        return keys.astype(np.int64), 0
+    low, high = int(keys.min()), int(keys.max())
+    if high - low <= 4 * len(keys) + 1024:
+        offsets = keys - low
+        present = np.zeros(high - low + 1, dtype=bool)
+        present[offsets] = True
+        ranks = np.cumsum(present, dtype=np.int64) - 1
+        return ranks[offsets], int(ranks[-1]) + 1
+    import pandas as pd
+
+    codes, uniques = pd.factorize(keys, sort=True)
+    return codes.astype(np.int64, copy=False), len(uniques)
+
+
+def _buckets(data: pa.Table, columns: list[str], buckets: int) -> np.ndarray:
+    """Each row's bucket: a hash of its key values, the same in every part (text is hashed by
+    its characters, numbers by their bits, as ``_key`` groups them)."""
+    import pandas as pd
+
+    mixed = np.zeros(data.num_rows, dtype=np.uint64)
+    for name in columns:
+        array = _plain(data.column(name))
+        if _is_text(array.type):
+            encoded = pc.dictionary_encode(array)
+            words = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+            hashed = np.append(pd.util.hash_array(words), _NULL_HASH)
+            codes = np.asarray(pc.fill_null(encoded.indices, len(words)), dtype=np.int64)
+            column_hash = hashed[codes]
+        else:
+            column_hash = pd.util.hash_array(_key(pa.chunked_array([array])))
+        mixed = mixed * _MIX ^ column_hash
+    return (mixed % np.uint64(buckets)).astype(np.int64)
+
+
+def _bucket_count(rows: int, workers: int) -> int:
+    wanted = max(workers if rows >= _SPLIT_MIN_ROWS else 1, -(-rows // BUCKET_ROWS))
+    return max(1, min(wanted, _MAX_BUCKETS))
+
+
+# ---------------------------------------------------------------- exact sums
+
+
+def _exact(values: np.ndarray) -> dict[int, int]:
+    """``values`` summed exactly, as integer sums of their mantissas by binary exponent: sums of
+    disjoint sets add up key by key, so the total does not depend on how the values were split."""
+    finite = values[np.isfinite(values)]
+    mantissas, exponents = np.frexp(finite)
+    ints = (mantissas * 2.0**53).astype(np.int64)  # exact: |mantissa| < 1
+    high, low = ints >> 26, ints & ((1 << 26) - 1)  # each sum fits int64 up to 2**36 values
+    out: dict[int, int] = {}
+    for exponent in np.unique(exponents):
+        chosen = exponents == exponent
+        out[int(exponent)] = int(high[chosen].sum()) * (1 << 26) + int(low[chosen].sum())
+    return out
+
+
+def _merge_exact(sums: Sequence[dict[int, int]]) -> float:
+    """The total of exact sums, correctly rounded to a float (as ``math.fsum`` would give)."""
+    total = Fraction(0)
+    merged: dict[int, int] = {}
+    for part in sums:
+        for exponent, value in part.items():
+            merged[exponent] = merged.get(exponent, 0) + value
+    for exponent, value in merged.items():
+        total += Fraction(value) * Fraction(2) ** (exponent - 53)
+    return float(total)
+
+
+# ---------------------------------------------------------------- one rule over one bucket
+
+
+@dataclass
+class _Outcome:
+    """What a reduce task tells the caller: rows changed, groups that broke the rule, the
+    largest group total, and for a redistribution its excess and room (exact sums)."""
+
+    changed: int = 0
+    over: int = 0
+    worst: float = -math.inf
+    excess: dict[int, int] = field(default_factory=dict)
+    room: dict[int, int] = field(default_factory=dict)
+
+
+def _largest(totals: np.ndarray) -> float:
+    return float(totals.max()) if len(totals) else -math.inf  # an empty bucket's are int64
+
+
+def _drop_overflow(groups: np.ndarray, values: np.ndarray, limit: float, keep: np.ndarray) -> int:
+    """Drop each row whose group's running sum (in row order, kept rows only) passes ``limit``."""
+    if not len(groups):
+        return 0
+    import pandas as pd
+
+    running = pd.Series(np.where(keep, values, 0.0)).groupby(groups, sort=False).cumsum().to_numpy()
+    dropped = (running > limit + 1e-9) & keep
+    keep[dropped] = False
+    return int(dropped.sum())
+
+
+def _sum_limit(
+    rule: Constraint, groups: np.ndarray, keep: np.ndarray, values: np.ndarray, share: float | None
+) -> tuple[_Outcome, np.ndarray | None]:
+    assert rule.limit is not None
+    values = np.where(keep, values, 0.0)
+    totals = np.bincount(groups, weights=values)
+    over = totals > rule.limit + 1e-9
+    outcome = _Outcome(over=int(over.sum()), worst=_largest(totals))
+    if rule.action == "error":
+        return outcome, None
+    if rule.action == "drop":
+        if outcome.over:
+            outcome.changed = _drop_overflow(groups, values, rule.limit, keep)
+        return outcome, None
+    factor = np.where(over, rule.limit / np.maximum(totals, 1e-12), 1.0)
+    new = values * factor[groups]
+    outcome.changed = int(over[groups].sum())
+    if rule.action == "redistribute":
+        # every group with headroom gets its share, also in a bucket where no group is over
+        headroom = np.maximum(rule.limit - totals, 0.0)
+        if share is None:  # the first pass: how much there is to move, and room for it
+            outcome.excess = _exact(np.maximum(totals - rule.limit, 0.0))
+            outcome.room = _exact(headroom)
+            return outcome, None
+        counts = np.bincount(groups, minlength=len(totals))
+        per_row = np.where(counts > 0, headroom * share / np.maximum(counts, 1), 0.0)
+        new = new + np.where(headroom[groups] > 0, per_row[groups], 0.0)
+    return outcome, new
+
+
+def _at_most(rule: Constraint, groups: np.ndarray, keep: np.ndarray, limit: float) -> _Outcome:
+    """``max_rows_per_group`` and ``unique_combination`` (at most one row per combination)."""
+    ones = keep.astype(np.float64)
+    counts = np.bincount(groups, weights=ones)
+    outcome = _Outcome(over=int((counts > limit).sum()), worst=_largest(counts))
+    if rule.action == "drop" and outcome.over:
+        outcome.changed = _drop_overflow(groups, ones, limit, keep)
+    return outcome
+
+
+def _apply_rule(
+    rule: Constraint, data: pa.Table, keep: np.ndarray, share: float | None
+) -> tuple[_Outcome, np.ndarray | None]:
+    """The rule over the groups of ``data`` (whole groups, rows in table order): ``keep`` is
+    updated in place; the new values of a ``sum_limit`` column are returned."""
+    if rule.kind == "sum_limit":
+        values = data.column(_VALUE).to_numpy()
+        return _sum_limit(rule, group_ids(data, rule.group_by), keep, values, share)
+    if rule.kind == "max_rows_per_group":
+        return _at_most(rule, group_ids(data, rule.group_by), keep, float(rule.limit or 0)), None
+    return _at_most(rule, group_ids(data, rule.columns), keep, 1.0), None
+
+
+def _violation(rule: Constraint, table: str, outcome: _Outcome) -> ConstraintViolation:
+    if rule.kind == "sum_limit":
+        assert rule.limit is not None
+        return ConstraintViolation(
+            f"{table}: {outcome.over} groups of {', '.join(rule.group_by)} exceed "
+            f"sum({rule.column}) <= {rule.limit:g} (up to {outcome.worst:g}); "
+            "use action cap, redistribute or drop"
+        )
+    if rule.kind == "max_rows_per_group":
+        return ConstraintViolation(
+            f"{table}: groups of {', '.join(rule.group_by)} exceed {rule.limit:g} rows; use action drop"
+        )
+    return ConstraintViolation(
+        f"{table}: {outcome.over} combinations of {', '.join(rule.columns)} repeat; use action drop"
+    )
+
+
+# ---------------------------------------------------------------- the tasks
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One table's group rules: what every task needs (sent to each, so kept small)."""
+
+    spec: Spec
+    table: str
+    files: tuple[Path, ...]
+    work: Path
+    buckets: int
+
+    @property
+    def rules(self) -> list[Constraint]:
+        return [r for r in self.spec.tables[self.table].constraints if r.kind in GROUP_KINDS]
+
+    def split_file(self, rnd: int, part: int) -> Path:
+        return self.work / f"r{rnd}" / f"split-{part:05d}.arrow"
+
+    def reduce_file(self, rnd: int, bucket: int) -> Path:
+        return self.work / f"r{rnd}" / f"reduce-{bucket:05d}.arrow"
+
+
+def _write_batches(path: Path, tables: Iterable[tuple[pa.Table, Sequence[int]]]) -> None:
+    """Each table as consecutive batches of its ``counts`` rows (empty ones too), so that the
+    file's batches are, for each table in turn, its pieces in order; written under a temporary
+    name and renamed (a retried task rewrites the same file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for table, counts in tables:
+            if writer is None:
+                sink = stack.enter_context(pa.OSFile(str(partial), "wb"))
+                writer = stack.enter_context(pa.ipc.new_file(sink, table.schema))
+            whole = table.combine_chunks()
+            batch = whole.to_batches()[0] if whole.num_rows else pa.RecordBatch.from_pylist([], table.schema)
+            offset = 0
+            for count in counts:
+                writer.write_batch(batch.slice(offset, count))
+                offset += count
+    partial.replace(path)
+
+
+def _read_pieces(path: Path, index: int, every: int) -> list[pa.RecordBatch]:
+    """Batches ``index``, ``index + every``, ... of an Arrow file (a bucket's pieces of a part)."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        return [reader.get_batch(i) for i in range(index, reader.num_record_batches, every)]
+
+
+def _fold(
+    job: _Job, rounds: int, valued: frozenset[int], part: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The part's keep flags and moved values after the first ``rounds`` rules (the values of
+    the rounds in ``valued``: those that changed some group)."""
+    rows = pq.ParquetFile(job.files[part]).metadata.num_rows
+    keep = np.ones(rows, dtype=bool)
+    moved: dict[str, np.ndarray] = {}
+    for rnd in range(rounds):
+        column = job.rules[rnd].column
+        if job.rules[rnd].action == "error":  # checked, nothing changed, no pieces written
+            continue
+        for bucket in range(job.buckets):
+            (piece,) = _read_pieces(job.reduce_file(rnd, bucket), part, len(job.files))
+            where = piece.column(_ROW).to_numpy()
+            keep[where] = piece.column(_KEEP).to_numpy(zero_copy_only=False)
+            if rnd in valued and column:
+                moved.setdefault(column, np.zeros(rows))[where] = piece.column(_VALUE).to_numpy()
+    return keep, moved
+
+
+def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
+    """The part's rows by bucket, a row group at a time: for each row group, one batch per bucket."""
+    rule = job.rules[rnd]
+    keys = rule.group_by if rule.kind != "unique_combination" else rule.columns
+    source = pq.ParquetFile(job.files[part])
+    keep, moved = _fold(job, rnd, valued, part)
+    needed = sorted({*keys, *([rule.column] if rule.column else [])})
+
+    def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
+        offset = 0
+        for group in range(max(source.num_row_groups, 1)):  # an empty part: one empty group
+            data = source.read_row_group(group, columns=needed) if source.num_row_groups else None
+            if data is None:
+                data = source.schema_arrow.empty_table().select(needed)
+            end = offset + data.num_rows
+            columns: dict[str, Any] = {_ROW: np.arange(offset, end, dtype=np.int64), _KEEP: keep[offset:end]}
+            if rule.kind == "sum_limit":
+                assert rule.column
+                value = moved.get(rule.column)
+                columns[_VALUE] = (
+                    value[offset:end]
+                    if value is not None
+                    else np.asarray(
+                        pc.fill_null(data.column(rule.column), 0).to_numpy(zero_copy_only=False),
+                        dtype=np.float64,
+                    )
+                )
+            for name in keys:
+                columns[name] = data.column(name)
+            bucket = _buckets(data, keys, job.buckets)
+            order = np.argsort(bucket, kind="stable")
+            yield pa.table(columns).take(order), np.bincount(bucket, minlength=job.buckets).tolist()
+            offset = end
+
+    _write_batches(job.split_file(rnd, part), pieces())
+
+
+def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
+    rule = job.rules[rnd]
+    pieces = [_read_pieces(job.split_file(rnd, part), bucket, job.buckets) for part in range(len(job.files))]
+    data = pa.Table.from_batches([b for part in pieces for b in part])
+    keep = data.column(_KEEP).to_numpy().copy()
+    outcome, values = _apply_rule(rule, data, keep, share)
+    if rule.action == "error" or (rule.action == "redistribute" and share is None):
+        return outcome
+    out: dict[str, Any] = {_ROW: data.column(_ROW), _KEEP: keep}
+    if values is not None:
+        out[_VALUE] = values
+    counts = [sum(b.num_rows for b in part) for part in pieces]
+    _write_batches(job.reduce_file(rnd, bucket), [(pa.table(out), counts)])
+    return outcome
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.groups.tmp")
+
+
+def _apply(job: _Job, valued: frozenset[int], part: int) -> tuple[str, str] | None:
+    """Fold every round into the part and write it beside it (``_partial``), a row group at a
+    time; a moved value its column cannot hold is returned as (column, why), and nothing is
+    written."""
+    from synthreg.generators.columns import out_of_range
+
+    path = job.files[part]
+    keep, moved = _fold(job, len(job.rules), valued, part)
+    source = pq.ParquetFile(path)
+    schema = source.schema_arrow
+    columns: dict[str, pa.Array] = {}
+    for name, values in moved.items():
+        decimals = job.spec.tables[job.table].columns[name].decimals
+        if decimals is not None:  # round down: a capped group must not creep over its limit
+            values = np.floor(values * 10.0**decimals + 1e-9) / 10.0**decimals
+        typ = schema.field(name).type
+        if pa.types.is_integer(typ):
+            values = np.floor(values + 1e-9)
+        why = out_of_range(values, typ)
+        if why:
+            return name, why
+        columns[name] = pa.array(
+            values.astype(np.dtype(str(typ))) if pa.types.is_integer(typ) else values, type=typ
+        )
+    offset = 0
+    with part_writer(path, schema, _partial(path)) as write:
+        for group in range(source.num_row_groups):
+            data = source.read_row_group(group)
+            end = offset + data.num_rows
+            for name, array in columns.items():
+                data = data.set_column(schema.get_field_index(name), name, array.slice(offset, data.num_rows))
+            write(data.filter(pa.array(keep[offset:end])))
+            offset = end
+    return None
+
+
+# ---------------------------------------------------------------- running the rounds
+
+_Run = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
+
+
+@contextlib.contextmanager
+def _runner(workers: int, cluster: str | None) -> Iterator[_Run]:
+    """Run tasks on a remote Dask cluster (``tcp://``, ``tls://``), a process pool, or here."""
+    if cluster and not cluster.startswith("local:"):
+        from synthreg.compute.dask import client_for
+
+        with client_for(cluster) as client:
+
+            def on_cluster(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
+                run = f"synthreg-groups-{fn.__name__.strip('_')}-{uuid.uuid4().hex[:8]}"
+                keys = [f"{run}-{i}" for i in range(len(args))]
+                futures = client.map(fn, *zip(*args, strict=True), key=keys, pure=False) if args else []
+                return list(client.gather(futures))
+
+            yield on_cluster
+        return
+    if workers <= 1:
+        yield lambda fn, args: [fn(*a) for a in args]
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        yield lambda fn, args: list(pool.map(fn, *zip(*args, strict=True))) if args else []
+
+
+def enforce(
+    spec: Spec, table: str, files: list[Path], work: Path, *, workers: int = 1, cluster: str | None = None
+) -> dict[str, Any]:
+    """Apply ``table``'s group rules over all its rows, rewrite its parts, say what changed.
+
+    ``work``: a scratch folder for the pieces (made and removed here), on a filesystem the
+    tasks share. ``cluster``: a remote Dask cluster to run the tasks on (``local:N`` and no
+    cluster use a pool of ``workers`` processes here).
+    """
+    rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
+    if not rules:
+        return {}
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    job = _Job(spec, table, tuple(files), work / uuid.uuid4().hex[:8], _bucket_count(rows, workers))
+    parts, buckets = range(len(files)), range(job.buckets)
+    notes: dict[str, Any] = {}
+    valued: set[int] = set()
+    try:
+        with _runner(workers, cluster) as run:
+            for rnd, rule in enumerate(rules):
+                run(_split, [(job, rnd, frozenset(valued), p) for p in parts])
+                share = None
+                if rule.action == "redistribute":
+                    first = run(_reduce, [(job, rnd, None, b) for b in buckets])
+                    excess = _merge_exact([o.excess for o in first])
+                    room = _merge_exact([o.room for o in first])
+                    share = min(1.0, excess / room) if room > 0 else 0.0
+                outcomes: list[_Outcome] = run(_reduce, [(job, rnd, share, b) for b in buckets])
+                merged = _Outcome(
+                    changed=sum(o.changed for o in outcomes),
+                    over=sum(o.over for o in outcomes),
+                    worst=max((o.worst for o in outcomes), default=-math.inf),
+                )
+                if rule.action == "error" and merged.over:
+                    raise _violation(rule, table, merged)
+                if rule.kind == "sum_limit" and rule.action in ("cap", "redistribute") and merged.over:
+                    valued.add(rnd)
+                notes[f"{rule.kind}#{rnd}"] = {"action": rule.action, "rows_changed": merged.changed}
+            if valued or any(n["rows_changed"] for n in notes.values()):
+                _rewrite(spec, table, job, run, frozenset(valued))
+    finally:
+        shutil.rmtree(job.work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # only when no other table's pieces are there
+    return notes
+
+
+def _rewrite(spec: Spec, table: str, job: _Job, run: _Run, valued: frozenset[int]) -> None:
+    """Every part rewritten beside itself, then renamed over it, unless a moved value does not
+    fit its column: then the error, and the parts as they were."""
+    refused = [r for r in run(_apply, [(job, valued, p) for p in range(len(job.files))]) if r]
+    if refused:
+        for path in job.files:
+            _partial(path).unlink(missing_ok=True)
+        name, why = refused[0]
+        rules = [i for i, r in enumerate(spec.tables[table].constraints) if r.column == name]
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    f"tables.{table}.constraints.{rules[0] if rules else 0}",
+                    f"moving {name} within its limit makes {why}: give {name} a max that holds the "
+                    "limit, or use action cap",
+                )
+            ],
+        )
+    for path in job.files:
+        _partial(path).replace(path)
