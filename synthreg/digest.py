@@ -82,13 +82,14 @@ class TableHasher:
 
     def _flush(self, rows: int) -> None:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
-        self._blocks.append(self._hash_block(table.slice(0, rows)))
+        self._blocks.append(self.hash_block(table.slice(0, rows)))
         rest = table.slice(rows)
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
     @staticmethod
-    def _hash_block(table: pa.Table) -> bytes:
+    def hash_block(table: pa.Table) -> bytes:
+        """The digest of one block of rows (however they are chunked)."""
         h = hashlib.sha256(str(table.num_rows).encode())
         for column in table.columns:
             col_hash = hashlib.sha256()
@@ -107,6 +108,12 @@ class TableHasher:
         if self._pending_rows:
             self._flush(self._pending_rows)
         return list(self._blocks)
+
+    def complete_blocks(self) -> tuple[list[bytes], pa.Table | None]:
+        """Digests of the complete blocks so far, and the rows after them, not hashed (rows that
+        share their block with rows another process has)."""
+        rest = pa.Table.from_batches(self._pending, schema=self._pending[0].schema) if self._pending else None
+        return list(self._blocks), rest
 
     def hexdigest(self) -> str:
         """The table digest (flushes the last partial block)."""

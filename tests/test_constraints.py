@@ -215,9 +215,9 @@ def test_noise_errors(noise: dict[str, Any], says: str) -> None:
         _spec(noise=[noise])
 
 
-def test_group_ids_number_groups_as_a_sort_of_the_keys_does() -> None:
-    """``group_ids`` (dense ranks combined in mixed radix) gives exactly the numbers of
-    ``np.unique(keys, axis=0)``: the group order decides the rounding of the float sums."""
+def test_group_ids_make_the_groups_a_sort_of_the_keys_makes() -> None:
+    """``group_ids`` (each column's ranks combined in mixed radix) puts rows in the same groups as
+    ``np.unique(keys, axis=0)``, numbered 0..n-1 (which group gets which number is free)."""
     import pyarrow as pa
 
     from synthreg.generators.group_rules import _key, group_ids
@@ -225,20 +225,36 @@ def test_group_ids_number_groups_as_a_sort_of_the_keys_does() -> None:
     rng = np.random.default_rng(5)
     n = 5000
     words = np.array(["b", "a", "c", None, "dd"], dtype=object)
+    dictionary = pa.array(words[rng.integers(0, 3, n)], type=pa.string()).dictionary_encode()
     data = pa.table(
         {
             "near": pa.array(rng.integers(-3, 40, n)),  # ranked through a table of the span
-            "far": pa.array(rng.integers(-(2**62), 2**62, n) // 2**40 * 2**40),  # by a hash
+            "far": pa.array(rng.integers(-(2**62), 2**62, n) // 2**40 * 2**40),  # by sorting
             "f": pa.array(np.round(rng.normal(0, 2, n), 1)),
             "s": pa.array(words[rng.integers(0, 5, n)], type=pa.string()),
-            "d": pa.array(words[rng.integers(0, 3, n)], type=pa.string()).dictionary_encode(),
             "b": pa.array(rng.random(n) < 0.5),
         }
     )
-    for columns in (["near"], ["far"], ["f", "s"], ["near", "far", "d", "b"], ["s", "f", "near", "far"]):
-        stacked = np.stack([_key(data.column(c)) for c in columns], axis=1)
-        expected = np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
-        assert np.array_equal(group_ids(data, columns), expected), columns
+    # a dictionary column whose chunks have different dictionaries (parts met in a bucket)
+    other = pa.array(words[rng.integers(1, 5, n)], type=pa.string()).dictionary_encode()
+    chunks = pa.chunked_array([dictionary.slice(0, 2000), other.slice(2000)])
+    data = data.append_column("d", chunks)
+    for columns in (
+        ["near"],
+        ["far"],
+        ["d"],
+        ["f", "s"],
+        ["near", "far", "d", "b"],
+        ["s", "f", "near", "far"],
+    ):
+        decoded = [
+            _key(pa.chunked_array([data.column(c).cast(pa.string())])) if c == "d" else _key(data.column(c))
+            for c in columns
+        ]
+        expected = np.unique(np.stack(decoded, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+        got = group_ids(data, columns)
+        pairs = set(zip(got.tolist(), expected.tolist(), strict=True))
+        assert len(pairs) == len(set(expected.tolist())) == got.max() + 1, columns  # one-to-one, dense
     assert len(group_ids(data.slice(0, 0), ["near", "s"])) == 0
 
 
@@ -303,6 +319,14 @@ def test_group_rules_give_one_result_for_any_buckets_parts_and_workers(
     assert counts == [10]  # 200,000 rows in 10 buckets, from several parts, on 2 workers
     assert len(split.tables["shifts"].files) == 4
     assert split.content_digest == whole.content_digest
+    # the digest the rewriting tasks pieced together is the one reading the files gives
+    from synthreg.digest import TableHasher
+
+    hasher = TableHasher(split.tables["shifts"].schema)
+    for path in split.tables["shifts"].files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+            hasher.update(batch)
+    assert hasher.hexdigest() == split.tables["shifts"].digest and hasher.rows == split.rows["shifts"]
     changed = split.params["constraints"]["shifts"]
     assert changed == whole.params["constraints"]["shifts"]
     assert all(changed[f"{r['kind']}#{i}"]["rows_changed"] > 0 for i, r in enumerate(_CHAIN)), changed

@@ -20,6 +20,10 @@ from synthreg.integrations import dvc
 from synthreg.registry.facts import file_facts, known_md5
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
@@ -99,15 +103,17 @@ def test_dvc_hashes_a_file_changed_since_its_md5_was_taken(dvc_root: Path) -> No
     assert _recorded(dvc_root) == {first.name: _md5(first), second.name: _md5(second)}
 
 
-def test_a_table_rewritten_by_its_constraints_carries_no_writer_hashes(
+def test_a_table_rewritten_by_its_constraints_carries_its_rewriters_hashes(
     capped_spec: Any, tmp_path: Path
 ) -> None:
-    """Group constraints rewrite a table's parts after the workers hashed them: those hashes are
-    dropped (the files are hashed again by ``file_facts`` and by DVC)."""
+    """Group constraints rewrite a table's parts after the engine's workers hashed them: the tasks
+    that rewrote them hash what they wrote, and the files (renamed into place) still match."""
     spec = capped_spec
     result = generate(spec, tmp_path, workers=1)
     assert result.params.get("constraints", {}).get("shifts")  # the cap changed rows
-    assert result.tables["shifts"].hashes == ()
+    shifts = result.tables["shifts"]
+    assert [(h.md5, h.sha256) for h in shifts.hashes] == [(_md5(p), _sha256(p)) for p in shifts.files]
+    assert all(h.matches(p) for h, p in zip(shifts.hashes, shifts.files, strict=True))
     assert [h.md5 for h in result.tables["users"].hashes] == [_md5(p) for p in result.tables["users"].files]
 
 

@@ -9,7 +9,6 @@ bounded by the write chunk, not by the row count.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import sys
@@ -28,6 +27,7 @@ from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher, combine_digests, tab
 from synthreg.generators import group_rules
 from synthreg.generators.columns import BlockContext, arrow_type, sample_column
 from synthreg.generators.constraints import apply_row_rules
+from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.sampling import Drawn, SampleRequest, take_sample
 from synthreg.generators.spec import Spec
 from synthreg.generators.staging import PartStage
@@ -66,25 +66,6 @@ class TableResult:
     #: Per file (same order), the hashes its writer took of its bytes; empty when unknown (a
     #: table rewritten after writing, an LLM table).
     hashes: tuple[FileHash, ...] = ()
-
-
-@dataclass(frozen=True)
-class FileHash:
-    """md5 (what DVC records) and sha256 (what the manifest records) of a part's bytes, taken by
-    the worker that wrote it; ``size`` and ``mtime_ns`` tell whether the file is still those bytes."""
-
-    md5: str
-    sha256: str
-    size: int
-    mtime_ns: int
-
-    def matches(self, path: Path) -> bool:
-        """Whether ``path`` still has this size and modification time (else hash it again)."""
-        try:
-            info = path.stat()
-        except OSError:
-            return False
-        return info.st_size == self.size and info.st_mtime_ns == self.mtime_ns
 
 
 @dataclass
@@ -212,16 +193,6 @@ def _segments(spec: Spec, segment_rows: int) -> list[_Segment]:
 _Written = tuple[_Segment, Path, int, list[bytes], FileHash, Drawn]
 
 
-def _hash_bytes(path: Path) -> tuple[str, str]:
-    """md5 and sha256 of a file just written, in one read (from the page cache)."""
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            md5.update(chunk)
-            sha256.update(chunk)
-    return md5.hexdigest(), sha256.hexdigest()
-
-
 def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     """Generate, hash and write one segment; runs in a worker process. The file's own hashes are
     taken here too, on as many cores as write parts, not by the client afterwards (``FileHash``).
@@ -282,15 +253,14 @@ def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _
                         taken[request].append(piece)
                 first_row += chunk.num_rows
                 faults.point(f"engine.segment.{seg.table}.{seg.index}")
-    md5, sha256 = _hash_bytes(partial)
-    info = partial.stat()  # of the bytes hashed; a rename keeps the size and the modification time
+    hashed = hash_file(partial)  # a rename keeps the size and the modification time
     os.replace(partial, path)
     return (
         seg,
         path,
         hasher.rows,
         hasher.block_digests(),
-        FileHash(md5, sha256, info.st_size, info.st_mtime_ns),
+        hashed,
         {r: pa.concat_tables(pieces) for r, pieces in taken.items() if pieces},
     )
 
@@ -498,17 +468,16 @@ def _collect(spec: Spec, done: list[_Written]) -> dict[str, TableResult]:
 def _enforce(
     spec: Spec, name: str, tables: dict[str, TableResult], out_dir: Path, workers: int, cluster: str | None
 ) -> dict[str, object]:
-    """Whole-table constraints; re-hash the table when they changed it."""
+    """Whole-table constraints; the table's digest and file hashes from the tasks that rewrote it."""
     result = tables[name]
-    notes = group_rules.enforce(
+    notes, rewritten = group_rules.enforce(
         spec, name, list(result.files), out_dir / ".groups", workers=workers, cluster=cluster
     )
-    if notes:
-        hasher = TableHasher(result.schema)
-        for path in result.files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=DIGEST_BLOCK_ROWS):
-                hasher.update(batch)
-        tables[name] = TableResult(name, hasher.rows, hasher.hexdigest(), result.files, result.schema)
+    if rewritten is not None:
+        digest = table_digest(result.schema, rewritten.blocks)
+        tables[name] = TableResult(
+            name, rewritten.rows, digest, result.files, result.schema, rewritten.hashes
+        )
     return notes
 
 

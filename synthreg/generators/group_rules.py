@@ -27,6 +27,7 @@ in a scratch folder beside the tables, removed at the end.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import shutil
 import uuid
@@ -41,11 +42,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher
 from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
+from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
 
-__all__ = ["BUCKET_ROWS", "enforce", "group_ids"]
+__all__ = ["BUCKET_ROWS", "Rewritten", "enforce", "group_ids"]
 
 #: Rows per bucket at most (a reduce task holds one bucket: ~60 bytes a row at its peak).
 BUCKET_ROWS = 1 << 21
@@ -73,6 +76,8 @@ def _is_text(typ: pa.DataType) -> bool:
 
 def _key(column: pa.ChunkedArray) -> np.ndarray:
     """One int64 per row such that equal values get equal keys (within this column)."""
+    if pa.types.is_dictionary(column.type):  # its indices in the chunks' dictionaries made one
+        return np.asarray(pc.fill_null(column.combine_chunks().indices, -1), dtype=np.int64)
     array = _plain(column)
     if _is_text(array.type):
         return np.asarray(pc.fill_null(pc.dictionary_encode(array).indices, -1), dtype=np.int64)
@@ -83,13 +88,14 @@ def _key(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
-    """Dense group numbers for the rows of ``data`` grouped by ``columns``, numbered in the
-    lexicographic order of the columns' keys (``np.unique(keys, axis=0, return_inverse=True)``
-    gives the same numbers, 10-20x slower: it sorts the rows as structured values).
+    """Dense group numbers (0, 1, ...) for the rows of ``data`` grouped by ``columns``: equal
+    keys, equal numbers. Which group gets which number is not part of the contract (the rules
+    treat every group alike), so each column's keys are ranked the fastest way: a dictionary by
+    its indices, text by first appearance, numbers by value (``np.unique(axis=0)`` on the
+    stacked keys gives the same groups, 10-20x slower: it sorts the rows as structured values).
 
-    Each column's keys become dense ranks; the ranks are combined column by column in mixed
-    radix, which keeps the order, and the combination is ranked again whenever the next radix
-    could overflow int64.
+    The columns' ranks are combined in mixed radix, and the combination is ranked again
+    whenever the next radix could overflow int64.
     """
     combined: np.ndarray | None = None
     for name in columns:
@@ -107,7 +113,7 @@ def group_ids(data: pa.Table, columns: list[str]) -> np.ndarray:
 def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Each key's rank among the distinct keys (0, 1, ...), and how many there are. Keys within
     a span of a few times their count (row numbers, foreign keys, combined ranks) are ranked
-    through a table of the span; others by a hash (``pandas.factorize``, uniques sorted)."""
+    through a table of the span; others by sorting (``np.unique``)."""
     if not len(keys):
         return keys.astype(np.int64), 0
     low, high = int(keys.min()), int(keys.max())
@@ -117,10 +123,8 @@ def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
         present[offsets] = True
         ranks = np.cumsum(present, dtype=np.int64) - 1
         return ranks[offsets], int(ranks[-1]) + 1
-    import pandas as pd
-
-    codes, uniques = pd.factorize(keys, sort=True)
-    return codes.astype(np.int64, copy=False), len(uniques)
+    uniques, inverse = np.unique(keys, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64, copy=False), len(uniques)
 
 
 def _buckets(data: pa.Table, columns: list[str], buckets: int) -> np.ndarray:
@@ -190,6 +194,8 @@ class _Outcome:
     worst: float = -math.inf
     excess: dict[int, int] = field(default_factory=dict)
     room: dict[int, int] = field(default_factory=dict)
+    #: per part, how many of its rows in this bucket are kept after this rule
+    kept: list[int] = field(default_factory=list)
 
 
 def _largest(totals: np.ndarray) -> float:
@@ -200,12 +206,30 @@ def _drop_overflow(groups: np.ndarray, values: np.ndarray, limit: float, keep: n
     """Drop each row whose group's running sum (in row order, kept rows only) passes ``limit``."""
     if not len(groups):
         return 0
-    import pandas as pd
-
-    running = pd.Series(np.where(keep, values, 0.0)).groupby(groups, sort=False).cumsum().to_numpy()
+    running = _running_sums(groups, np.where(keep, values, 0.0))
     dropped = (running > limit + 1e-9) & keep
     keep[dropped] = False
     return int(dropped.sum())
+
+
+def _running_sums(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each row's sum of its group's values up to it, added in row order, restarting at each
+    group. Whole numbers (row counts) that stay below 2**53 add up exactly in any order: one
+    cumulative sum over the rows sorted by group, less each group's start. Other values are
+    added one by one within their group (pandas' grouped cumsum), so no other group's rows
+    round them."""
+    if np.array_equal(values, np.floor(values)) and float(np.abs(values).sum()) < 2.0**53:
+        order = np.argsort(groups, kind="stable")
+        ordered = values[order]
+        running = np.cumsum(ordered)
+        starts = np.r_[0, np.flatnonzero(np.diff(groups[order])) + 1]
+        running -= np.repeat(running[starts] - ordered[starts], np.diff(np.r_[starts, len(order)]))
+        out = np.empty_like(running)
+        out[order] = running
+        return out
+    import pandas as pd
+
+    return pd.Series(values).groupby(groups, sort=False).cumsum().to_numpy()
 
 
 def _sum_limit(
@@ -401,6 +425,8 @@ def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
         out[_VALUE] = values
     counts = [sum(b.num_rows for b in part) for part in pieces]
     _write_batches(job.reduce_file(rnd, bucket), [(pa.table(out), counts)])
+    bounds = np.cumsum([0, *counts])
+    outcome.kept = [int(keep[a:b].sum()) for a, b in itertools.pairwise(bounds)]
     return outcome
 
 
@@ -408,10 +434,23 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.groups.tmp")
 
 
-def _apply(job: _Job, valued: frozenset[int], part: int) -> tuple[str, str] | None:
+@dataclass(frozen=True)
+class _Applied:
+    """A rewritten part: its file's hashes, and its rows' share of the table digest (it starts at
+    row ``offset`` of the table): the digests of the blocks wholly in it, and the rows before the
+    first block boundary (``head``) and after the last (``tail``), which share their blocks with
+    the neighbouring parts' rows."""
+
+    hashed: FileHash
+    head: pa.Table | None
+    blocks: list[bytes]
+    tail: pa.Table | None
+
+
+def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applied | tuple[str, str]:
     """Fold every round into the part and write it beside it (``_partial``), a row group at a
-    time; a moved value its column cannot hold is returned as (column, why), and nothing is
-    written."""
+    time, hashing what it writes; a moved value its column cannot hold is returned as
+    (column, why), and nothing is written."""
     from synthreg.generators.columns import out_of_range
 
     path = job.files[part]
@@ -432,16 +471,50 @@ def _apply(job: _Job, valued: frozenset[int], part: int) -> tuple[str, str] | No
         columns[name] = pa.array(
             values.astype(np.dtype(str(typ))) if pa.types.is_integer(typ) else values, type=typ
         )
-    offset = 0
+    head: list[pa.Table] = []
+    head_left = -offset % DIGEST_BLOCK_ROWS  # rows until the table's next block boundary
+    hasher = TableHasher(schema)
+    start = 0
     with part_writer(path, schema, _partial(path)) as write:
         for group in range(source.num_row_groups):
             data = source.read_row_group(group)
-            end = offset + data.num_rows
+            end = start + data.num_rows
             for name, array in columns.items():
-                data = data.set_column(schema.get_field_index(name), name, array.slice(offset, data.num_rows))
-            write(data.filter(pa.array(keep[offset:end])))
-            offset = end
-    return None
+                data = data.set_column(schema.get_field_index(name), name, array.slice(start, data.num_rows))
+            kept = data.filter(pa.array(keep[start:end]))
+            write(kept)
+            if head_left:
+                head.append(kept.slice(0, head_left))
+                head_left -= head[-1].num_rows
+                kept = kept.slice(head[-1].num_rows)
+            hasher.update(kept)
+            start = end
+    blocks, tail = hasher.complete_blocks()
+    return _Applied(hash_file(_partial(path)), pa.concat_tables(head) if head else None, blocks, tail)
+
+
+def _table_blocks(applied: Sequence[_Applied]) -> list[bytes]:
+    """The table's block digests from its parts' (``_Applied``), in order: the rows a block
+    boundary splits between parts are joined and hashed here."""
+    blocks: list[bytes] = []
+    pending: list[pa.Table] = []
+
+    def add(rows: pa.Table | None) -> None:
+        if rows is not None and rows.num_rows:
+            pending.append(rows)
+            if sum(t.num_rows for t in pending) == DIGEST_BLOCK_ROWS:
+                blocks.append(TableHasher.hash_block(pa.concat_tables(pending)))
+                pending.clear()
+
+    for part in applied:
+        add(part.head)
+        if part.blocks or part.tail is not None:
+            assert not pending, "a part's first block boundary must close the block before it"
+        blocks.extend(part.blocks)
+        add(part.tail)
+    if pending:
+        blocks.append(TableHasher.hash_block(pa.concat_tables(pending)))
+    return blocks
 
 
 # ---------------------------------------------------------------- running the rounds
@@ -476,10 +549,21 @@ def _runner(workers: int, cluster: str | None) -> Iterator[_Run]:
         yield lambda fn, args: list(pool.map(fn, *zip(*args, strict=True))) if args else []
 
 
+@dataclass(frozen=True)
+class Rewritten:
+    """A table the group rules rewrote: its rows, block digests (``table_digest``) and its
+    files' hashes (in the order of its files)."""
+
+    rows: int
+    blocks: list[bytes]
+    hashes: tuple[FileHash, ...]
+
+
 def enforce(
     spec: Spec, table: str, files: list[Path], work: Path, *, workers: int = 1, cluster: str | None = None
-) -> dict[str, Any]:
-    """Apply ``table``'s group rules over all its rows, rewrite its parts, say what changed.
+) -> tuple[dict[str, Any], Rewritten | None]:
+    """Apply ``table``'s group rules over all its rows, rewrite its parts, say what changed
+    (and what the table now is, when it changed).
 
     ``work``: a scratch folder for the pieces (made and removed here), on a filesystem the
     tasks share. ``cluster``: a remote Dask cluster to run the tasks on (``local:N`` and no
@@ -487,12 +571,13 @@ def enforce(
     """
     rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
     if not rules:
-        return {}
+        return {}, None
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     job = _Job(spec, table, tuple(files), work / uuid.uuid4().hex[:8], _bucket_count(rows, workers))
     parts, buckets = range(len(files)), range(job.buckets)
     notes: dict[str, Any] = {}
     valued: set[int] = set()
+    kept = [pq.ParquetFile(f).metadata.num_rows for f in files]  # each part's rows after the rules
     try:
         with _runner(workers, cluster) as run:
             for rnd, rule in enumerate(rules):
@@ -511,22 +596,29 @@ def enforce(
                 )
                 if rule.action == "error" and merged.over:
                     raise _violation(rule, table, merged)
+                if rule.action != "error":
+                    kept = [sum(o.kept[p] for o in outcomes) for p in parts]
                 if rule.kind == "sum_limit" and rule.action in ("cap", "redistribute") and merged.over:
                     valued.add(rnd)
                 notes[f"{rule.kind}#{rnd}"] = {"action": rule.action, "rows_changed": merged.changed}
+            rewritten = None
             if valued or any(n["rows_changed"] for n in notes.values()):
-                _rewrite(spec, table, job, run, frozenset(valued))
+                rewritten = _rewrite(spec, table, job, run, frozenset(valued), kept)
     finally:
         shutil.rmtree(job.work, ignore_errors=True)
         with contextlib.suppress(OSError):
             work.rmdir()  # only when no other table's pieces are there
-    return notes
+    return notes, rewritten
 
 
-def _rewrite(spec: Spec, table: str, job: _Job, run: _Run, valued: frozenset[int]) -> None:
+def _rewrite(
+    spec: Spec, table: str, job: _Job, run: _Run, valued: frozenset[int], kept: list[int]
+) -> Rewritten:
     """Every part rewritten beside itself, then renamed over it, unless a moved value does not
     fit its column: then the error, and the parts as they were."""
-    refused = [r for r in run(_apply, [(job, valued, p) for p in range(len(job.files))]) if r]
+    offsets = np.cumsum([0, *kept[:-1]]).tolist()
+    done = run(_apply, [(job, valued, p, offsets[p]) for p in range(len(job.files))])
+    refused = [r for r in done if not isinstance(r, _Applied)]
     if refused:
         for path in job.files:
             _partial(path).unlink(missing_ok=True)
@@ -544,3 +636,4 @@ def _rewrite(spec: Spec, table: str, job: _Job, run: _Run, valued: frozenset[int
         )
     for path in job.files:
         _partial(path).replace(path)
+    return Rewritten(sum(kept), _table_blocks(done), tuple(a.hashed for a in done))
