@@ -216,3 +216,36 @@ def test_parent_times_past_year_9999_and_after_a_struct_column(
         times = rules._ParentTimes(parent, "t", KeyIndex.of_column(parent, "id").order)
         np.testing.assert_array_equal(times.at(np.array([2, 0, 1])), [ms[2], ms[0], ms[1]])
     assert rules._footer_range(open_parts(tmp_path, "nested"), "t") == (10**12, 10**12 + 9)
+
+
+@pytest.mark.parametrize("rows_per_bucket", [1 << 30, 1000])  # one bucket read whole; 6 buckets
+def test_group_checks_measure_whole_groups_a_bucket_at_a_time(
+    data: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch, rows_per_bucket: int
+) -> None:
+    """What the checks report equals pandas over the whole table, however many buckets."""
+    from synthreg.generators import group_rules
+    from synthreg.generators.spec import Constraint
+
+    spec, tables = data
+    _rewrite(tables, "shifts", "hours", lambda c: pc.multiply(c, 3.0))  # some groups over 6 hours
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", rows_per_bucket)
+    monkeypatch.setattr(group_rules, "_SPLIT_MIN_ROWS", 1)
+    files = sorted((tables / "shifts").glob("part-*.parquet"))
+    frame = pq.read_table(files).to_pandas()
+    rules = {
+        "sum": {"kind": "sum_limit", "group_by": ["user_id", "day"], "column": "hours", "limit": 6},
+        "rows": {"kind": "max_rows_per_group", "group_by": ["day"], "limit": 590},
+        "unique": {"kind": "unique_combination", "columns": ["user_id", "day"]},
+    }
+    facts = {
+        k: group_rules.measure(spec, "shifts", Constraint(**r), files, slack=1e-6) for k, r in rules.items()
+    }
+    sums = frame.groupby(["user_id", "day"])["hours"].sum()
+    per_day = frame.groupby("day").size()
+    pairs = frame.groupby(["user_id", "day"]).size()
+    assert facts["sum"] == group_rules.GroupFacts(len(sums), int((sums > 6 + 1e-6).sum()), float(sums.max()))
+    assert facts["rows"] == group_rules.GroupFacts(
+        len(per_day), int((per_day > 590).sum()), float(per_day.max())
+    )
+    assert facts["unique"] == group_rules.GroupFacts(len(pairs), int((pairs > 1).sum()), float(pairs.max()))
+    assert facts["sum"].over and facts["rows"].over and facts["unique"].over  # each one fails somewhere

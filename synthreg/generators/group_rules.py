@@ -48,7 +48,7 @@ from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _a
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
 
-__all__ = ["BUCKET_ROWS", "Rewritten", "enforce", "group_ids"]
+__all__ = ["BUCKET_ROWS", "GroupFacts", "Rewritten", "enforce", "group_ids", "measure"]
 
 #: Rows per bucket at most (a reduce task holds one bucket: ~60 bytes a row at its peak).
 BUCKET_ROWS = 1 << 21
@@ -190,6 +190,7 @@ class _Outcome:
     largest group total, and for a redistribution its excess and room (exact sums)."""
 
     changed: int = 0
+    groups: int = 0
     over: int = 0
     worst: float = -math.inf
     excess: dict[int, int] = field(default_factory=dict)
@@ -233,13 +234,18 @@ def _running_sums(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _sum_limit(
-    rule: Constraint, groups: np.ndarray, keep: np.ndarray, values: np.ndarray, share: float | None
+    rule: Constraint,
+    groups: np.ndarray,
+    keep: np.ndarray,
+    values: np.ndarray,
+    share: float | None,
+    slack: float,
 ) -> tuple[_Outcome, np.ndarray | None]:
     assert rule.limit is not None
     values = np.where(keep, values, 0.0)
     totals = np.bincount(groups, weights=values)
-    over = totals > rule.limit + 1e-9
-    outcome = _Outcome(over=int(over.sum()), worst=_largest(totals))
+    over = totals > rule.limit + slack
+    outcome = _Outcome(groups=len(totals), over=int(over.sum()), worst=_largest(totals))
     if rule.action == "error":
         return outcome, None
     if rule.action == "drop":
@@ -266,20 +272,20 @@ def _at_most(rule: Constraint, groups: np.ndarray, keep: np.ndarray, limit: floa
     """``max_rows_per_group`` and ``unique_combination`` (at most one row per combination)."""
     ones = keep.astype(np.float64)
     counts = np.bincount(groups, weights=ones)
-    outcome = _Outcome(over=int((counts > limit).sum()), worst=_largest(counts))
+    outcome = _Outcome(groups=len(counts), over=int((counts > limit).sum()), worst=_largest(counts))
     if rule.action == "drop" and outcome.over:
         outcome.changed = _drop_overflow(groups, ones, limit, keep)
     return outcome
 
 
 def _apply_rule(
-    rule: Constraint, data: pa.Table, keep: np.ndarray, share: float | None
+    rule: Constraint, data: pa.Table, keep: np.ndarray, share: float | None, slack: float = 1e-9
 ) -> tuple[_Outcome, np.ndarray | None]:
     """The rule over the groups of ``data`` (whole groups, rows in table order): ``keep`` is
     updated in place; the new values of a ``sum_limit`` column are returned."""
     if rule.kind == "sum_limit":
         values = data.column(_VALUE).to_numpy()
-        return _sum_limit(rule, group_ids(data, rule.group_by), keep, values, share)
+        return _sum_limit(rule, group_ids(data, rule.group_by), keep, values, share, slack)
     if rule.kind == "max_rows_per_group":
         return _at_most(rule, group_ids(data, rule.group_by), keep, float(rule.limit or 0)), None
     return _at_most(rule, group_ids(data, rule.columns), keep, 1.0), None
@@ -314,10 +320,8 @@ class _Job:
     files: tuple[Path, ...]
     work: Path
     buckets: int
-
-    @property
-    def rules(self) -> list[Constraint]:
-        return [r for r in self.spec.tables[self.table].constraints if r.kind in GROUP_KINDS]
+    rules: tuple[Constraint, ...]
+    slack: float = 1e-9  # a group's sum over its limit by no more than this holds
 
     def split_file(self, rnd: int, part: int) -> Path:
         return self.work / f"r{rnd}" / f"split-{part:05d}.arrow"
@@ -417,7 +421,7 @@ def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
     pieces = [_read_pieces(job.split_file(rnd, part), bucket, job.buckets) for part in range(len(job.files))]
     data = pa.Table.from_batches([b for part in pieces for b in part])
     keep = data.column(_KEEP).to_numpy().copy()
-    outcome, values = _apply_rule(rule, data, keep, share)
+    outcome, values = _apply_rule(rule, data, keep, share, job.slack)
     if rule.action == "error" or (rule.action == "redistribute" and share is None):
         return outcome
     out: dict[str, Any] = {_ROW: data.column(_ROW), _KEEP: keep}
@@ -573,7 +577,9 @@ def enforce(
     if not rules:
         return {}, None
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    job = _Job(spec, table, tuple(files), work / uuid.uuid4().hex[:8], _bucket_count(rows, workers))
+    job = _Job(
+        spec, table, tuple(files), work / uuid.uuid4().hex[:8], _bucket_count(rows, workers), tuple(rules)
+    )
     parts, buckets = range(len(files)), range(job.buckets)
     notes: dict[str, Any] = {}
     valued: set[int] = set()
@@ -637,3 +643,46 @@ def _rewrite(
     for path in job.files:
         _partial(path).replace(path)
     return Rewritten(sum(kept), _table_blocks(done), tuple(a.hashed for a in done))
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    """A group rule measured over a table without changing it: how many groups there are, how
+    many break the rule, and the largest group total (``sum_limit``) or row count."""
+
+    groups: int
+    over: int
+    largest: float
+
+
+def measure(
+    spec: Spec, table: str, rule: Constraint, files: Sequence[Path], *, slack: float = 1e-9
+) -> GroupFacts:
+    """``rule`` checked over the rows of ``files`` (a table of ``spec``) in this process, a bucket
+    of at most ``BUCKET_ROWS`` rows at a time (a table of one bucket is read directly)."""
+    checked = rule.model_copy(update={"action": "error"})
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    buckets = _bucket_count(rows, 1)
+    if buckets == 1:
+        keys = checked.group_by if checked.kind != "unique_combination" else checked.columns
+        data = pq.read_table(
+            list(files), columns=sorted({*keys, *([checked.column] if checked.column else [])})
+        )
+        if checked.column:
+            values = pc.fill_null(data.column(checked.column), 0).to_numpy(zero_copy_only=False)
+            data = data.append_column(_VALUE, pa.array(np.asarray(values, dtype=np.float64)))
+        outcomes = [_apply_rule(checked, data, np.ones(data.num_rows, dtype=bool), None, slack)[0]]
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="synthreg-groups-") as work:
+            job = _Job(spec, table, tuple(files), Path(work), buckets, (checked,), slack)
+            for part in range(len(files)):
+                _split(job, 0, frozenset(), part)
+            outcomes = [_reduce(job, 0, None, b) for b in range(buckets)]
+    largest = max((o.worst for o in outcomes), default=-math.inf)
+    return GroupFacts(
+        sum(o.groups for o in outcomes),
+        sum(o.over for o in outcomes),
+        largest if largest > -math.inf else 0.0,
+    )

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthreg.generators.group_rules import group_ids
+from synthreg.generators.group_rules import measure
 from synthreg.generators.spec import Constraint, Spec
 from synthreg.validators.checks import KeyIndex
 from synthreg.validators.parts import TableParts
@@ -243,56 +243,46 @@ def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[Ch
 
 def constraint_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
     """The table's declared constraints, each over the whole table."""
-    return [_CHECKS[rule.kind](parts, rule, i) for i, rule in enumerate(spec.tables[parts.name].constraints)]
+    return [
+        _inequality(parts, rule) if rule.kind == "inequality" else _group_check(spec, parts, rule)
+        for rule in spec.tables[parts.name].constraints
+    ]
 
 
-def _sum_limit(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
-    assert rule.column and rule.limit is not None
-    data = parts.read([*rule.group_by, rule.column])
-    values = np.asarray(pc.fill_null(data.column(rule.column), 0), dtype=np.float64)
-    totals = np.bincount(group_ids(data, rule.group_by), weights=values)
-    over = totals > rule.limit + 1e-6
-    return _result(
-        parts.name,
-        "sum_limit",
-        rule.column,
-        {"group_by": rule.group_by, "limit": rule.limit},
-        not over.any(),
-        {
-            "groups": len(totals),
-            "groups_over": int(over.sum()),
-            "max_sum": float(totals.max()) if len(totals) else 0.0,
-        },
-    )
-
-
-def _max_rows(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
-    counts = np.bincount(group_ids(parts.read(rule.group_by), rule.group_by))
-    over = counts > (rule.limit or 0)
-    return _result(
-        parts.name,
-        "max_rows_per_group",
-        None,
-        {"group_by": rule.group_by, "limit": rule.limit},
-        not over.any(),
-        {"groups_over": int(over.sum()), "max_rows": int(counts.max(initial=0))},
-    )
-
-
-def _unique_combination(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
-    counts = np.bincount(group_ids(parts.read(rule.columns), rule.columns))
-    repeated = counts > 1
+def _group_check(spec: Spec, parts: TableParts, rule: Constraint) -> CheckResult:
+    """A group rule measured a bucket of groups at a time (``group_rules.measure``), never the
+    rule's columns of the whole table at once."""
+    facts = measure(spec, parts.name, rule, parts.files, slack=1e-6)
+    if rule.kind == "sum_limit":
+        assert rule.limit is not None
+        return _result(
+            parts.name,
+            "sum_limit",
+            rule.column,
+            {"group_by": rule.group_by, "limit": rule.limit},
+            not facts.over,
+            {"groups": facts.groups, "groups_over": facts.over, "max_sum": facts.largest},
+        )
+    if rule.kind == "max_rows_per_group":
+        return _result(
+            parts.name,
+            "max_rows_per_group",
+            None,
+            {"group_by": rule.group_by, "limit": rule.limit},
+            not facts.over,
+            {"groups_over": facts.over, "max_rows": int(facts.largest)},
+        )
     return _result(
         parts.name,
         "unique_combination",
         None,
         {"columns": rule.columns},
-        not repeated.any(),
-        {"repeated_combinations": int(repeated.sum())},
+        not facts.over,
+        {"repeated_combinations": facts.over},
     )
 
 
-def _inequality(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
+def _inequality(parts: TableParts, rule: Constraint) -> CheckResult:
     assert rule.left and rule.right and rule.op
     compare = {"<": pc.less, "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal}[rule.op]
     bad = 0
@@ -307,14 +297,6 @@ def _inequality(parts: TableParts, rule: Constraint, i: int) -> CheckResult:
         bad == 0,
         {"unexpected_count": bad},
     )
-
-
-_CHECKS: dict[str, Any] = {
-    "sum_limit": _sum_limit,
-    "max_rows_per_group": _max_rows,
-    "unique_combination": _unique_combination,
-    "inequality": _inequality,
-}
 
 
 # ---------------------------------------------------------------- drift against the parent version
