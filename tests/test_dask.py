@@ -101,3 +101,31 @@ def test_group_rules_run_as_tasks_on_a_remote_cluster(
     assert remote.params["constraints"]["orders"]["max_rows_per_group#0"]["rows_changed"] > 0
     assert {"synthreg-groups-split", "synthreg-groups-reduce", "synthreg-groups-apply"} <= ran, ran
     assert not (tmp_path / "remote" / ".groups").exists()
+
+
+def test_a_worker_killed_while_rewriting_a_part_is_retried_and_nothing_changes(
+    small_spec_text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group rules' apply task SIGKILLed mid-write on a cluster: rerun by the scheduler, the
+    same digest as the pool's, and no half-written attempt left beside the parts."""
+    from distributed import LocalCluster
+
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["users"]["rows"], data["tables"]["orders"]["rows"] = 150_000, 400_000
+    data["tables"]["orders"]["constraints"] = [
+        {"kind": "sum_limit", "group_by": ["user_id"], "column": "amount", "limit": 60, "action": "cap"}
+    ]
+    capped = parse_spec(data, "capped.yaml")
+    pool = generate(capped, tmp_path / "pool", workers=2)
+    flag = tmp_path / "killed-once"
+    monkeypatch.setenv(faults.KILL_AT, "groups.apply.orders.1")  # read by the worker processes
+    monkeypatch.setenv(faults.KILL_ONCE, str(flag))
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        killed = generate(capped, tmp_path / "killed", cluster=cluster.scheduler_address)
+    assert flag.exists()  # a worker did die after writing a row group of orders part 1
+    assert killed.params["constraints"]["orders"]["sum_limit#0"]["rows_changed"] > 0
+    assert killed.content_digest == pool.content_digest
+    left = _parts(tmp_path / "killed")
+    assert left and all(p.startswith("tables/") and p.endswith(".parquet") for p in left), left

@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from synthreg import faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher
 from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
@@ -484,7 +485,10 @@ def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applie
     head_left = -offset % DIGEST_BLOCK_ROWS  # rows until the table's next block boundary
     hasher = TableHasher(schema)
     start = 0
-    with part_writer(path, schema, _partial(path)) as write:
+    # a name of this attempt's own, renamed when complete: a Dask task run twice (a worker that
+    # died, or was thought dead) never writes into the other attempt's file
+    attempt = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with part_writer(path, schema, attempt) as write:
         for group in range(source.num_row_groups):
             data = source.read_row_group(group)
             end = start + data.num_rows
@@ -492,14 +496,26 @@ def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applie
                 data = data.set_column(schema.get_field_index(name), name, array.slice(start, data.num_rows))
             kept = data.filter(pa.array(keep[start:end]))
             write(kept)
+            faults.point(f"groups.apply.{job.table}.{part}")
             if head_left:
                 head.append(kept.slice(0, head_left))
                 head_left -= head[-1].num_rows
                 kept = kept.slice(head[-1].num_rows)
             hasher.update(kept)
             start = end
+    hashed = hash_file(attempt)  # a rename keeps the size and the modification time
+    attempt.replace(_partial(path))
     blocks, tail = hasher.complete_blocks()
-    return _Applied(hash_file(_partial(path)), pa.concat_tables(head) if head else None, blocks, tail)
+    return _Applied(hashed, _compact(head), blocks, _compact([tail] if tail else []))
+
+
+def _compact(pieces: list[pa.Table]) -> pa.Table | None:
+    """The rows of ``pieces`` in buffers of their own: a slice pickles with the whole buffers
+    it views (here a row group's), which would travel back with a few rows of it."""
+    if not pieces:
+        return None
+    rows = pa.concat_tables(pieces)
+    return rows.take(np.arange(rows.num_rows))
 
 
 def _table_blocks(applied: Sequence[_Applied]) -> list[bytes]:
@@ -619,6 +635,9 @@ def enforce(
         shutil.rmtree(job.work, ignore_errors=True)
         with contextlib.suppress(OSError):
             work.rmdir()  # only when no other table's pieces are there
+        for path in files:  # a failed run's rewritten parts, and attempts that died writing
+            for left in (_partial(path), *path.parent.glob(f".{path.name}.*.tmp")):
+                left.unlink(missing_ok=True)
     return notes, rewritten
 
 
@@ -630,9 +649,7 @@ def _rewrite(
     offsets = np.cumsum([0, *kept[:-1]]).tolist()
     done = run(_apply, [(job, valued, p, offsets[p]) for p in range(len(job.files))])
     refused = [r for r in done if not isinstance(r, _Applied)]
-    if refused:
-        for path in job.files:
-            _partial(path).unlink(missing_ok=True)
+    if refused:  # the parts written beside the others are removed by ``enforce``
         name, why = refused[0]
         rules = [i for i, r in enumerate(spec.tables[table].constraints) if r.column == name]
         raise SpecError(
