@@ -45,6 +45,7 @@ CASES = {
     "three_table_1M": (HERE / "specs" / "three_table.yaml", 1.0),
     "three_table_4M": (HERE / "specs" / "three_table.yaml", 4.0),
     "three_table_100M": (HERE / "specs" / "three_table.yaml", 100.0),  # ~1.5 min a round here
+    "groups_10M": (HERE / "specs" / "three_table_groups.yaml", 10.0),  # with two group constraints
 }
 STAGES = (
     "generate",

@@ -249,3 +249,31 @@ def test_group_checks_measure_whole_groups_a_bucket_at_a_time(
     )
     assert facts["unique"] == group_rules.GroupFacts(len(pairs), int((pairs > 1).sum()), float(pairs.max()))
     assert facts["sum"].over and facts["rows"].over and facts["unique"].over  # each one fails somewhere
+
+
+def test_a_table_whose_group_rules_drop_rows_passes_its_own_checks(tmp_path: Path) -> None:
+    """Rows a group rule drops are fewer than the spec's count, chosen by the columns it groups by:
+    the row count is checked as at most the spec's, and the shares of those columns are not
+    checked (they were 0.6/0.3/0.1; capping each day's rows per channel moves them)."""
+    visits = {
+        "rows": 20_000,
+        "primary_key": "id",
+        "columns": {
+            "id": {"type": "int"},
+            "channel": {"type": "category", "values": {"a": 0.6, "b": 0.3, "c": 0.1}},
+            "plan": {"type": "category", "values": {"free": 0.7, "pro": 0.3}},
+            "day": {"type": "date", "start": "2024-01-01", "end": "2024-01-10"},
+        },
+        "constraints": [
+            {"kind": "max_rows_per_group", "group_by": ["day", "channel"], "limit": 800, "action": "drop"}
+        ],
+    }
+    spec = parse_spec({"seed": 2, "tables": {"visits": visits}}, "visits.yaml")
+    made = generate(spec, tmp_path, workers=1)
+    assert 15_000 < made.rows["visits"] < 20_000
+    result = validate_tables(spec, tmp_path / "tables")
+    assert result.failed == 0, [c for c in result.checks if not c.success]
+    checks = {(c.check, c.column): c for c in result.checks}
+    rows = checks[("expect_table_row_count_to_be_between", None)]
+    assert rows.kwargs == {"min_value": 1, "max_value": 20_000} and rows.success
+    assert ("category_proportions", "plan") in checks and ("category_proportions", "channel") not in checks

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthreg.errors import SpecError
+from synthreg.generators.constraints import GROUP_KINDS
 from synthreg.generators.spec import Column, Spec, Table, UserExpectation
 from synthreg.validators.results import jsonable
 
@@ -234,8 +235,18 @@ def llm_table_plan(table: Table) -> Planned:
 
 def spec_plan(table: Table) -> list[Planned]:
     """The expectations the spec implies for one table, in a stable order."""
+    if any(r.action == "drop" and r.kind in GROUP_KINDS for r in table.constraints):
+        # a group rule that drops rows leaves at least the first row of a group, at most them all
+        rows = _planned(
+            "ExpectTableRowCountToBeBetween",
+            scope=ROW_COUNT,
+            min_value=min(1, table.rows),
+            max_value=table.rows,
+        )
+    else:
+        rows = _planned("ExpectTableRowCountToEqual", scope=ROW_COUNT, value=table.rows)
     planned = [
-        _planned("ExpectTableRowCountToEqual", scope=ROW_COUNT, value=table.rows),
+        rows,
         _planned(
             "ExpectTableColumnsToMatchSet", scope=WHOLE, column_set=list(table.columns), exact_match=True
         ),

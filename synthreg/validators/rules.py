@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthreg.generators.constraints import GROUP_KINDS
 from synthreg.generators.group_rules import measure
 from synthreg.generators.spec import Constraint, Spec
 from synthreg.validators.checks import KeyIndex
@@ -46,9 +47,13 @@ def _tolerance(p: float, n: int) -> float:
 def proportion_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
     """One check per category column with declared (or equal) probabilities."""
     table = spec.tables[parts.name]
+    # rows a group rule drops are chosen by the values of the columns it groups by
+    dropped_by = {
+        c for r in table.constraints if r.kind in GROUP_KINDS and r.action == "drop" for c in r.referenced()
+    }
     out = []
     for name, col in table.columns.items():
-        if col.type != "category" or any(n.column == name for n in table.noise):
+        if col.type != "category" or any(n.column == name for n in table.noise) or name in dropped_by:
             continue
         counts: dict[Any, int] = {}
         for values in parts.column_parts(name):  # one part at a time: counts are all it keeps
