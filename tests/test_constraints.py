@@ -409,3 +409,23 @@ def test_exact_sums_merge_to_the_correctly_rounded_total() -> None:
         assert _merge_exact([_exact(p) for p in np.array_split(values, pieces)]) == expected
     assert float(np.sum(values[:20_000])) + float(np.sum(values[20_000:])) != expected  # why it matters
     assert _merge_exact([]) == 0.0 and _merge_exact([_exact(np.array([]))]) == 0.0
+
+
+def test_text_hashes_equal_strings_alike_wherever_they_sit() -> None:
+    """Buckets put equal keys together: a string hashes the same sliced, in another array, or
+    dictionary-encoded (a category column), and a null apart from the empty string."""
+    import pyarrow as pa
+
+    from synthreg.generators.group_rules import _buckets, _text_hash
+
+    words = ["", "a", "ab", "abcdefgh", "abcdefghi", "ünïcødé, a longer string", None]
+    plain = pa.array(words)
+    sliced = pa.array(["x", "yy", *words]).slice(2)  # offsets that do not start at 0
+    assert np.array_equal(_text_hash(plain), _text_hash(sliced))
+    assert len(set(_text_hash(plain).tolist())) == len(words)  # these all differ, null included
+    as_plain = pa.table({"k": plain})
+    as_category = pa.table(
+        {"k": pa.chunked_array([plain.slice(0, 3).dictionary_encode(), plain.slice(3).dictionary_encode()])}
+    )
+    assert np.array_equal(_buckets(as_plain, ["k"], 1000), _buckets(as_category, ["k"], 1000))
+    assert len(_text_hash(pa.array([], type=pa.string()))) == 0

@@ -277,3 +277,40 @@ def test_a_table_whose_group_rules_drop_rows_passes_its_own_checks(tmp_path: Pat
     rows = checks[("expect_table_row_count_to_be_between", None)]
     assert rows.kwargs == {"min_value": 1, "max_value": 20_000} and rows.success
     assert ("category_proportions", "plan") in checks and ("category_proportions", "channel") not in checks
+
+
+@pytest.mark.parametrize("kind", ["int", "text", "float"])
+def test_uniqueness_counted_by_buckets_equals_reading_the_whole_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A key that does not increase, over 3 parts: counted a bucket of values at a time, the
+    verdict, counts and first examples (row order) are those of reading the column whole."""
+    from synthreg.generators import group_rules
+    from synthreg.validators.checks import unique_check
+    from synthreg.validators.parts import open_parts
+    from synthreg.validators.plan import Planned
+
+    rng = np.random.default_rng(9)
+    ints = rng.integers(0, 25_000, 30_000)  # ~5,000 values repeat, across parts too
+    column = {
+        "int": pa.array(ints),
+        "text": pa.array([None if i % 97 == 0 else f"k{i}" for i in ints.tolist()]),
+        "float": pa.array(np.where(ints % 89 == 0, np.nan, ints / 2.0), mask=ints % 101 == 0),
+    }[kind]
+    (tmp_path / "t").mkdir()
+    for part in range(3):
+        pq.write_table(
+            pa.table({"key": column.slice(part * 10_000, 10_000)}), tmp_path / f"t/part-{part}.parquet"
+        )
+    parts = open_parts(tmp_path, "t")
+    planned = Planned("expect_column_values_to_be_unique", "key", {"column": "key"}, None, "unique")
+    whole = unique_check(parts, planned)
+    calls: list[int] = []
+    real = group_rules.repeats
+    monkeypatch.setattr(group_rules, "repeats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 4_000)  # 8 buckets
+    split = unique_check(parts, planned)
+    assert calls and not whole.success
+    assert split.observed == whole.observed and split.success == whole.success
+    assert len(whole.observed["partial_unexpected_list"]) == 20
+    assert (whole.observed["missing_count"] > 0) == (kind != "int")  # nulls and NaN are missing

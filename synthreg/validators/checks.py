@@ -1,8 +1,10 @@
 """Our own checks, on a table's Parquet parts: what GX cannot judge one batch at a time.
 
 - Row count: the sum of the parts' footers, against the spec.
-- Uniqueness of a key: over the whole column (one column read across parts), in
-  GX's result format; a duplicate split across two parts is still a duplicate.
+- Uniqueness of a key: over the whole column, in GX's result format; a duplicate split across
+  two parts is still a duplicate. Keys that increase across the parts are unique without being
+  held; a column of more than ``group_rules.BUCKET_ROWS`` rows is counted a bucket of values at a
+  time (``group_rules.repeats``); others are read whole.
 - Arrow schema: every part's types against the spec's.
 - Foreign keys: the parent's key column (read once, cached per run) against each
   child part in turn.
@@ -21,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthreg.generators import group_rules
 from synthreg.generators.engine import table_schema
 from synthreg.generators.spec import Spec
 from synthreg.validators.parts import TableParts
@@ -66,6 +69,9 @@ def unique_check(parts: TableParts, planned: Planned) -> CheckResult:
         increasing = _increasing_rows(parts, column)
         if increasing is not None:  # unique without holding the column: generated keys are
             return unique_result(parts, planned, increasing, increasing, 0, [])
+        if parts.rows > group_rules.BUCKET_ROWS:  # a bucket of values at a time, not the column
+            found = group_rules.repeats(parts.files, column, examples=EXAMPLES)
+            return unique_result(parts, planned, found.rows, found.present, found.unexpected, found.examples)
         values = _decoded(parts.column(column))
     except (KeyError, pa.ArrowException) as exc:
         observed = {"exception": f"cannot read column '{column}': {exc}"}
