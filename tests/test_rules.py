@@ -314,3 +314,49 @@ def test_uniqueness_counted_by_buckets_equals_reading_the_whole_column(
     assert split.observed == whole.observed and split.success == whole.success
     assert len(whole.observed["partial_unexpected_list"]) == 20
     assert (whole.observed["missing_count"] > 0) == (kind != "int")  # nulls and NaN are missing
+
+
+@pytest.mark.parametrize("kind", ["int", "text"])
+def test_foreign_keys_looked_up_by_buckets_equal_holding_the_parent_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Parent keys that are no consecutive run (shuffled, with gaps), child values with nulls and
+    values that are no key, over several parts: the check by hash buckets reports what holding
+    the parent's keys reports (counts, and the first absent values in row order)."""
+    from synthreg.generators import group_rules
+    from synthreg.validators.checks import KeySet, fk_by_buckets, fk_check
+    from synthreg.validators.parts import open_parts
+
+    rng = np.random.default_rng(4)
+    keys = rng.permutation(np.arange(0, 30_000, 3))  # 10,000 keys with gaps, shuffled
+    values = rng.integers(0, 30_000, 24_000)  # two in three are no key
+    as_text = (lambda a: pa.array([f"id-{v}" for v in a.tolist()])) if kind == "text" else pa.array
+    child = as_text(values)
+    child = pc.if_else(pa.array(values % 11 == 0), pa.scalar(None, type=child.type), child)  # nulls
+    for name, column, size in (("p", as_text(keys), 5_000), ("c", child, 8_000)):
+        (tmp_path / name).mkdir()
+        for part in range(len(column) // size):
+            table = pa.table({"k" if name == "p" else "fk": column.slice(part * size, size)})
+            pq.write_table(table, tmp_path / name / f"part-{part}.parquet")
+    parent, children = open_parts(tmp_path, "p"), open_parts(tmp_path, "c")
+    held = fk_check(children, "fk", "p", "k", lambda: KeySet.of_column(parent, "k"))
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 5_000)  # 7 buckets
+    split = fk_by_buckets(children, "fk", parent, "k")
+    assert not held.success and held.observed["missing_count"] > 0
+    assert split.observed == held.observed and split.success == held.success
+
+
+def test_validation_looks_foreign_keys_up_by_buckets_only_when_parent_keys_are_no_run(
+    data: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthreg.generators import group_rules
+
+    spec, tables = data
+    calls: list[str] = []
+    real = group_rules.absent
+    monkeypatch.setattr(group_rules, "absent", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 1_000)
+    assert validate_tables(spec, tables).failed == 0 and calls == []  # generated keys are a run
+    _rewrite(tables, "users", "id", lambda c: pc.multiply(c, 2))  # now they have gaps
+    failed = _failed(spec, tables)
+    assert calls == ["user_id"] and ("foreign_key_integrity", "user_id") in failed

@@ -53,7 +53,18 @@ from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _a
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
 
-__all__ = ["BUCKET_ROWS", "GroupFacts", "Repeats", "Rewritten", "enforce", "group_ids", "measure", "repeats"]
+__all__ = [
+    "BUCKET_ROWS",
+    "Absent",
+    "GroupFacts",
+    "Repeats",
+    "Rewritten",
+    "absent",
+    "enforce",
+    "group_ids",
+    "measure",
+    "repeats",
+]
 
 #: Rows per bucket at most: a reduce task holds one bucket's columns, keep flags, values and
 #: group numbers (at 50M rows with 2 workers the tree's peak stayed under 900 MB).
@@ -778,8 +789,11 @@ def repeats(files: Sequence[Path], column: str, *, examples: int = 20) -> Repeat
     return Repeats(sum(sizes), present, sum(n for n, _ in found), [value for _, value in first])
 
 
-def _split_present(target: Path, path: Path, column: str, start: int, buckets: int) -> int:
-    """The part's rows with a value, with their row number in the table, by bucket."""
+def _split_present(
+    target: Path, path: Path, column: str, start: int, buckets: int, *, nan_missing: bool = True
+) -> int:
+    """The part's rows with a value (not null; nor NaN, with ``nan_missing``), with their row
+    number in the table, by bucket; returns how many."""
     source = pq.ParquetFile(path)
     counted = 0
 
@@ -795,7 +809,7 @@ def _split_present(target: Path, path: Path, column: str, start: int, buckets: i
             rows = np.arange(offset, offset + len(values), dtype=np.int64)
             offset += len(values)
             mask = values.is_valid()
-            if pa.types.is_floating(values.type):  # NaN is missing, and -0.0 is 0.0
+            if nan_missing and pa.types.is_floating(values.type):  # NaN is missing, -0.0 is 0.0
                 mask = pc.and_(mask, pc.invert(pc.is_nan(values)))
                 values = pc.add(values, 0.0)
             keep = np.asarray(pc.fill_null(mask, False), dtype=bool)
@@ -825,3 +839,63 @@ def _count_repeats(
     order = np.argsort(rows, kind="stable")[:examples]
     values = data.column(value).filter(pa.array(repeated)).take(pa.array(order)).to_pylist()
     return int(repeated.sum()), list(zip(rows[order].tolist(), values, strict=True))
+
+
+# ---------------------------------------------------------------- values missing from a key column
+
+
+@dataclass(frozen=True)
+class Absent:
+    """A foreign key's values that are not keys of its parent: the child's rows, its nulls, the
+    non-null values that are no key, and the first ``examples`` of those in row order."""
+
+    rows: int
+    nulls: int
+    absent: int
+    examples: list[Any]
+
+
+def absent(
+    files: Sequence[Path], column: str, parent_files: Sequence[Path], key: str, *, examples: int = 20
+) -> Absent:
+    """Values of ``column`` (over ``files``, in order) that are not values of ``key`` (over
+    ``parent_files``), in this process: both columns split by a hash of the value, then each
+    bucket's child values looked up among its parent values."""
+    import tempfile
+
+    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
+    buckets = _bucket_count(sum(sizes) + parent_rows, 1)
+    with tempfile.TemporaryDirectory(prefix="synthreg-absent-") as work:
+        children = [Path(work) / f"child-{p:05d}.arrow" for p in range(len(files))]
+        parents = [Path(work) / f"parent-{p:05d}.arrow" for p in range(len(parent_files))]
+        present = 0
+        for part, path in enumerate(files):
+            present += _split_present(children[part], path, column, starts[part], buckets, nan_missing=False)
+        for part, path in enumerate(parent_files):
+            _split_present(parents[part], path, key, 0, buckets, nan_missing=False)
+        found = [_count_absent(children, parents, b, buckets, examples) for b in range(buckets)]
+    first = sorted((row, value) for _, pairs in found for row, value in pairs)[:examples]
+    return Absent(sum(sizes), sum(sizes) - present, sum(n for n, _ in found), [value for _, value in first])
+
+
+def _count_absent(
+    children: list[Path], parents: list[Path], bucket: int, buckets: int, examples: int
+) -> tuple[int, list[tuple[int, Any]]]:
+    """Child rows of this bucket whose value is no parent value of it, and the first ``examples``."""
+    child = pa.Table.from_batches([b for path in children for b in _read_pieces(path, bucket, buckets)])
+    if not child.num_rows:
+        return 0, []
+    values = child.column(1).combine_chunks()
+    keys = pa.Table.from_batches([b for path in parents for b in _read_pieces(path, bucket, buckets)])
+    keys_array = keys.column(1).combine_chunks() if keys.num_rows else pa.array([], type=values.type)
+    if pa.types.is_integer(values.type) and pa.types.is_integer(keys_array.type):
+        values, keys_array = values.cast(pa.int64()), keys_array.cast(pa.int64())
+    else:
+        keys_array = keys_array.cast(values.type)
+    missing = np.asarray(pc.invert(pc.is_in(values, value_set=keys_array)), dtype=bool)
+    rows = child.column(_ROW).to_numpy()[missing]
+    order = np.argsort(rows, kind="stable")[:examples]
+    shown = child.column(1).filter(pa.array(missing)).take(pa.array(order)).to_pylist()
+    return int(missing.sum()), list(zip(rows[order].tolist(), shown, strict=True))

@@ -35,8 +35,10 @@ __all__ = [
     "SCHEMA_CHECK",
     "KeyIndex",
     "KeySet",
+    "fk_by_buckets",
     "fk_check",
     "fk_result",
+    "key_run",
     "row_count_check",
     "schema_check",
     "unique_check",
@@ -239,23 +241,19 @@ class KeyIndex:
     def of_column(cls, parts: TableParts, column: str) -> KeyIndex:
         """The index of an integer key column with no null, read one part at a time when the keys
         are one consecutive run (nothing held but its ends), else whole."""
-        first = last = None
-        for part in parts.column_parts(column):
-            values = _decoded(part)
-            if values.null_count or not pa.types.is_integer(values.type):
-                break
-            if not _consecutive_after(values, last):
-                break
-            if len(values):
-                first = int(values[0].as_py()) if first is None else first
-                last = int(values[-1].as_py())
-        else:
-            index = cls(np.empty(0, dtype=np.int64))
-            index.range = None if first is None or last is None else (first, last)
-            return index
+        run = key_run(parts, column)
+        if run is not None:
+            return cls.of_run(run)
         # a null key keeps its row (callers align other columns by row) and matches no value
         keys = pc.fill_null(_decoded(parts.column(column)).cast(pa.int64()), np.iinfo(np.int64).min)
         return cls(np.asarray(keys))
+
+    @classmethod
+    def of_run(cls, run: tuple[int, int] | tuple[None, None]) -> KeyIndex:
+        """The index of keys that are one consecutive run (``key_run``): only its ends are kept."""
+        index = cls(np.empty(0, dtype=np.int64))
+        index.range = None if run[0] is None or run[1] is None else (run[0], run[1])
+        return index
 
     @property
     def keys(self) -> np.ndarray:
@@ -281,6 +279,21 @@ class KeyIndex:
         return pos, keys[pos] == values
 
 
+def key_run(parts: TableParts, column: str) -> tuple[int, int] | tuple[None, None] | None:
+    """(first, last) when an integer key column without nulls is one consecutive run over the
+    parts in order ((None, None) when it has no rows), read one part at a time; None when not
+    (it stops reading at the first part that breaks the run)."""
+    first = last = None
+    for part in parts.column_parts(column):
+        values = _decoded(part)
+        if values.null_count or not pa.types.is_integer(values.type) or not _consecutive_after(values, last):
+            return None
+        if len(values):
+            first = int(values[0].as_py()) if first is None else first
+            last = int(values[-1].as_py())
+    return (first, last) if first is not None and last is not None else (None, None)
+
+
 class KeySet:
     """A parent table's key values, ready for membership tests of child values."""
 
@@ -301,8 +314,13 @@ class KeySet:
             typ = typ.value_type
         if not pa.types.is_integer(typ):
             return cls(parts.column(key))
+        return cls.of_index(KeyIndex.of_column(parts, key))
+
+    @classmethod
+    def of_index(cls, index: KeyIndex) -> KeySet:
+        """The keys an integer index holds."""
         keys = cls(pa.chunked_array([], type=pa.int64()))
-        keys.index = KeyIndex.of_column(parts, key)
+        keys.index = index
         return keys
 
     def absent(self, values: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -336,6 +354,14 @@ def fk_check(
         observed: dict[str, Any] = {"exception": f"cannot read the key columns: {exc}"}
         return CheckResult(parts.name, FK_CHECK, column, kwargs, False, observed, OUR_SOURCE)
     return fk_result(parts, column, parent, key, (total, nulls, count), examples)
+
+
+def fk_by_buckets(parts: TableParts, column: str, parent: TableParts, key: str) -> CheckResult:
+    """``fk_check`` with both columns split by a hash of the value and looked up a bucket at a
+    time (``group_rules.absent``), so no key column is held whole: for large tables whose parent
+    keys are not one consecutive run of integers."""
+    found = group_rules.absent(parts.files, column, parent.files, key, examples=EXAMPLES)
+    return fk_result(parts, column, parent.name, key, (found.rows, found.nulls, found.absent), found.examples)
 
 
 def fk_result(

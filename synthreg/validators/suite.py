@@ -47,7 +47,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthreg.generators.spec import Spec
-from synthreg.validators.checks import KeySet, fk_check, row_count_check, schema_check, unique_check
+from synthreg.validators.checks import (
+    KeyIndex,
+    KeySet,
+    fk_by_buckets,
+    fk_check,
+    key_run,
+    row_count_check,
+    schema_check,
+    unique_check,
+)
 from synthreg.validators.fused import (
     PartTallies,
     facts_of,
@@ -106,6 +115,23 @@ class _Run:
         if (parent, key) not in self.keys:
             self.keys[(parent, key)] = KeySet.of_column(open_parts(self.tables_dir, parent), key)
         return self.keys[(parent, key)]
+
+    def by_buckets(self, parts: TableParts, column: str, parent: str, key: str) -> CheckResult | None:
+        """The foreign-key check by hash buckets (``fk_by_buckets``) when the child and parent
+        have more than ``BUCKET_ROWS`` rows together and the parent's keys are not one
+        consecutive run of integers (a run found here is kept as the parent's key set)."""
+        from synthreg.generators.group_rules import BUCKET_ROWS
+
+        if (parent, key) in self.keys:
+            return None
+        parent_parts = open_parts(self.tables_dir, parent)
+        if parts.rows + parent_parts.rows <= BUCKET_ROWS:
+            return None
+        run = key_run(parent_parts, key)
+        if run is not None:
+            self.keys[(parent, key)] = KeySet.of_index(KeyIndex.of_run(run))
+            return None
+        return fk_by_buckets(parts, column, parent_parts, key)
 
 
 def validate_tables(
@@ -190,6 +216,7 @@ def _our_checks(
     for column, (parent, key) in spec.tables[parts.name].foreign_keys().items():
         checks.append(
             _fk_from_workers(run, parts, column, parent, key)
+            or run.by_buckets(parts, column, parent, key)
             or fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key))
         )
     checks += time_order_checks(spec, parts, lambda table: open_parts(run.tables_dir, table))
