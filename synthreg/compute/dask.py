@@ -18,7 +18,7 @@ from typing import Any
 
 from synthreg.errors import UsageError
 
-__all__ = ["check_cluster", "client_for", "run_tasks"]
+__all__ = ["check_cluster", "client_for", "mapper", "run_tasks"]
 
 #: After a failed task, how long the running ones get to end before the error is raised.
 _SETTLE_S = 60
@@ -101,3 +101,22 @@ def run_tasks(
                 wait(futures, timeout=_SETTLE_S)
             raise
         return [results[i] for i in range(len(args))]
+
+
+@contextlib.contextmanager
+def mapper(
+    cluster: str, prefix: str = "synthreg"
+) -> Iterator[Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]]:
+    """One client of ``cluster`` for several rounds of tasks: ``run(fn, args)`` runs ``fn(*a)`` for
+    each ``a`` on the cluster and returns the results in order (task keys
+    ``<prefix>-<fn>-<id>-<i>``, which the scheduler groups by ``<prefix>-<fn>``)."""
+    with client_for(cluster) as client:
+
+        def run(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+            if not args:
+                return []
+            run_id = f"{prefix}-{fn.__name__.strip('_')}-{uuid.uuid4().hex[:8]}"
+            keys = [f"{run_id}-{i}" for i in range(len(args))]
+            return list(client.gather(client.map(fn, *zip(*args, strict=True), key=keys, pure=False)))
+
+        yield run

@@ -404,6 +404,26 @@ def _read_pieces(path: Path, index: int, every: int) -> list[pa.RecordBatch]:
         return [reader.get_batch(i) for i in range(index, reader.num_record_batches, every)]
 
 
+def _bucket_rows(splits: Sequence[Path], bucket: int, buckets: int) -> pa.Table:
+    """A bucket's rows from every split file, in the files' order (table order)."""
+    return pa.Table.from_batches([b for path in splits for b in _read_pieces(path, bucket, buckets)])
+
+
+def _row_groups(source: pq.ParquetFile, columns: list[str]) -> Iterator[pa.Table]:
+    """``columns`` of each row group of a part in turn; an empty part gives one empty table."""
+    if not source.num_row_groups:
+        yield source.schema_arrow.empty_table().select(columns)
+    for group in range(source.num_row_groups):
+        yield source.read_row_group(group, columns=columns)
+
+
+def _by_bucket(table: pa.Table, keys: pa.Table, names: list[str], buckets: int) -> tuple[pa.Table, list[int]]:
+    """``table``'s rows sorted by the bucket of their ``names`` in ``keys`` (stably, so each
+    bucket keeps table order), and how many rows each bucket got."""
+    bucket = _buckets(keys, names, buckets)
+    return table.take(np.argsort(bucket, kind="stable")), np.bincount(bucket, minlength=buckets).tolist()
+
+
 def _fold(
     job: _Job, rounds: int, valued: frozenset[int], part: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -435,10 +455,7 @@ def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
 
     def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
         offset = 0
-        for group in range(max(source.num_row_groups, 1)):  # an empty part: one empty group
-            data = source.read_row_group(group, columns=needed) if source.num_row_groups else None
-            if data is None:
-                data = source.schema_arrow.empty_table().select(needed)
+        for data in _row_groups(source, needed):
             end = offset + data.num_rows
             columns: dict[str, Any] = {_ROW: np.arange(offset, end, dtype=np.int64), _KEEP: keep[offset:end]}
             if rule.kind == "sum_limit":
@@ -454,9 +471,7 @@ def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
                 )
             for name in keys:
                 columns[name] = data.column(name)
-            bucket = _buckets(data, keys, job.buckets)
-            order = np.argsort(bucket, kind="stable")
-            yield pa.table(columns).take(order), np.bincount(bucket, minlength=job.buckets).tolist()
+            yield _by_bucket(pa.table(columns), data, keys, job.buckets)
             offset = end
 
     _write_batches(job.split_file(rnd, part), pieces())
@@ -591,16 +606,9 @@ _Run = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
 def _runner(workers: int, cluster: str | None) -> Iterator[_Run]:
     """Run tasks on a remote Dask cluster (``tcp://``, ``tls://``), a process pool, or here."""
     if cluster and not cluster.startswith("local:"):
-        from synthreg.compute.dask import client_for
+        from synthreg.compute.dask import mapper
 
-        with client_for(cluster) as client:
-
-            def on_cluster(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
-                run = f"synthreg-groups-{fn.__name__.strip('_')}-{uuid.uuid4().hex[:8]}"
-                keys = [f"{run}-{i}" for i in range(len(args))]
-                futures = client.map(fn, *zip(*args, strict=True), key=keys, pure=False) if args else []
-                return list(client.gather(futures))
-
+        with mapper(cluster, "synthreg-groups") as on_cluster:
             yield on_cluster
         return
     if workers <= 1:
@@ -637,14 +645,18 @@ def enforce(
     rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
     if not rules:
         return {}, None
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    kept = [pq.ParquetFile(f).metadata.num_rows for f in files]  # each part's rows after the rules
     job = _Job(
-        spec, table, tuple(files), work / uuid.uuid4().hex[:8], _bucket_count(rows, workers), tuple(rules)
+        spec,
+        table,
+        tuple(files),
+        work / uuid.uuid4().hex[:8],
+        _bucket_count(sum(kept), workers),
+        tuple(rules),
     )
     parts, buckets = range(len(files)), range(job.buckets)
     notes: dict[str, Any] = {}
     valued: set[int] = set()
-    kept = [pq.ParquetFile(f).metadata.num_rows for f in files]  # each part's rows after the rules
     try:
         with _runner(workers, cluster) as run:
             for rnd, rule in enumerate(rules):
@@ -770,75 +782,68 @@ def repeats(files: Sequence[Path], column: str, *, examples: int = 20) -> Repeat
     ``BUCKET_ROWS`` rows at a time: a split by a hash of the value, then a count per bucket."""
     import tempfile
 
-    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
-    buckets = _bucket_count(sum(sizes), 1)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    buckets = _bucket_count(rows, 1)
     with tempfile.TemporaryDirectory(prefix="synthreg-repeats-") as work:
-        present = 0
-        for part, path in enumerate(files):
-            present += _split_present(
-                Path(work) / f"split-{part:05d}.arrow", path, column, starts[part], buckets
-            )
-        found = [
-            _count_repeats(
-                [Path(work) / f"split-{p:05d}.arrow" for p in range(len(files))], b, buckets, examples
-            )
-            for b in range(buckets)
-        ]
-    first = sorted((row, value) for _, pairs in found for row, value in pairs)[:examples]
-    return Repeats(sum(sizes), present, sum(n for n, _ in found), [value for _, value in first])
+        splits, present = _split_column(Path(work) / "values", files, column, buckets, nan_missing=True)
+        found = [_count_repeats(_bucket_rows(splits, b, buckets), examples) for b in range(buckets)]
+    return Repeats(rows, present, sum(n for n, _ in found), _first_examples(found, examples))
 
 
-def _split_present(
-    target: Path, path: Path, column: str, start: int, buckets: int, *, nan_missing: bool = True
-) -> int:
-    """The part's rows with a value (not null; nor NaN, with ``nan_missing``), with their row
-    number in the table, by bucket; returns how many."""
-    source = pq.ParquetFile(path)
-    counted = 0
-
-    def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
-        nonlocal counted
-        offset = start
-        for group in range(max(source.num_row_groups, 1)):
-            if source.num_row_groups:
-                values = source.read_row_group(group, columns=[column]).column(column)
-            else:
-                values = source.schema_arrow.empty_table().column(column)
-            values = _plain(values)
-            rows = np.arange(offset, offset + len(values), dtype=np.int64)
-            offset += len(values)
-            mask = values.is_valid()
-            if nan_missing and pa.types.is_floating(values.type):  # NaN is missing, -0.0 is 0.0
-                mask = pc.and_(mask, pc.invert(pc.is_nan(values)))
-                values = pc.add(values, 0.0)
-            keep = np.asarray(pc.fill_null(mask, False), dtype=bool)
-            table = pa.table({_ROW: rows[keep], column: values.filter(pa.array(keep))})
-            counted += table.num_rows
-            bucket = _buckets(table, [column], buckets)
-            yield (
-                table.take(np.argsort(bucket, kind="stable")),
-                np.bincount(bucket, minlength=buckets).tolist(),
-            )
-
-    _write_batches(target, pieces())
-    return counted
+def _split_column(
+    folder: Path, files: Sequence[Path], column: str, buckets: int, *, nan_missing: bool
+) -> tuple[list[Path], int]:
+    """Each part's rows with a value (not null; nor NaN, with ``nan_missing``), with their row
+    number in the table, by bucket of the value: the split files, and how many rows had one."""
+    splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
+    counted: list[int] = []
+    start = 0
+    for path, target in zip(files, splits, strict=True):
+        source = pq.ParquetFile(path)
+        _write_batches(target, _present(source, column, start, buckets, nan_missing, counted))
+        start += source.metadata.num_rows
+    return splits, sum(counted)
 
 
-def _count_repeats(
-    splits: list[Path], bucket: int, buckets: int, examples: int
-) -> tuple[int, list[tuple[int, Any]]]:
-    """Rows of this bucket whose value occurs more than once, and the first ``examples`` of them."""
-    data = pa.Table.from_batches([b for path in splits for b in _read_pieces(path, bucket, buckets)])
+def _present(
+    source: pq.ParquetFile, column: str, start: int, buckets: int, nan_missing: bool, counted: list[int]
+) -> Iterator[tuple[pa.Table, list[int]]]:
+    """A part's (row number, value) rows with a value, a row group at a time, by bucket; how many
+    each row group had is appended to ``counted``."""
+    for data in _row_groups(source, [column]):
+        values = _plain(data.column(column))
+        rows = np.arange(start, start + len(values), dtype=np.int64)
+        start += len(values)
+        mask = values.is_valid()
+        if nan_missing and pa.types.is_floating(values.type):  # NaN is missing, -0.0 is 0.0
+            mask = pc.and_(mask, pc.invert(pc.is_nan(values)))
+            values = pc.add(values, 0.0)
+        keep = np.asarray(pc.fill_null(mask, False), dtype=bool)
+        table = pa.table({_ROW: rows[keep], column: values.filter(pa.array(keep))})
+        counted.append(table.num_rows)
+        yield _by_bucket(table, table, [column], buckets)
+
+
+def _marked(data: pa.Table, marked: np.ndarray, examples: int) -> tuple[int, list[tuple[int, Any]]]:
+    """How many rows of ``data`` (row numbers, values) are ``marked``, and the first ``examples``
+    of them by row number, as (row, value)."""
+    rows = data.column(_ROW).to_numpy()[marked]
+    order = np.argsort(rows, kind="stable")[:examples]
+    shown = data.column(1).filter(pa.array(marked)).take(pa.array(order)).to_pylist()
+    return int(marked.sum()), list(zip(rows[order].tolist(), shown, strict=True))
+
+
+def _first_examples(found: list[tuple[int, list[tuple[int, Any]]]], examples: int) -> list[Any]:
+    """The values of the first ``examples`` rows by row number, over every bucket's."""
+    return [value for _, value in sorted(pair for _, pairs in found for pair in pairs)[:examples]]
+
+
+def _count_repeats(data: pa.Table, examples: int) -> tuple[int, list[tuple[int, Any]]]:
+    """Rows of a bucket whose value occurs more than once, and the first ``examples`` of them."""
     if not data.num_rows:
         return 0, []
-    value = data.column_names[1]  # beside the row numbers
-    groups = group_ids(data, [value])
-    repeated = np.bincount(groups)[groups] > 1
-    rows = data.column(_ROW).to_numpy()[repeated]
-    order = np.argsort(rows, kind="stable")[:examples]
-    values = data.column(value).filter(pa.array(repeated)).take(pa.array(order)).to_pylist()
-    return int(repeated.sum()), list(zip(rows[order].tolist(), values, strict=True))
+    groups = group_ids(data, [data.column_names[1]])  # the values, beside the row numbers
+    return _marked(data, np.bincount(groups)[groups] > 1, examples)
 
 
 # ---------------------------------------------------------------- values missing from a key column
@@ -863,39 +868,27 @@ def absent(
     bucket's child values looked up among its parent values."""
     import tempfile
 
-    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
-    buckets = _bucket_count(sum(sizes) + parent_rows, 1)
+    buckets = _bucket_count(rows + parent_rows, 1)
     with tempfile.TemporaryDirectory(prefix="synthreg-absent-") as work:
-        children = [Path(work) / f"child-{p:05d}.arrow" for p in range(len(files))]
-        parents = [Path(work) / f"parent-{p:05d}.arrow" for p in range(len(parent_files))]
-        present = 0
-        for part, path in enumerate(files):
-            present += _split_present(children[part], path, column, starts[part], buckets, nan_missing=False)
-        for part, path in enumerate(parent_files):
-            _split_present(parents[part], path, key, 0, buckets, nan_missing=False)
-        found = [_count_absent(children, parents, b, buckets, examples) for b in range(buckets)]
-    first = sorted((row, value) for _, pairs in found for row, value in pairs)[:examples]
-    return Absent(sum(sizes), sum(sizes) - present, sum(n for n, _ in found), [value for _, value in first])
+        children, present = _split_column(Path(work) / "child", files, column, buckets, nan_missing=False)
+        parents, _ = _split_column(Path(work) / "parent", parent_files, key, buckets, nan_missing=False)
+        found = [
+            _count_absent(_bucket_rows(children, b, buckets), _bucket_rows(parents, b, buckets), examples)
+            for b in range(buckets)
+        ]
+    return Absent(rows, rows - present, sum(n for n, _ in found), _first_examples(found, examples))
 
 
-def _count_absent(
-    children: list[Path], parents: list[Path], bucket: int, buckets: int, examples: int
-) -> tuple[int, list[tuple[int, Any]]]:
-    """Child rows of this bucket whose value is no parent value of it, and the first ``examples``."""
-    child = pa.Table.from_batches([b for path in children for b in _read_pieces(path, bucket, buckets)])
+def _count_absent(child: pa.Table, parent: pa.Table, examples: int) -> tuple[int, list[tuple[int, Any]]]:
+    """Child rows of a bucket whose value is no parent value of it, and the first ``examples``."""
     if not child.num_rows:
         return 0, []
     values = child.column(1).combine_chunks()
-    keys = pa.Table.from_batches([b for path in parents for b in _read_pieces(path, bucket, buckets)])
-    keys_array = keys.column(1).combine_chunks() if keys.num_rows else pa.array([], type=values.type)
-    if pa.types.is_integer(values.type) and pa.types.is_integer(keys_array.type):
-        values, keys_array = values.cast(pa.int64()), keys_array.cast(pa.int64())
+    keys = parent.column(1).combine_chunks() if parent.num_rows else pa.array([], type=values.type)
+    if pa.types.is_integer(values.type) and pa.types.is_integer(keys.type):
+        values, keys = values.cast(pa.int64()), keys.cast(pa.int64())
     else:
-        keys_array = keys_array.cast(values.type)
-    missing = np.asarray(pc.invert(pc.is_in(values, value_set=keys_array)), dtype=bool)
-    rows = child.column(_ROW).to_numpy()[missing]
-    order = np.argsort(rows, kind="stable")[:examples]
-    shown = child.column(1).filter(pa.array(missing)).take(pa.array(order)).to_pylist()
-    return int(missing.sum()), list(zip(rows[order].tolist(), shown, strict=True))
+        keys = keys.cast(values.type)
+    return _marked(child, np.asarray(pc.invert(pc.is_in(values, value_set=keys)), dtype=bool), examples)

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthreg.generators import group_rules
 from synthreg.generators.spec import Spec
 from synthreg.validators.checks import (
     KeyIndex,
@@ -120,12 +121,10 @@ class _Run:
         """The foreign-key check by hash buckets (``fk_by_buckets``) when the child and parent
         have more than ``BUCKET_ROWS`` rows together and the parent's keys are not one
         consecutive run of integers (a run found here is kept as the parent's key set)."""
-        from synthreg.generators.group_rules import BUCKET_ROWS
-
         if (parent, key) in self.keys:
             return None
         parent_parts = open_parts(self.tables_dir, parent)
-        if parts.rows + parent_parts.rows <= BUCKET_ROWS:
+        if parts.rows + parent_parts.rows <= group_rules.BUCKET_ROWS:
             return None
         run = key_run(parent_parts, key)
         if run is not None:
