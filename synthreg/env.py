@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Overrides the MLflow tracking URI of every workspace (tests share one DB this way).
 MLFLOW_TRACKING_URI = "SYNTHREG_MLFLOW_TRACKING_URI"
@@ -101,3 +102,13 @@ def mark_one_shot() -> None:
 def one_shot() -> bool:
     """Whether :func:`mark_one_shot` was called in this process."""
     return _Process.one_shot
+
+
+def worker_context() -> Any:
+    """The ``multiprocessing`` context of synthreg's worker pools: fork where there is one (the
+    workers start with this process's imports), else spawn."""
+    import multiprocessing
+
+    return multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )

@@ -352,11 +352,9 @@ def _run(
             rows_done += written[-1][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
         return written, 0.0, seen
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=env.worker_context()) as pool:
         futures = {
             pool.submit(_write_segment_measured, spec, seg, opts, observe): i
             for i, seg in enumerate(segments)

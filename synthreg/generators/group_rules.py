@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthreg import faults
+from synthreg import env, faults
 from synthreg.digest import DIGEST_BLOCK_ROWS, TableHasher
 from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
@@ -614,11 +614,9 @@ def _runner(workers: int, cluster: str | None) -> Iterator[_Run]:
     if workers <= 1:
         yield lambda fn, args: [fn(*a) for a in args]
         return
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=env.worker_context()) as pool:
         yield lambda fn, args: list(pool.map(fn, *zip(*args, strict=True))) if args else []
 
 

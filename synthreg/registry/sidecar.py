@@ -154,12 +154,9 @@ class Sidecar:
 
 def _helper(nice: int) -> ProcessPoolExecutor:
     """A pool of one forked helper process (spawned where fork is not), ``nice`` nicer than this."""
-    import multiprocessing
-
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(
         max_workers=1,
-        mp_context=multiprocessing.get_context(method),
+        mp_context=env.worker_context(),
         initializer=_in_helper,
         initargs=(os.getpid(), nice),
     )
