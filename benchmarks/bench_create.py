@@ -5,7 +5,9 @@ Python start-up included) and the engine alone (start-up, spec load, generate; t
 and workers). Configurations run round-robin, `--repeat` times, so load from other work hits all
 of them alike; the table gives medians: wall time, process-tree peak PSS (forked workers and the
 create sidecar included, shared pages counted once), each stage of `create --json`'s timings,
-and the ratio create / engine.
+and the ratio create / engine. Wall times and stages come from runs nobody polls; the peak PSS
+from a second run of each configuration, polled every 50 ms (`--memory sampled`: one polled run
+gives both, as before 2026-12-05; the polls cost ~10% of a small create's time on 2 cores).
 
 `--sidecar both` also runs create with SYNTHREG_SIDECAR=0 (everything in one process, as before
 the sidecar) beside the default, to show what the helper process buys. `--warm on` (the default)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -32,10 +35,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from tree_memory import run_measured  # noqa: E402
+from tree_memory import POLL_S, run_measured  # noqa: E402
 
 ROOT = HERE.parent
 REGISTRY = str(Path(sys.executable).with_name("registry"))
@@ -75,10 +79,11 @@ print(json.dumps({"generate": time.perf_counter() - start, "rows": sum(result.ro
 """
 
 
-def engine_once(spec: Path, scale: float | None, work: Path) -> dict[str, float]:
+def engine_once(spec: Path, scale: float | None, work: Path, poll: float | None = POLL_S) -> dict[str, float]:
     out = work / "engine-out"
     log = work / "engine.log"
-    measured = run_measured([sys.executable, "-c", _ENGINE, str(spec), str(out), str(scale)], log)
+    cmd = [sys.executable, "-c", _ENGINE, str(spec), str(out), str(scale)]
+    measured = run_measured(cmd, log, interval=poll)
     if measured.returncode != 0:
         raise SystemExit(f"engine failed: {log.read_text()[-2000:]}")
     figures = json.loads(log.read_text().strip().splitlines()[-1])
@@ -107,6 +112,7 @@ def create_once(
     seed: int,
     warm: tuple[dict[str, str], int] | None = None,
     extra: dict[str, str] | None = None,
+    poll: float | None = POLL_S,
 ) -> dict[str, float]:
     ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
@@ -120,7 +126,7 @@ def create_once(
         **(extra or {}),
     }
     log = work / "create.log"
-    measured = run_measured(cmd, log, env=env, also=(warm[1],) if warm else ())
+    measured = run_measured(cmd, log, env=env, also=(warm[1],) if warm else (), interval=poll)
     text = log.read_text()
     if measured.returncode != 0:
         raise SystemExit(f"create failed ({measured.returncode}): {text[-2000:]}")
@@ -136,6 +142,66 @@ def _variant(text: str) -> tuple[str, dict[str, str]]:
     if not label or not found:
         raise SystemExit(f"--variant {text!r}: write LABEL:VAR=VALUE[,VAR=VALUE]")
     return label, found
+
+
+def _collect(
+    args: argparse.Namespace,
+    work: Path,
+    modes: list[bool],
+    variants: list[tuple[str, dict[str, str]]],
+    warm: tuple[dict[str, str], int] | None,
+) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """Every configuration of every case, round-robin, ``args.repeat`` times: (case, label) -> runs.
+
+    With ``--memory separate`` a configuration's wall time and stages come from a run nobody
+    polls, and its peak PSS from a second, polled run (with a seed of its own)."""
+    seeds = itertools.count()
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for run in range(args.repeat):
+        for case in args.cases:
+            spec, scale = CASES[case]
+            # Every create gets a seed of its own: with one seed, the first configuration of a
+            # round pushed its objects to the DVC remote and the others found them there.
+            configs: list[tuple[str, Any]] = [("engine", functools.partial(engine_once, spec, scale, work))]
+            for on in modes:
+                configs.append(
+                    (
+                        "create" if on else "create (no sidecar)",
+                        functools.partial(_create, spec, scale, work, on),
+                    )
+                )
+            for label, extra in variants:
+                configs.append(
+                    (f"create ({label})", functools.partial(_create, spec, scale, work, True, extra=extra))
+                )
+            if warm:
+                configs.append(
+                    ("create (warm)", functools.partial(_create, spec, scale, work, True, warm=warm))
+                )
+            for label, fn in configs:
+                if args.memory == "sampled":
+                    figures = fn(POLL_S) if label == "engine" else fn(POLL_S, seed=next(seeds))
+                elif label == "engine":
+                    figures = {**fn(None), "pss_mb": fn(POLL_S)["pss_mb"]}
+                else:
+                    figures = {**fn(None, seed=next(seeds)), "pss_mb": fn(POLL_S, seed=next(seeds))["pss_mb"]}
+                runs.setdefault((case, label), []).append(figures)
+        print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    return runs
+
+
+def _create(
+    spec: Path,
+    scale: float | None,
+    work: Path,
+    sidecar: bool,
+    poll: float | None,
+    *,
+    seed: int,
+    extra: dict[str, str] | None = None,
+    warm: tuple[dict[str, str], int] | None = None,
+) -> dict[str, float]:
+    return create_once(spec, scale, work, sidecar, seed, warm, extra, poll=poll)
 
 
 def main() -> None:
@@ -154,34 +220,27 @@ def main() -> None:
         help="also run create (cold, with the helper) under these environment variables, "
         "as the row 'create (LABEL)'; repeatable",
     )
+    parser.add_argument(
+        "--memory",
+        choices=["separate", "sampled"],
+        default="separate",
+        help="separate (default): wall times from runs nobody polls, peak PSS from a second run of "
+        "each; sampled: one polled run gives both (the polls cost ~10%% of a small create's time)",
+    )
     args = parser.parse_args()
     variants = [_variant(text) for text in args.variant]
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.sidecar]
-    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
         work = Path(tmp)
         warm = start_warm(work) if args.warm == "on" else None
-        seeds = itertools.count()
-        for run in range(args.repeat):
-            for case in args.cases:
-                spec, scale = CASES[case]
-                runs.setdefault((case, "engine"), []).append(engine_once(spec, scale, work))
-                # Every create gets a seed of its own: with one seed, the first configuration of a
-                # round pushed its objects to the DVC remote and the others found them there.
-                for on in modes:
-                    label = "create" if on else "create (no sidecar)"
-                    runs.setdefault((case, label), []).append(create_once(spec, scale, work, on, next(seeds)))
-                for label, extra in variants:
-                    runs.setdefault((case, f"create ({label})"), []).append(
-                        create_once(spec, scale, work, True, next(seeds), extra=extra)
-                    )
-                if warm:
-                    runs.setdefault((case, "create (warm)"), []).append(
-                        create_once(spec, scale, work, True, next(seeds), warm)
-                    )
-            print(f"run {run + 1}/{args.repeat} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        runs = _collect(args, work, modes, variants, warm)
+        if warm:
+            subprocess.run([REGISTRY, "warm", "stop"], env=warm[0], check=False, capture_output=True)
+            with contextlib.suppress(ProcessLookupError):  # its socket folder is about to go
+                os.kill(warm[1], signal.SIGTERM)
+    load = os.getloadavg()[0]
     lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
-             f"{os.cpu_count()} cores; load at end {os.getloadavg()[0]:.2f}", ""]  # fmt: skip
+             f"{os.cpu_count()} cores; memory {args.memory}; load at end {load:.2f}", ""]  # fmt: skip
     for case in args.cases:
         engine = statistics.median(r["wall"] for r in runs[(case, "engine")])
         rows = int(runs[(case, "engine")][0]["rows"])
@@ -202,10 +261,6 @@ def main() -> None:
                 cells.append(f"{statistics.median(values):.2f}" if values else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    if warm:
-        subprocess.run([REGISTRY, "warm", "stop"], env=warm[0], check=False, capture_output=True)
-        with contextlib.suppress(ProcessLookupError):  # its socket folder is about to go
-            os.kill(warm[1], signal.SIGTERM)
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

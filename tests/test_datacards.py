@@ -466,6 +466,55 @@ def test_detectors(text: str, kinds: set[str], tmp_path: Path) -> None:
     assert {kind for kind, detect in _DETECTORS.items() if next(detect(text), None)} == kinds
 
 
+def _exhaustive_findings(values: list[str | None]) -> dict[str, tuple[int, list[str]]]:
+    """Every detector on every distinct value, in value_counts' order: what the scan reported
+    before it filtered the values in Arrow."""
+    from synthreg.datacards.pii import _DETECTORS, EXAMPLES, _mask
+
+    present = [v for v in values if v is not None]
+    found: dict[str, tuple[int, list[str]]] = {}
+    for text in dict.fromkeys(present):
+        for kind, detect in _DETECTORS.items():
+            hit = next(detect(text), None)
+            if hit is not None:
+                count, examples = found.get(kind, (0, []))
+                found[kind] = (count + present.count(text), [*examples, _mask(kind, hit)][:EXAMPLES])
+    return found
+
+
+def test_the_arrow_prefilter_drops_no_value_a_detector_matches() -> None:
+    """The scan runs each detector only on the values its weaker RE2 pattern passes; random values
+    over digits (ASCII and Arabic-Indic, which Python's \\d matches), separators, letters and
+    "@" find what running every detector on every value finds."""
+    import random
+
+    from synthreg.datacards.pii import _CARD, _EMAIL, _IBAN, _PHONE, _SSN, _candidates, _column_findings
+
+    rng = random.Random(7)
+    alphabet = "0123456789" * 4 + "\u0661\u0662\u0663\u0669" + " ().-+@" * 2 + "DEGBxyz" + ".com"
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 26))) for _ in range(20000)]
+    values += ["+\u0664\u0669 \u0663\u0660 \u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668", "ada@gmail.com"]
+    values += [
+        "4539 1488 0343 6467",
+        "DE89 3704 0044 0532 0130 00",
+        "SSN 123-45-6789",
+        "(415) 867-5309",
+        None,
+    ]
+    distinct = pa.array(list(dict.fromkeys(values)))
+    candidates = {kind: set(found.tolist()) for kind, found in _candidates(distinct).items()}
+    patterns = {"email": _EMAIL, "phone": _PHONE, "payment_card": _CARD, "iban": _IBAN, "national_id": _SSN}
+    for kind, pattern in patterns.items():
+        matched = {i for i, v in enumerate(distinct.to_pylist()) if v is not None and pattern.search(v)}
+        assert matched, kind  # the random values exercise every detector
+        assert matched <= candidates[kind], kind
+    got = _column_findings("t", "c", pa.chunked_array([pa.array(values)]))
+    present = len([v for v in values if v is not None])
+    want = _exhaustive_findings(values)
+    assert {f["kind"]: (round(f["share"] * present), f["examples"]) for f in got} == want
+    assert set(want) == {"email", "phone", "payment_card", "iban", "national_id"}
+
+
 def test_reserved_domains_and_luhn() -> None:
     assert is_reserved_domain("EXAMPLE.NET") and is_reserved_domain("a.b.localhost")
     assert not is_reserved_domain("example.co") and not is_reserved_domain("notexample.com")

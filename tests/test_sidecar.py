@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,114 @@ def test_ctrl_c_does_not_reach_into_the_helper(mlflow_uri: str) -> None:
         assert helper._pool.submit(os.getpid).result(timeout=60) == pid  # still there, still answering
     finally:
         helper.close()
+
+
+@pytest.mark.parametrize(
+    ("workers", "cluster", "env_workers", "importing", "rows", "fewer"),
+    [
+        (None, None, "", True, 270_000, True),  # a one-shot create of fitness's size: one core fewer
+        (None, None, "", True, sidecar.SHARED_CORE_MAX_ROWS, True),
+        (None, None, "", True, sidecar.SHARED_CORE_MAX_ROWS + 1, False),  # generating outlasts the imports
+        (None, None, "", False, 270_000, False),  # the helpers inherited their imports: every core
+        (3, None, "", True, 270_000, False),  # --workers as asked
+        (None, None, "3", True, 270_000, False),  # $SYNTHREG_WORKERS as asked
+        (None, "local:2", "", True, 270_000, False),  # a cluster sizes its own segments
+    ],
+)
+def test_a_create_whose_helpers_import_leaves_them_a_core(
+    monkeypatch: Any,
+    small_spec_model: Any,
+    workers: int | None,
+    cluster: str | None,
+    env_workers: str,
+    importing: bool,
+    rows: int,
+    fewer: bool,
+) -> None:
+    from synthreg.generators.engine import default_workers
+    from synthreg.generators.spec_io import apply_overrides
+    from synthreg.registry.create import _engine_workers
+
+    monkeypatch.setenv(env.WORKERS, env_workers)
+    first = next(iter(small_spec_model.tables))
+    spec = apply_overrides(
+        small_spec_model,
+        rows={first: rows - small_spec_model.total_rows + small_spec_model.tables[first].rows},
+    )
+    assert spec.total_rows == rows
+    helper = types.SimpleNamespace(importing=importing)  # what a started sidecar reports
+    chosen = _engine_workers(spec, workers, cluster, helper)  # type: ignore[arg-type]
+    assert chosen == (max(1, default_workers() - 1) if fewer else workers)
+
+
+def test_helpers_forked_from_a_process_that_imported_gx_do_not_import_it() -> None:
+    import great_expectations  # noqa: F401  (as in a test session or the warm server)
+
+    helper = sidecar.Sidecar("sqlite:///:memory:")
+    try:
+        assert helper.importing is False
+    finally:
+        helper.close()
+
+
+_EARLY_SCRIPT = """
+import json, os, sys
+from synthreg import env
+from synthreg.registry import sidecar
+env.mark_one_shot()
+sidecar.start_early()
+early = sidecar._EARLY[0]
+facts = {"pids": list(early._pool._processes), "importing": early.importing}
+if sys.argv[1] == "adopt":
+    from synthreg.generators.engine import generate
+    from synthreg.generators.spec_io import load_spec
+    spec = load_spec(sys.argv[2])
+    generate(spec, __import__("pathlib").Path(sys.argv[3]))
+    helper = sidecar.start(sys.argv[4], rows=spec.total_rows)
+    facts["adopted"] = helper is early and not sidecar._EARLY
+    facts["mlflow_helper"] = helper._mlflow_pool is not None
+    tables = __import__("pathlib").Path(sys.argv[3]) / "tables"
+    done = sidecar.Sidecar.validation(helper.validate(spec, tables, "<spec>"))
+    facts["validated"] = done is not None and done[0]["evaluated"] > 0 and done[0]["success"]
+    helper.close()  # as create_version does
+print(json.dumps(facts), flush=True)
+import atexit
+atexit._run_exitfuncs()  # then no interpreter teardown, as the registry command ends (cli.app._exit_now)
+os._exit(0)
+"""
+
+
+def _run_early(*args: str) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _EARLY_SCRIPT, *args], capture_output=True, text=True, timeout=90, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
+
+
+def test_an_early_helper_no_create_adopted_is_stopped_when_the_command_exits() -> None:
+    """``registry create`` forks its validation helper at the start (start_early); a command that
+    never reaches the create (a refused spec) stops it on the way out, not half a second later."""
+    facts = _run_early("exit")
+    assert facts["importing"] is True and len(facts["pids"]) == 1
+    assert all(_gone(pid) for pid in facts["pids"])
+
+
+def test_the_create_adopts_the_early_helper(tmp_path: Path, small_spec: Path, mlflow_uri: str) -> None:
+    facts = _run_early("adopt", str(small_spec), str(tmp_path / "out"), mlflow_uri)
+    assert facts["adopted"] is True  # start() returned the early helper, and no other
+    assert facts["mlflow_helper"] is True  # forked at start(), for a small spec
+    assert facts["validated"] is True
+    assert all(_gone(pid) for pid in facts["pids"])

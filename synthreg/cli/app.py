@@ -117,11 +117,17 @@ def main() -> None:
 def run_command() -> int:
     """Run ``sys.argv`` as a ``registry`` command in this process; its exit code."""
     import signal
+    import sys
 
     from synthreg import env
 
     signal.signal(signal.SIGTERM, _terminated)
     env.mark_one_shot()
+    argv = sys.argv[1:]
+    if warm.subcommand(argv) == "create" and not {"--help", "-h"} & set(argv):
+        from synthreg.registry import sidecar
+
+        sidecar.start_early()  # its helpers import Great Expectations while this process starts
     try:
         app()
     except SystemExit as done:

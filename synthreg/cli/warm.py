@@ -133,14 +133,14 @@ def socket_path(create: bool = True) -> Path | None:
 def wanted(argv: list[str]) -> bool:
     """Whether this ``registry`` command line goes to (and starts) the warm server."""
     setting = os.environ.get(WARM, "")
-    if setting == "0" or _command(argv) not in _SERVED:
+    if setting == "0" or subcommand(argv) not in _SERVED:
         return False
     if setting == "1":
         return True
     return not os.environ.get("CI") and sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _command(argv: list[str]) -> str | None:
+def subcommand(argv: list[str]) -> str | None:
     """The subcommand of a ``registry`` command line (after the root options)."""
     args = iter(argv)
     for arg in args:

@@ -106,6 +106,7 @@ def create_version(
     # The helpers import GX (and MLflow) while the engine runs.
     helper = sidecar.start(ws.settings.mlflow_tracking_uri, rows=spec.total_rows)
     try:
+        workers = _engine_workers(spec, workers, cluster, helper)
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
         stage = _part_stage(ws, cluster, staging)
         cand = _stage(
@@ -347,6 +348,21 @@ def _validation(
         clock.timings["validate.sidecar"] = done[1]
         return done[0]
     return validate_tables(spec, staging / "tables", source=spec.source, from_parts=from_parts).to_dict()
+
+
+def _engine_workers(
+    spec: Spec, workers: int | None, cluster: str | None, helper: sidecar.Sidecar | None
+) -> int | None:
+    """The engine's pool size: ``workers`` as asked (``--workers``, ``$SYNTHREG_WORKERS``, a
+    cluster's sizing); else, while the sidecar's helpers import their libraries, one core fewer
+    for specs of at most ``SHARED_CORE_MAX_ROWS`` rows (1 on 2 cores: a pool worker's start-up costs
+    more than it gains on a core the helpers use); else None (every core). The data and its digest
+    are the same for any number of workers."""
+    if workers is not None or cluster or os.environ.get(env.WORKERS) or helper is None:
+        return workers
+    if not helper.importing or spec.total_rows > sidecar.SHARED_CORE_MAX_ROWS:
+        return None
+    return max(1, default_workers() - 1)
 
 
 def _part_validator(spec: Spec, workers: int | None, cluster: str | None) -> PartValidator | None:
