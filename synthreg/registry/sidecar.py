@@ -4,11 +4,12 @@ Importing Great Expectations costs ~3-4 s and MLflow ~1-2 s on this project's 2-
 together more than generating, checking and carding fitness.yaml's 270k rows. The ``registry
 create`` command forks one helper process first thing (:func:`start_early`, after the imports
 both need), and ``create_version`` adopts it (or forks one, from the library API). It imports
-Great Expectations while the parent reads the spec and the engine generates, then validates the tables (the same ``validate_tables`` call, so GX stays the
-validator of record) while the parent computes the quality metrics, plots and PII scan. A second
-helper imports MLflow (and opens its store) from the start, at a lower CPU priority
-(``MLFLOW_NICE``), forked when ``create_version`` starts (it inherits the parent's imports): it
-takes the CPU time the others leave idle (the parent's waits) and yields to them otherwise; it logs the version's run when the parent asks. With one helper
+Great Expectations while the parent reads the spec and the engine generates, then validates the
+tables (the same ``validate_tables`` call, so GX stays the validator of record) while the parent
+computes the quality metrics, plots and PII scan. A second helper imports MLflow (and opens its
+store) at a lower CPU priority (``MLFLOW_NICE``), forked when ``create_version`` starts (it
+inherits the parent's imports): it takes the CPU time the others leave idle (the parent's waits)
+and yields to them otherwise; it logs the version's run when the parent asks. With one helper
 (``SYNTHREG_SIDECAR=1``, and for specs past ``MLFLOW_HELPER_MAX_ROWS``, where validating keeps
 the cores busy and a third process would cost memory, not time) the validation helper imports
 MLflow after validating. The order of durability is
