@@ -5,6 +5,7 @@ end; a bad --cluster is exit 2 before anything is generated."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,80 @@ def test_a_worker_killed_while_rewriting_a_part_is_retried_and_nothing_changes(
     assert killed.content_digest == pool.content_digest
     left = _parts(tmp_path / "killed")
     assert left and all(p.startswith("tables/") and p.endswith(".parquet") for p in left), left
+
+
+def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
+    spec: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uniqueness of a key that does not increase and a foreign key whose parent keys are no run,
+    counted by buckets: on a cluster reached by its address, the split and count tasks run on
+    its workers (pieces in ``.checks`` beside the tables folder, removed after); the verdicts,
+    counts and first examples are those of the same checks in this process, and a whole
+    ``validate_tables(cluster=...)`` gives what it gives without one."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from distributed import LocalCluster
+
+    from synthreg.generators import group_rules
+    from synthreg.validators.checks import fk_by_buckets, unique_check
+    from synthreg.validators.parts import open_parts
+    from synthreg.validators.plan import Planned
+    from synthreg.validators.suite import validate_tables
+
+    rng = np.random.default_rng(5)
+    tables = tmp_path / "v" / "tables"
+    keys = rng.permutation(np.arange(0, 60_000, 3))  # 20,000 parent keys with gaps, shuffled
+    columns = {
+        "p": ("k", pa.array([f"id-{v}" for v in keys.tolist()]), 5_000),
+        "c": ("fk", pa.array([f"id-{v}" for v in rng.integers(0, 60_000, 24_000).tolist()]), 8_000),
+    }
+    for name, (column, values, size) in columns.items():
+        (tables / name).mkdir(parents=True)
+        for part in range(len(values) // size):
+            pq.write_table(
+                pa.table({column: values.slice(part * size, size)}), tables / name / f"part-{part}.parquet"
+            )
+    parent, child = open_parts(tables, "p"), open_parts(tables, "c")
+    planned = Planned("expect_column_values_to_be_unique", "fk", {"column": "fk"}, None, "unique")
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 6_000)  # several buckets, decided here
+    here = (unique_check(child, planned), fk_by_buckets(child, "fk", parent, "k"))
+    folders: list[Path] = []
+    real_scratch = group_rules._scratch
+
+    @contextlib.contextmanager
+    def scratch(*args: Any) -> Any:
+        with real_scratch(*args) as folder:
+            folders.append(folder)
+            yield folder
+
+    monkeypatch.setattr(group_rules, "_scratch", scratch)
+    # and a whole validation: users' first part's keys doubled (repeated across parts, with gaps)
+    generate(spec, tmp_path / "gen", workers=2)
+    first = sorted((tmp_path / "gen" / "tables" / "users").glob("part-*.parquet"))[0]
+    users = pq.read_table(first)
+    doubled = pa.compute.multiply(users.column("user_id"), 2).cast(users.schema.field("user_id").type)
+    pq.write_table(users.set_column(users.schema.get_field_index("user_id"), "user_id", doubled), first)
+    whole = validate_tables(spec, tmp_path / "gen" / "tables").to_dict()
+    folders.clear()  # the checks in this process used temporary folders
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        address = cluster.scheduler_address
+        there = (unique_check(child, planned, address), fk_by_buckets(child, "fk", parent, "k", address))
+        tasks = validate_tables(spec, tmp_path / "gen" / "tables", cluster=address).to_dict()
+        ran = set(cluster.scheduler.task_prefixes)
+    assert not here[0].success and not here[1].success  # repeated values, and values that are no key
+    assert [c.observed for c in there] == [c.observed for c in here]
+    assert {"synthreg-checks-spread", "synthreg-checks-repeated", "synthreg-checks-unmatched"} <= ran, ran
+    failed = {(c["table"], c["check"], c["column"]) for c in whole["checks"] if not c["success"]}
+    assert {
+        ("users", "expect_column_values_to_be_unique", "user_id"),
+        ("orders", "foreign_key_integrity", "user_id"),
+    } <= failed
+    assert {k: v for k, v in tasks.items() if k != "seconds"} == {
+        k: v for k, v in whole.items() if k != "seconds"
+    }
+    beside = [(tmp_path / d / ".checks").resolve() for d in ("v", "v", "gen", "gen")]
+    assert [f.parent for f in folders] == beside  # where the workers see them
+    assert not any(f.exists() for f in beside)  # removed after

@@ -26,6 +26,10 @@ same split and reduce (``measure``), in its own process.
 The tasks run in a process pool on this machine, or on a remote Dask cluster whose workers
 share the workspace's filesystem (where the engine's own tasks wrote the parts). The pieces live
 in a scratch folder beside the tables, removed at the end.
+
+Validation's checks of one column by buckets work the same way: ``repeats`` (uniqueness) and
+``absent`` (foreign keys) split the column by a hash of the value, a task per part, and count a
+bucket at a time, a task per bucket; here, or on such a cluster.
 """
 
 from __future__ import annotations
@@ -603,12 +607,12 @@ _Run = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
 
 
 @contextlib.contextmanager
-def _runner(workers: int, cluster: str | None) -> Iterator[_Run]:
+def _runner(workers: int, cluster: str | None, prefix: str = "synthreg-groups") -> Iterator[_Run]:
     """Run tasks on a remote Dask cluster (``tcp://``, ``tls://``), a process pool, or here."""
     if cluster and not cluster.startswith("local:"):
         from synthreg.compute.dask import mapper
 
-        with mapper(cluster, "synthreg-groups") as on_cluster:
+        with mapper(cluster, prefix) as on_cluster:
             yield on_cluster
         return
     if workers <= 1:
@@ -775,32 +779,72 @@ class Repeats:
     examples: list[Any]
 
 
-def repeats(files: Sequence[Path], column: str, *, examples: int = 20) -> Repeats:
-    """Repeated values of ``column`` over ``files`` (in order), in this process, a bucket of at most
-    ``BUCKET_ROWS`` rows at a time: a split by a hash of the value, then a count per bucket."""
-    import tempfile
-
+def repeats(files: Sequence[Path], column: str, *, examples: int = 20, cluster: str | None = None) -> Repeats:
+    """Repeated values of ``column`` over ``files`` (in order), a bucket of at most ``BUCKET_ROWS``
+    rows at a time: a split by a hash of the value (a task per part), then a count per bucket (a
+    task per bucket). The tasks run in this process, or on a remote Dask ``cluster`` whose
+    workers share this filesystem (then the pieces go beside the tables: ``_scratch``)."""
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     buckets = _bucket_count(rows, 1)
-    with tempfile.TemporaryDirectory(prefix="synthreg-repeats-") as work:
-        splits, present = _split_column(Path(work) / "values", files, column, buckets, nan_missing=True)
-        found = [_count_repeats(_bucket_rows(splits, b, buckets), examples) for b in range(buckets)]
+    with _scratch(files, cluster, "synthreg-repeats-") as work, _runner(1, cluster, _CHECKS) as run:
+        splits, present = _split_column(run, work / "values", files, column, buckets, nan_missing=True)
+        found = run(_repeated, [(splits, b, buckets, examples) for b in range(buckets)])
     return Repeats(rows, present, sum(n for n, _ in found), _first_examples(found, examples))
 
 
+#: The task keys' prefix of the validation's tasks on a cluster (``repeats``, ``absent``).
+_CHECKS = "synthreg-checks"
+
+
+@contextlib.contextmanager
+def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterator[Path]:
+    """A scratch folder for a check's pieces, removed at the end: a temporary one here; for a remote
+    cluster one its workers see, in ``.checks`` beside the tables folder of ``files``."""
+    import tempfile
+
+    if not (cluster and not cluster.startswith("local:")) or not files:
+        with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+            yield Path(temporary)
+        return
+    shared = Path(files[0]).resolve().parent.parent.parent / ".checks"
+    folder = shared / f"{prefix}{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            shared.rmdir()  # only when no other check's pieces are there
+
+
 def _split_column(
-    folder: Path, files: Sequence[Path], column: str, buckets: int, *, nan_missing: bool
+    run: _Run, folder: Path, files: Sequence[Path], column: str, buckets: int, *, nan_missing: bool
 ) -> tuple[list[Path], int]:
     """Each part's rows with a value (not null; nor NaN, with ``nan_missing``), with their row
-    number in the table, by bucket of the value: the split files, and how many rows had one."""
+    number in the table, by bucket of the value (a task per part): the split files, and how many
+    rows had one."""
     splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
-    counted: list[int] = []
-    start = 0
-    for path, target in zip(files, splits, strict=True):
-        source = pq.ParquetFile(path)
-        _write_batches(target, _present(source, column, start, buckets, nan_missing, counted))
-        start += source.metadata.num_rows
+    starts = np.cumsum([0, *(pq.ParquetFile(f).metadata.num_rows for f in files)]).tolist()
+    args = [
+        (path, target, column, starts[i], buckets, nan_missing)
+        for i, (path, target) in enumerate(zip(files, splits, strict=True))
+    ]
+    counted = run(_spread, args)
     return splits, sum(counted)
+
+
+def _spread(path: Path, target: Path, column: str, start: int, buckets: int, nan_missing: bool) -> int:
+    """One part's split file (see ``_split_column``); how many of its rows had a value."""
+    counted: list[int] = []
+    _write_batches(target, _present(pq.ParquetFile(path), column, start, buckets, nan_missing, counted))
+    return sum(counted)
+
+
+def _repeated(
+    splits: Sequence[Path], bucket: int, buckets: int, examples: int
+) -> tuple[int, list[tuple[int, Any]]]:
+    """One bucket's repeated values (``_count_repeats``), read from every split file."""
+    return _count_repeats(_bucket_rows(splits, bucket, buckets), examples)
 
 
 def _present(
@@ -859,24 +903,35 @@ class Absent:
 
 
 def absent(
-    files: Sequence[Path], column: str, parent_files: Sequence[Path], key: str, *, examples: int = 20
+    files: Sequence[Path],
+    column: str,
+    parent_files: Sequence[Path],
+    key: str,
+    *,
+    examples: int = 20,
+    cluster: str | None = None,
 ) -> Absent:
     """Values of ``column`` (over ``files``, in order) that are not values of ``key`` (over
-    ``parent_files``), in this process: both columns split by a hash of the value, then each
-    bucket's child values looked up among its parent values."""
-    import tempfile
-
+    ``parent_files``): both columns split by a hash of the value (a task per part), then each
+    bucket's child values looked up among its parent values (a task per bucket); in this process,
+    or on a remote Dask ``cluster`` whose workers share this filesystem."""
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
     buckets = _bucket_count(rows + parent_rows, 1)
-    with tempfile.TemporaryDirectory(prefix="synthreg-absent-") as work:
-        children, present = _split_column(Path(work) / "child", files, column, buckets, nan_missing=False)
-        parents, _ = _split_column(Path(work) / "parent", parent_files, key, buckets, nan_missing=False)
-        found = [
-            _count_absent(_bucket_rows(children, b, buckets), _bucket_rows(parents, b, buckets), examples)
-            for b in range(buckets)
-        ]
+    with _scratch(files, cluster, "synthreg-absent-") as work, _runner(1, cluster, _CHECKS) as run:
+        children, present = _split_column(run, work / "child", files, column, buckets, nan_missing=False)
+        parents, _ = _split_column(run, work / "parent", parent_files, key, buckets, nan_missing=False)
+        found = run(_unmatched, [(children, parents, b, buckets, examples) for b in range(buckets)])
     return Absent(rows, rows - present, sum(n for n, _ in found), _first_examples(found, examples))
+
+
+def _unmatched(
+    children: Sequence[Path], parents: Sequence[Path], bucket: int, buckets: int, examples: int
+) -> tuple[int, list[tuple[int, Any]]]:
+    """One bucket's child values that are no parent value (``_count_absent``)."""
+    return _count_absent(
+        _bucket_rows(children, bucket, buckets), _bucket_rows(parents, bucket, buckets), examples
+    )
 
 
 def _count_absent(child: pa.Table, parent: pa.Table, examples: int) -> tuple[int, list[tuple[int, Any]]]:

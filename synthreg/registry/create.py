@@ -284,8 +284,12 @@ def _stage(
     rows_by_file = {p: t.rows for t in tables.values() for p in t.files}
     hashed = {p: h for t in tables.values() for p, h in zip(t.files, t.hashes, strict=False)}
     files = clock("hash", lambda: file_facts(staging, rows_by_file, hashed))
-    # The helper validates (GX) while this process measures quality and draws the card's plots.
-    pending = helper.validate(spec, staging / "tables", spec.source, gen.observed) if helper else None
+    # The helper validates (GX) while this process measures quality and draws the card's plots;
+    # on a remote cluster whose workers wrote the parts here, the checks by buckets run there.
+    checks_on = cluster if cluster and not cluster.startswith("local:") and stage is None else None
+    pending = (
+        helper.validate(spec, staging / "tables", spec.source, gen.observed, checks_on) if helper else None
+    )
     with lean_memory(spec):
         quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
         clock("card", lambda: _card_inputs(staging, spec, gen.samples))
@@ -293,7 +297,9 @@ def _stage(
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
     cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
     semantic = clock("semantic", lambda: with_semantic({}, spec, staging, cache))
-    validation = clock("validate", lambda: _validation(spec, staging, pending, clock, gen.observed))
+    validation = clock(
+        "validate", lambda: _validation(spec, staging, pending, clock, gen.observed, checks_on)
+    )
     if parent_dir is not None and max_drift is not None:
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")
@@ -340,14 +346,20 @@ def _stage(
 
 
 def _validation(
-    spec: Spec, staging: Path, pending: Any, clock: Clock, from_parts: dict[str, Any]
+    spec: Spec,
+    staging: Path,
+    pending: Any,
+    clock: Clock,
+    from_parts: dict[str, Any],
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """The helper's validation; or this process's, which also raises what the helper hit."""
     done = sidecar.Sidecar.validation(pending) if pending is not None else None
     if done is not None:
         clock.timings["validate.sidecar"] = done[1]
         return done[0]
-    return validate_tables(spec, staging / "tables", source=spec.source, from_parts=from_parts).to_dict()
+    tables = staging / "tables"
+    return validate_tables(spec, tables, source=spec.source, from_parts=from_parts, cluster=cluster).to_dict()
 
 
 def _engine_workers(

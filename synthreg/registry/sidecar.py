@@ -145,11 +145,17 @@ class Sidecar:
             self._start_mlflow_helper(tracking_uri)
 
     def validate(
-        self, spec: Spec, tables_dir: Path, source: str, from_parts: dict[str, Any] | None = None
+        self,
+        spec: Spec,
+        tables_dir: Path,
+        source: str,
+        from_parts: dict[str, Any] | None = None,
+        cluster: str | None = None,
     ) -> Future[Any]:
-        """Start validating (merging what the generation workers found, ``from_parts``); then, with
-        no MLflow helper, import MLflow, ready for :meth:`log_version`."""
-        future = self._pool.submit(_call, _validate, spec, tables_dir, source, from_parts)
+        """Start validating (merging what the generation workers found, ``from_parts``; the checks
+        by buckets on ``cluster``, see ``validate_tables``); then, with no MLflow helper, import
+        MLflow, ready for :meth:`log_version`."""
+        future = self._pool.submit(_call, _validate, spec, tables_dir, source, from_parts, cluster)
         if self._mlflow_pool is None:
             self._pool.submit(_preload, "mlflow", self._tracking_uri)
         return future
@@ -263,12 +269,14 @@ def _preload(what: str, tracking_uri: str | None) -> None:
 
 
 def _validate(
-    spec: Spec, tables_dir: Path, source: str, from_parts: dict[str, Any] | None
+    spec: Spec, tables_dir: Path, source: str, from_parts: dict[str, Any] | None, cluster: str | None = None
 ) -> tuple[dict[str, Any], float]:
     from synthreg.validators.suite import validate_tables
 
     started = time.perf_counter()
-    result = validate_tables(spec, tables_dir, source=source, from_parts=from_parts).to_dict()
+    result = validate_tables(
+        spec, tables_dir, source=source, from_parts=from_parts, cluster=cluster
+    ).to_dict()
     return result, time.perf_counter() - started
 
 

@@ -64,15 +64,17 @@ def row_count_check(parts: TableParts, planned: Planned) -> CheckResult:
 # ---------------------------------------------------------------- uniqueness
 
 
-def unique_check(parts: TableParts, planned: Planned) -> CheckResult:
-    """``expect_column_values_to_be_unique`` over the whole column, reported as GX does."""
+def unique_check(parts: TableParts, planned: Planned, cluster: str | None = None) -> CheckResult:
+    """``expect_column_values_to_be_unique`` over the whole column, reported as GX does (counted by
+    buckets as tasks on ``cluster``, a remote Dask cluster, when it is given and the column is
+    counted by buckets)."""
     column = planned.column or ""
     try:
         increasing = _increasing_rows(parts, column)
         if increasing is not None:  # unique without holding the column: generated keys are
             return unique_result(parts, planned, increasing, increasing, 0, [])
         if parts.rows > group_rules.BUCKET_ROWS:  # a bucket of values at a time, not the column
-            found = group_rules.repeats(parts.files, column, examples=EXAMPLES)
+            found = group_rules.repeats(parts.files, column, examples=EXAMPLES, cluster=cluster)
             return unique_result(parts, planned, found.rows, found.present, found.unexpected, found.examples)
         values = _decoded(parts.column(column))
     except (KeyError, pa.ArrowException) as exc:
@@ -356,11 +358,14 @@ def fk_check(
     return fk_result(parts, column, parent, key, (total, nulls, count), examples)
 
 
-def fk_by_buckets(parts: TableParts, column: str, parent: TableParts, key: str) -> CheckResult:
+def fk_by_buckets(
+    parts: TableParts, column: str, parent: TableParts, key: str, cluster: str | None = None
+) -> CheckResult:
     """``fk_check`` with both columns split by a hash of the value and looked up a bucket at a
     time (``group_rules.absent``), so no key column is held whole: for large tables whose parent
-    keys are not one consecutive run of integers."""
-    found = group_rules.absent(parts.files, column, parent.files, key, examples=EXAMPLES)
+    keys are not one consecutive run of integers. ``cluster``: a remote Dask cluster whose
+    workers share this filesystem, to run the split and lookup tasks on."""
+    found = group_rules.absent(parts.files, column, parent.files, key, examples=EXAMPLES, cluster=cluster)
     return fk_result(parts, column, parent.name, key, (found.rows, found.nulls, found.absent), found.examples)
 
 

@@ -111,6 +111,8 @@ class _Run:
     keys: dict[tuple[str, str], KeySet] = field(default_factory=dict)
     #: Per-row results the generation workers computed (``fused.PartValidator``), by table.
     from_parts: Mapping[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    #: A remote Dask cluster for the checks by buckets (its workers share this filesystem).
+    cluster: str | None = None
 
     def key_set(self, parent: str, key: str) -> KeySet:
         if (parent, key) not in self.keys:
@@ -130,7 +132,7 @@ class _Run:
         if run is not None:
             self.keys[(parent, key)] = KeySet.of_index(KeyIndex.of_run(run))
             return None
-        return fk_by_buckets(parts, column, parent_parts, key)
+        return fk_by_buckets(parts, column, parent_parts, key, self.cluster)
 
 
 def validate_tables(
@@ -140,6 +142,7 @@ def validate_tables(
     source: str = "<spec>",
     distributions: bool = True,
     from_parts: Mapping[str, list[tuple[str, Any]]] | None = None,
+    cluster: str | None = None,
 ) -> ValidationResult:
     """Validate ``tables_dir/<table>/*.parquet`` against ``spec``.
 
@@ -150,11 +153,14 @@ def validate_tables(
     ``from_parts``: ``GenerationResult.observed`` of a generation run with a
     ``fused.PartValidator``; a table's per-row results are merged from it when they are what
     reading its files here would give (see ``fused``), and computed here otherwise.
+    ``cluster``: a remote Dask cluster (``tcp://``, ``tls://``) whose workers see ``tables_dir``:
+    uniqueness and foreign keys counted by buckets run there as tasks (their pieces in
+    ``.checks`` beside ``tables_dir``); the results are the same.
     """
     gx = import_gx()
     started = time.perf_counter()
     user = user_expectations(spec, source)
-    run = _Run(GxRunner(), Path(tables_dir), distributions, from_parts=from_parts or {})
+    run = _Run(GxRunner(), Path(tables_dir), distributions, from_parts=from_parts or {}, cluster=cluster)
     checks: list[CheckResult] = []
     with no_fingerprint(), lean_memory(spec):
         for name in spec.table_order():
@@ -210,7 +216,7 @@ def _our_checks(
         elif p.scope == UNIQUE:
             facts = facts_of(run.from_parts, parts, p.column or "")
             from_facts = unique_from_facts(parts, p, facts) if facts is not None else None
-            found[i] = from_facts or unique_check(parts, p)
+            found[i] = from_facts or unique_check(parts, p, run.cluster)
     checks = [schema_check(spec, parts)]
     for column, (parent, key) in spec.tables[parts.name].foreign_keys().items():
         checks.append(
