@@ -207,3 +207,27 @@ def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
     beside = [(tmp_path / d / ".checks").resolve() for d in ("v", "v", "gen", "gen")]
     assert [f.parent for f in folders] == beside  # where the workers see them
     assert not any(f.exists() for f in beside)  # removed after
+
+
+def test_a_create_on_a_remote_cluster_runs_its_checks_by_buckets_there(
+    workspace: Path, small_spec_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``create`` on a cluster reached by its address hands it to the validation (in the sidecar
+    helper): a unique column that does not increase (uuids), over more rows than a bucket, is
+    counted by the cluster's workers."""
+    from distributed import LocalCluster
+
+    import synthreg
+    from synthreg.generators import group_rules
+
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["users"]["columns"]["token"] = {"type": "uuid", "unique": True}
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 100)  # 300 users: buckets (the helper is forked)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        made = synthreg.open(workspace).create("small", spec=data, cluster=cluster.scheduler_address)
+        ran = set(cluster.scheduler.task_prefixes)
+    assert made.status == "approved" and made.validation["failed"] == 0
+    assert {"synthreg-checks-spread", "synthreg-checks-repeated"} <= ran, ran
+    assert not list(workspace.rglob(".checks"))
