@@ -149,6 +149,7 @@ def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
     from synthreg.validators.checks import fk_by_buckets, unique_check
     from synthreg.validators.parts import open_parts
     from synthreg.validators.plan import Planned
+    from synthreg.validators.rules import _ms
     from synthreg.validators.suite import validate_tables
 
     rng = np.random.default_rng(5)
@@ -185,6 +186,10 @@ def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
     doubled = pa.compute.multiply(users.column("user_id"), 2).cast(users.schema.field("user_id").type)
     pq.write_table(users.set_column(users.schema.get_field_index("user_id"), "user_id", doubled), first)
     whole = validate_tables(spec, tmp_path / "gen" / "tables").to_dict()
+    users_files = open_parts(tmp_path / "gen" / "tables", "users").files
+    # users against themselves by user_id: a doubled id's first row is another user's
+    times = ("user_id", "signed_up_at", users_files, "user_id", "signed_up_at", _ms)
+    late_here = group_rules.late(users_files, *times)
     folders.clear()  # the checks in this process used temporary folders
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
@@ -192,10 +197,13 @@ def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
         address = cluster.scheduler_address
         there = (unique_check(child, planned, address), fk_by_buckets(child, "fk", parent, "k", address))
         tasks = validate_tables(spec, tmp_path / "gen" / "tables", cluster=address).to_dict()
+        late_there = group_rules.late(users_files, *times, cluster=address)
         ran = set(cluster.scheduler.task_prefixes)
     assert not here[0].success and not here[1].success  # repeated values, and values that are no key
     assert [c.observed for c in there] == [c.observed for c in here]
     assert {"synthreg-checks-spread", "synthreg-checks-repeated", "synthreg-checks-unmatched"} <= ran, ran
+    assert {"synthreg-checks-timed", "synthreg-checks-earlier"} <= ran, ran
+    assert late_there == late_here and late_here.unexpected > 0 and late_here.checked > late_here.unexpected
     failed = {(c["table"], c["check"], c["column"]) for c in whole["checks"] if not c["success"]}
     assert {
         ("users", "expect_column_values_to_be_unique", "user_id"),
@@ -204,7 +212,7 @@ def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
     assert {k: v for k, v in tasks.items() if k != "seconds"} == {
         k: v for k, v in whole.items() if k != "seconds"
     }
-    beside = [(tmp_path / d / ".checks").resolve() for d in ("v", "v", "gen", "gen")]
+    beside = [(tmp_path / d / ".checks").resolve() for d in ("v", "v", "gen", "gen", "gen")]
     assert [f.parent for f in folders] == beside  # where the workers see them
     assert not any(f.exists() for f in beside)  # removed after
 

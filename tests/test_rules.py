@@ -360,3 +360,57 @@ def test_validation_looks_foreign_keys_up_by_buckets_only_when_parent_keys_are_n
     _rewrite(tables, "users", "id", lambda c: pc.multiply(c, 2))  # now they have gaps
     failed = _failed(spec, tables)
     assert calls == ["user_id"] and ("foreign_key_integrity", "user_id") in failed
+
+
+def _as_parts(tables: Path, table: str, data: pa.Table, parts: int) -> None:
+    for old in (tables / table).glob("*.parquet"):
+        old.unlink()
+    size = -(-data.num_rows // parts)
+    for part in range(parts):
+        pq.write_table(data.slice(part * size, size), tables / table / f"part-{part:05d}.parquet")
+
+
+def test_time_order_by_buckets_equals_holding_the_parent_keys(
+    data: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parent keys shuffled, with gaps, repeats and a null; parent and child times with nulls;
+    child keys null, negative or no key; 3 parts each: compared a bucket at a time
+    (``group_rules.late``), the counts and the first keys of the late rows in row order are
+    those of holding the parent's keys and times (a repeated key: its first row's time)."""
+    from synthreg.generators import group_rules
+    from synthreg.validators.parts import open_parts
+    from synthreg.validators.rules import time_order_checks
+
+    spec, tables = data
+    rng = np.random.default_rng(12)
+    users = pa.concat_tables([pq.read_table(p) for p in sorted((tables / "users").glob("*.parquet"))])
+    ids = rng.permutation(np.arange(users.num_rows) * 3)
+    ids[5:40] = ids[100:135]  # repeated keys, in other rows (and parts) than their first
+    id_col = pa.array(ids, mask=np.arange(users.num_rows) == 7).cast(users.schema.field("id").type)
+    joined = users.column("joined").combine_chunks()
+    joined = pc.if_else(pa.array(rng.random(users.num_rows) < 0.05), pa.scalar(None, joined.type), joined)
+    users = users.set_column(users.schema.get_field_index("id"), "id", id_col)
+    users = users.set_column(users.schema.get_field_index("joined"), "joined", joined)
+    _as_parts(tables, "users", users, 3)
+    shifts = pa.concat_tables([pq.read_table(p) for p in sorted((tables / "shifts").glob("*.parquet"))])
+    n = shifts.num_rows
+    fk = rng.choice(np.concatenate([ids, [-3, 1, 2, 4]]), n)  # some no key, one negative
+    fk_col = pa.array(fk, mask=rng.random(n) < 0.03).cast(shifts.schema.field("user_id").type)
+    start = shifts.column("start_at").combine_chunks()
+    early = pc.subtract(start, pa.scalar(800 * 86_400_000, pa.duration("ms")))  # before some joins
+    start = pc.if_else(pa.array(rng.random(n) < 0.3), early.cast(start.type), start)
+    start = pc.if_else(pa.array(rng.random(n) < 0.04), pa.scalar(None, start.type), start)
+    shifts = shifts.set_column(shifts.schema.get_field_index("user_id"), "user_id", fk_col)
+    shifts = shifts.set_column(shifts.schema.get_field_index("start_at"), "start_at", start)
+    _as_parts(tables, "shifts", shifts, 3)
+    parts = open_parts(tables, "shifts")
+    held = time_order_checks(spec, parts, lambda t: open_parts(tables, t))
+    calls: list[str] = []
+    real = group_rules.late
+    monkeypatch.setattr(group_rules, "late", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 1_000)  # 8 buckets
+    split = time_order_checks(spec, parts, lambda t: open_parts(tables, t))
+    assert calls == ["start_at"]
+    assert not held[0].success and held[0].observed["checked"] > 0
+    assert len(held[0].observed["parent_keys"]) == 5
+    assert [c.observed for c in split] == [c.observed for c in held]

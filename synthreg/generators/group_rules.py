@@ -61,11 +61,13 @@ __all__ = [
     "BUCKET_ROWS",
     "Absent",
     "GroupFacts",
+    "Late",
     "Repeats",
     "Rewritten",
     "absent",
     "enforce",
     "group_ids",
+    "late",
     "measure",
     "repeats",
 ]
@@ -945,3 +947,124 @@ def _count_absent(child: pa.Table, parent: pa.Table, examples: int) -> tuple[int
     else:
         keys = keys.cast(values.type)
     return _marked(child, np.asarray(pc.invert(pc.is_in(values, value_set=keys)), dtype=bool), examples)
+
+
+# ---------------------------------------------------------------- child times before their parent's
+
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class Late:
+    """Child rows whose time is before their parent row's: how many were compared (a key value of
+    at least 0, a time, a parent row with that key), how many of those came earlier, and the key
+    values of the first ``examples`` of them in row order."""
+
+    checked: int
+    unexpected: int
+    examples: list[Any]
+
+
+def late(
+    files: Sequence[Path],
+    via: str,
+    column: str,
+    parent_files: Sequence[Path],
+    key: str,
+    parent_column: str,
+    to_ms: Callable[[pa.ChunkedArray], np.ndarray],
+    *,
+    examples: int = 5,
+    cluster: str | None = None,
+) -> Late:
+    """Child rows (over ``files``, in order) whose time ``column`` is before ``parent_column`` of
+    the parent row (over ``parent_files``) whose integer ``key`` is their ``via`` value; the
+    first parent row of a key, in table order, when keys repeat. Both sides are split by a hash of
+    the key (a task per part), then each bucket's child rows are looked up among its parent rows
+    (a task per bucket): no key or time column is held whole. ``to_ms``: times as epoch
+    milliseconds, nulls as the int64 minimum (a module-level function: the tasks get it by
+    reference); a null time is never compared. In this process, or on a remote Dask ``cluster``
+    whose workers share this filesystem."""
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
+    buckets = _bucket_count(rows + parent_rows, 1)
+    with _scratch(files, cluster, "synthreg-late-") as work, _runner(1, cluster, _CHECKS) as run:
+        children = _split_times(run, work / "child", files, (via, column), buckets, to_ms, child=True)
+        parents = _split_times(
+            run, work / "parent", parent_files, (key, parent_column), buckets, to_ms, child=False
+        )
+        found = run(_earlier, [(children, parents, b, buckets, examples) for b in range(buckets)])
+    marked = [(n, pairs) for _, n, pairs in found]
+    return Late(sum(c for c, _, _ in found), sum(n for n, _ in marked), _first_examples(marked, examples))
+
+
+def _split_times(
+    run: _Run,
+    folder: Path,
+    files: Sequence[Path],
+    columns: tuple[str, str],
+    buckets: int,
+    to_ms: Callable[[pa.ChunkedArray], np.ndarray],
+    *,
+    child: bool,
+) -> list[Path]:
+    """Each part's (row number, key, epoch ms) rows by bucket of the key (a task per part)."""
+    splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
+    starts = np.cumsum([0, *(pq.ParquetFile(f).metadata.num_rows for f in files)]).tolist()
+    run(
+        _timed, [(path, splits[i], columns, starts[i], buckets, to_ms, child) for i, path in enumerate(files)]
+    )
+    return splits
+
+
+def _timed(
+    path: Path,
+    target: Path,
+    columns: tuple[str, str],
+    start: int,
+    buckets: int,
+    to_ms: Callable[[pa.ChunkedArray], np.ndarray],
+    child: bool,
+) -> None:
+    """One part's split file for ``late``: a child's rows with a key of at least 0 and a time, a
+    parent's rows with a key (a null key matches no child value)."""
+    key, column = columns
+
+    def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
+        at = start
+        for data in _row_groups(pq.ParquetFile(path), [key, column]):
+            keys = np.asarray(
+                pc.fill_null(_plain(data.column(key)).cast(pa.int64()), _INT64_MIN), dtype=np.int64
+            )
+            ms = np.asarray(to_ms(data.column(column)), dtype=np.int64)
+            keep = (keys >= 0) & (ms != _INT64_MIN) if child else keys != _INT64_MIN
+            rows = np.arange(at, at + data.num_rows, dtype=np.int64)
+            at += data.num_rows
+            table = pa.table({_ROW: rows[keep], "key": keys[keep], "ms": ms[keep]})
+            yield _by_bucket(table, table, ["key"], buckets)
+
+    _write_batches(target, pieces())
+
+
+def _earlier(
+    children: Sequence[Path], parents: Sequence[Path], bucket: int, buckets: int, examples: int
+) -> tuple[int, int, list[tuple[int, Any]]]:
+    """One bucket's child rows with a parent (how many), those earlier than it (how many, and the
+    first ``examples`` as (row, key))."""
+    child = _bucket_rows(children, bucket, buckets)
+    if not child.num_rows:
+        return 0, 0, []
+    parent = _bucket_rows(parents, bucket, buckets)
+    keys = parent.column("key").to_numpy() if parent.num_rows else np.empty(0, dtype=np.int64)
+    if not len(keys):
+        return 0, 0, []
+    order = np.lexsort((parent.column(_ROW).to_numpy(), keys))  # by key, then table order
+    keys, ms = keys[order], parent.column("ms").to_numpy()[order]
+    first = np.concatenate([[True], keys[1:] != keys[:-1]])  # a key's first row in table order
+    keys, ms = keys[first], ms[first]
+    values = child.column("key").to_numpy()
+    pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    found = keys[pos] == values
+    earlier = found & (child.column("ms").to_numpy() < ms[pos])
+    count, pairs = _marked(child.select([_ROW, "key"]), earlier, examples)
+    return int(found.sum()), count, pairs

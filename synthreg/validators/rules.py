@@ -21,10 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthreg.generators import group_rules
 from synthreg.generators.constraints import GROUP_KINDS
 from synthreg.generators.group_rules import measure
 from synthreg.generators.spec import Constraint, Spec
-from synthreg.validators.checks import KeyIndex
+from synthreg.validators.checks import KeyIndex, key_run
 from synthreg.validators.parts import TableParts
 from synthreg.validators.results import OUR_SOURCE, CheckResult, jsonable
 
@@ -207,8 +208,16 @@ def _footer_range(parts: TableParts, column: str) -> tuple[int, int] | None:
     return (lo, hi) if lo is not None and hi is not None else None
 
 
-def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[CheckResult]:
-    """Each ``after:`` column against its parent row's time, joined on the foreign key."""
+def time_order_checks(
+    spec: Spec, parts: TableParts, open_table: Any, cluster: str | None = None
+) -> list[CheckResult]:
+    """Each ``after:`` column against its parent row's time, joined on the foreign key.
+
+    When the parent's keys are one consecutive run (generated keys), a child value's parent row
+    is found by subtraction; otherwise, over more than ``BUCKET_ROWS`` rows of child and parent
+    together, both are split by a hash of the key and compared a bucket at a time
+    (``group_rules.late``, as tasks on ``cluster`` when given), and below that the parent's keys
+    and times are held. The counts and examples are the same either way."""
     from synthreg.generators.columns import via_column
 
     out = []
@@ -219,20 +228,15 @@ def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[Ch
         via = via_column(spec, parts.name, name)
         pkey = spec.tables[ptable].primary_key or ""
         parent = open_table(ptable)
-        index = KeyIndex.of_column(parent, pkey)
-        times = _ParentTimes(parent, pcol, index.order)
-        bad, checked = 0, 0
-        examples: list[int] = []
-        for fk_part, child_part in zip(parts.column_parts(via), parts.column_parts(name), strict=True):
-            for at in range(0, len(fk_part), _TIME_SLICE):
-                fk = fk_part.slice(at, _TIME_SLICE)
-                fk_values = np.asarray(pc.fill_null(fk, -1).cast(pa.int64()))
-                child_ms = _ms(child_part.slice(at, _TIME_SLICE))
-                pos, found = index.positions(fk_values)
-                known = (fk_values >= 0) & found & (child_ms != _NULL_MS)
-                late = known & (child_ms < times.at(pos))
-                bad, checked = bad + int(late.sum()), checked + int(known.sum())
-                examples += fk_values[late][: 5 - len(examples)].tolist()
+        run = key_run(parent, pkey) if parts.rows + parent.rows > group_rules.BUCKET_ROWS else None
+        if parts.rows + parent.rows > group_rules.BUCKET_ROWS and run is None:
+            found = group_rules.late(parts.files, via, name, parent.files, pkey, pcol, _ms, cluster=cluster)
+            bad, checked, examples = found.unexpected, found.checked, list(found.examples)
+        else:
+            index = KeyIndex.of_run(run) if run is not None else KeyIndex.of_column(parent, pkey)
+            bad, checked, examples = _late_rows(
+                parts, via, name, index, _ParentTimes(parent, pcol, index.order)
+            )
         out.append(
             _result(
                 parts.name,
@@ -244,6 +248,26 @@ def time_order_checks(spec: Spec, parts: TableParts, open_table: Any) -> list[Ch
             )
         )
     return out
+
+
+def _late_rows(
+    parts: TableParts, via: str, name: str, index: KeyIndex, times: _ParentTimes
+) -> tuple[int, int, list[int]]:
+    """(earlier than the parent, compared, the first 5 earlier rows' keys) with the parent's keys
+    and times held (``index``, ``times``), the child read ``_TIME_SLICE`` rows at a time."""
+    bad, checked = 0, 0
+    examples: list[int] = []
+    for fk_part, child_part in zip(parts.column_parts(via), parts.column_parts(name), strict=True):
+        for at in range(0, len(fk_part), _TIME_SLICE):
+            fk = fk_part.slice(at, _TIME_SLICE)
+            fk_values = np.asarray(pc.fill_null(fk, -1).cast(pa.int64()))
+            child_ms = _ms(child_part.slice(at, _TIME_SLICE))
+            pos, found = index.positions(fk_values)
+            known = (fk_values >= 0) & found & (child_ms != _NULL_MS)
+            late = known & (child_ms < times.at(pos))
+            bad, checked = bad + int(late.sum()), checked + int(known.sum())
+            examples += fk_values[late][: 5 - len(examples)].tolist()
+    return bad, checked, examples
 
 
 def constraint_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:

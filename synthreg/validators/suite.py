@@ -224,7 +224,7 @@ def _our_checks(
             or run.by_buckets(parts, column, parent, key)
             or fk_check(parts, column, parent, key, functools.partial(run.key_set, parent, key))
         )
-    checks += time_order_checks(spec, parts, lambda table: open_parts(run.tables_dir, table))
+    checks += time_order_checks(spec, parts, lambda table: open_parts(run.tables_dir, table), run.cluster)
     checks += constraint_checks(spec, parts)
     if run.distributions:
         checks += proportion_checks(spec, parts)
