@@ -105,8 +105,10 @@ def start_early() -> None:
 
     import synthreg.generators.spec  # noqa: F401  (pyarrow, numpy, pydantic, yaml)
 
-    _EARLY.append(Sidecar(None))
+    # registered first: a pool worker alive at the command's exit would hang it (multiprocessing's
+    # exit handler joins it, and it waits for tasks)
     atexit.register(_close_early)
+    _EARLY.append(Sidecar(None))
 
 
 #: The helper :func:`start_early` started and no :func:`start` has adopted yet (at most one).
