@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from synthreg.errors import UsageError
 
-__all__ = ["check_cluster", "client_for", "mapper", "run_tasks"]
+__all__ = ["check_cluster", "client_for", "mapper", "remote", "run_tasks"]
 
 #: After a failed task, how long the running ones get to end before the error is raised.
 _SETTLE_S = 60
@@ -33,6 +33,12 @@ def _parse(cluster: str) -> tuple[str, int]:
     if cluster.startswith(("tcp://", "tls://")):
         return "remote", 0
     raise UsageError(f"--cluster {cluster}: use tcp://HOST:PORT (a Dask scheduler) or local:N")
+
+
+def remote(cluster: str | None) -> TypeGuard[str]:
+    """Whether ``cluster`` names a cluster reached by its address (``tcp://``, ``tls://``), whose
+    workers may be other machines; not ``local:N`` (started here) nor None (the process pool)."""
+    return bool(cluster) and not str(cluster).startswith("local:")
 
 
 def check_cluster(cluster: str) -> None:

@@ -216,9 +216,8 @@ def _candidates(values: pa.Array) -> dict[str, np.ndarray]:
     by_pattern: dict[str, np.ndarray] = {}
     for kind, pattern in _PREFILTERS.items():
         if pattern not in by_pattern:
-            regex = pattern != "@"
-            mask = pc.match_substring_regex(values, pattern) if regex else pc.match_substring(values, pattern)
-            by_pattern[pattern] = np.flatnonzero(mask.fill_null(False).to_numpy(zero_copy_only=False))
+            mask = pc.match_substring_regex(values, pattern).fill_null(False)
+            by_pattern[pattern] = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         found[kind] = by_pattern[pattern]
     return found
 

@@ -611,7 +611,9 @@ _Run = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
 @contextlib.contextmanager
 def _runner(workers: int, cluster: str | None, prefix: str = "synthreg-groups") -> Iterator[_Run]:
     """Run tasks on a remote Dask cluster (``tcp://``, ``tls://``), a process pool, or here."""
-    if cluster and not cluster.startswith("local:"):
+    from synthreg.compute.dask import remote
+
+    if remote(cluster):
         from synthreg.compute.dask import mapper
 
         with mapper(cluster, prefix) as on_cluster:
@@ -786,7 +788,7 @@ def repeats(files: Sequence[Path], column: str, *, examples: int = 20, cluster: 
     rows at a time: a split by a hash of the value (a task per part), then a count per bucket (a
     task per bucket). The tasks run in this process, or on a remote Dask ``cluster`` whose
     workers share this filesystem (then the pieces go beside the tables: ``_scratch``)."""
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    rows = sum(_part_rows(files))
     buckets = _bucket_count(rows, 1)
     with _scratch(files, cluster, "synthreg-repeats-") as work, _runner(1, cluster, _CHECKS) as run:
         splits, present = _split_column(run, work / "values", files, column, buckets, nan_missing=True)
@@ -804,7 +806,9 @@ def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterato
     cluster one its workers see, in ``.checks`` beside the tables folder of ``files``."""
     import tempfile
 
-    if not (cluster and not cluster.startswith("local:")) or not files:
+    from synthreg.compute.dask import remote
+
+    if not remote(cluster) or not files:
         with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
             yield Path(temporary)
         return
@@ -819,23 +823,33 @@ def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterato
             shared.rmdir()  # only when no other check's pieces are there
 
 
+def _part_rows(files: Sequence[Path]) -> list[int]:
+    """Each part's rows, from its footer."""
+    return [pq.ParquetFile(f).metadata.num_rows for f in files]
+
+
+def _split_parts(
+    run: _Run, folder: Path, files: Sequence[Path], task: Callable[..., Any], *args: Any
+) -> tuple[list[Path], list[Any]]:
+    """``task(part, split file, first row number, *args)`` for each part (a task each): the split
+    files, in part order, and what the tasks returned."""
+    splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
+    starts = np.cumsum([0, *_part_rows(files)]).tolist()
+    done = run(task, [(path, splits[i], starts[i], *args) for i, path in enumerate(files)])
+    return splits, done
+
+
 def _split_column(
     run: _Run, folder: Path, files: Sequence[Path], column: str, buckets: int, *, nan_missing: bool
 ) -> tuple[list[Path], int]:
     """Each part's rows with a value (not null; nor NaN, with ``nan_missing``), with their row
     number in the table, by bucket of the value (a task per part): the split files, and how many
     rows had one."""
-    splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
-    starts = np.cumsum([0, *(pq.ParquetFile(f).metadata.num_rows for f in files)]).tolist()
-    args = [
-        (path, target, column, starts[i], buckets, nan_missing)
-        for i, (path, target) in enumerate(zip(files, splits, strict=True))
-    ]
-    counted = run(_spread, args)
+    splits, counted = _split_parts(run, folder, files, _spread, column, buckets, nan_missing)
     return splits, sum(counted)
 
 
-def _spread(path: Path, target: Path, column: str, start: int, buckets: int, nan_missing: bool) -> int:
+def _spread(path: Path, target: Path, start: int, column: str, buckets: int, nan_missing: bool) -> int:
     """One part's split file (see ``_split_column``); how many of its rows had a value."""
     counted: list[int] = []
     _write_batches(target, _present(pq.ParquetFile(path), column, start, buckets, nan_missing, counted))
@@ -917,8 +931,7 @@ def absent(
     ``parent_files``): both columns split by a hash of the value (a task per part), then each
     bucket's child values looked up among its parent values (a task per bucket); in this process,
     or on a remote Dask ``cluster`` whose workers share this filesystem."""
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
+    rows, parent_rows = sum(_part_rows(files)), sum(_part_rows(parent_files))
     buckets = _bucket_count(rows + parent_rows, 1)
     with _scratch(files, cluster, "synthreg-absent-") as work, _runner(1, cluster, _CHECKS) as run:
         children, present = _split_column(run, work / "child", files, column, buckets, nan_missing=False)
@@ -985,49 +998,30 @@ def late(
     milliseconds, nulls as the int64 minimum (a module-level function: the tasks get it by
     reference); a null time is never compared. In this process, or on a remote Dask ``cluster``
     whose workers share this filesystem."""
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    parent_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parent_files)
+    rows, parent_rows = sum(_part_rows(files)), sum(_part_rows(parent_files))
     buckets = _bucket_count(rows + parent_rows, 1)
     with _scratch(files, cluster, "synthreg-late-") as work, _runner(1, cluster, _CHECKS) as run:
-        children = _split_times(run, work / "child", files, (via, column), buckets, to_ms, child=True)
-        parents = _split_times(
-            run, work / "parent", parent_files, (key, parent_column), buckets, to_ms, child=False
+        children, _ = _split_parts(run, work / "child", files, _timed, (via, column), buckets, to_ms, True)
+        parents, _ = _split_parts(
+            run, work / "parent", parent_files, _timed, (key, parent_column), buckets, to_ms, False
         )
         found = run(_earlier, [(children, parents, b, buckets, examples) for b in range(buckets)])
     marked = [(n, pairs) for _, n, pairs in found]
     return Late(sum(c for c, _, _ in found), sum(n for n, _ in marked), _first_examples(marked, examples))
 
 
-def _split_times(
-    run: _Run,
-    folder: Path,
-    files: Sequence[Path],
-    columns: tuple[str, str],
-    buckets: int,
-    to_ms: Callable[[pa.ChunkedArray], np.ndarray],
-    *,
-    child: bool,
-) -> list[Path]:
-    """Each part's (row number, key, epoch ms) rows by bucket of the key (a task per part)."""
-    splits = [folder / f"split-{part:05d}.arrow" for part in range(len(files))]
-    starts = np.cumsum([0, *(pq.ParquetFile(f).metadata.num_rows for f in files)]).tolist()
-    run(
-        _timed, [(path, splits[i], columns, starts[i], buckets, to_ms, child) for i, path in enumerate(files)]
-    )
-    return splits
-
-
 def _timed(
     path: Path,
     target: Path,
-    columns: tuple[str, str],
     start: int,
+    columns: tuple[str, str],
     buckets: int,
     to_ms: Callable[[pa.ChunkedArray], np.ndarray],
     child: bool,
 ) -> None:
-    """One part's split file for ``late``: a child's rows with a key of at least 0 and a time, a
-    parent's rows with a key (a null key matches no child value)."""
+    """One part's split file for ``late``, its (row number, key, epoch ms) rows by bucket of the
+    key: a child's rows with a key of at least 0 and a time, a parent's rows with a key (a null
+    key matches no child value)."""
     key, column = columns
 
     def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
@@ -1052,12 +1046,10 @@ def _earlier(
     """One bucket's child rows with a parent (how many), those earlier than it (how many, and the
     first ``examples`` as (row, key))."""
     child = _bucket_rows(children, bucket, buckets)
-    if not child.num_rows:
+    parent = _bucket_rows(parents, bucket, buckets) if child.num_rows else None
+    if parent is None or not parent.num_rows:
         return 0, 0, []
-    parent = _bucket_rows(parents, bucket, buckets)
-    keys = parent.column("key").to_numpy() if parent.num_rows else np.empty(0, dtype=np.int64)
-    if not len(keys):
-        return 0, 0, []
+    keys = parent.column("key").to_numpy()
     order = np.lexsort((parent.column(_ROW).to_numpy(), keys))  # by key, then table order
     keys, ms = keys[order], parent.column("ms").to_numpy()[order]
     first = np.concatenate([[True], keys[1:] != keys[:-1]])  # a key's first row in table order

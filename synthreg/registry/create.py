@@ -18,6 +18,7 @@ from typing import Any
 
 import synthreg
 from synthreg import env
+from synthreg.compute.dask import remote
 from synthreg.digest import combine_digests
 from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import (
@@ -286,7 +287,7 @@ def _stage(
     files = clock("hash", lambda: file_facts(staging, rows_by_file, hashed))
     # The helper validates (GX) while this process measures quality and draws the card's plots;
     # on a remote cluster whose workers wrote the parts here, the checks by buckets run there.
-    checks_on = cluster if cluster and not cluster.startswith("local:") and stage is None else None
+    checks_on = cluster if remote(cluster) and stage is None else None
     pending = (
         helper.validate(spec, staging / "tables", spec.source, gen.observed, checks_on) if helper else None
     )
@@ -390,9 +391,8 @@ def _part_validator(spec: Spec, workers: int | None, cluster: str | None) -> Par
     if setting == "0":
         return None
     if setting != "1":
-        remote = bool(cluster) and not str(cluster).startswith("local:")
         count = workers if workers is not None else default_workers()
         pool = not cluster and count >= 4 and "great_expectations" in sys.modules
-        if not (remote or pool):
+        if not (remote(cluster) or pool):
             return None
     return PartValidator(spec, spec.source)

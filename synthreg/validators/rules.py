@@ -228,8 +228,9 @@ def time_order_checks(
         via = via_column(spec, parts.name, name)
         pkey = spec.tables[ptable].primary_key or ""
         parent = open_table(ptable)
-        run = key_run(parent, pkey) if parts.rows + parent.rows > group_rules.BUCKET_ROWS else None
-        if parts.rows + parent.rows > group_rules.BUCKET_ROWS and run is None:
+        big = parts.rows + parent.rows > group_rules.BUCKET_ROWS
+        run = key_run(parent, pkey) if big else None
+        if big and run is None:
             found = group_rules.late(parts.files, via, name, parent.files, pkey, pcol, _ms, cluster=cluster)
             bad, checked, examples = found.unexpected, found.checked, list(found.examples)
         else:
