@@ -120,18 +120,74 @@ def test_checked_parts_are_copied_into_the_dvc_remote_unless_there(s3: S3, tmp_p
     stage.clear()
 
 
-def test_parts_the_constraints_rewrote_are_not_copied_into_the_remote(
+def _md5s(result: Any) -> set[str]:
+    return {
+        hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest()
+        for table in result.tables.values()
+        for p in table.files
+    }
+
+
+def _copied(s3: S3, prefix: str) -> set[str]:
+    """The md5s of the objects under a DVC remote's ``files/md5/`` layout."""
+    return {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, prefix)}
+
+
+def test_parts_the_constraints_rewrote_are_fetched_and_copied_into_the_remote(
     capped_spec: Any, s3: S3, tmp_path: Path
 ) -> None:
-    """A table its group constraints rewrote after the upload is not what DVC will push: its
-    staged parts stay out of the remote; the other tables' parts are copied."""
+    """A table its group constraints rewrote is rewritten where its parts are staged (the tasks
+    read and write S3), and its new parts are the ones fetched and copied into the remote: what
+    DVC will push. Same bytes as the pool writes."""
     stage = PartStage(f"s3://{BUCKET}/run-q/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-q/remote")
-    result = generate(capped_spec, tmp_path, cluster="local:2", stage=stage)
+    result = generate(capped_spec, tmp_path / "staged", cluster="local:2", stage=stage)
     assert result.params["constraints"]["shifts"]  # the cap rewrote shifts
-    copied = {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, "run-q/remote/")}
-    files = result.tables["users"].files
-    users = {hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest() for p in files}
-    assert copied == users and _keys(s3, "run-q/staging/") == []
+    pool = generate(capped_spec, tmp_path / "pool", workers=2)
+    assert result.content_digest == pool.content_digest
+    assert _md5s(result) == _md5s(pool)  # byte for byte
+    assert _copied(s3, "run-q/remote/") == _md5s(result) and _keys(s3, "run-q/staging/") == []
+    for path, hashed in zip(result.tables["shifts"].files, result.tables["shifts"].hashes, strict=True):
+        assert hashed.matches(path) and hashed.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not (tmp_path / "staged" / ".groups").exists()  # no shuffle on this machine
+
+
+def test_group_rules_of_staged_parts_run_on_the_remote_cluster(
+    small_spec_text: str, s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster that shares no folder with this machine, with parts staged in S3: the group
+    rules' split, reduce and apply tasks run on its workers, over the staged parts, their pieces
+    under the stage; an apply task killed mid-write is rerun, and the version is the pool's."""
+    from distributed import LocalCluster
+
+    from synthreg.generators import group_rules
+
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["users"]["rows"], data["tables"]["orders"]["rows"] = 150_000, 400_000
+    data["tables"]["orders"]["constraints"] = [
+        {"kind": "max_rows_per_group", "group_by": ["user_id"], "limit": 3, "action": "drop"},
+        {"kind": "sum_limit", "group_by": ["user_id"], "column": "amount", "limit": 60, "action": "cap"},
+    ]
+    capped = parse_spec(data, "capped.yaml")
+    pool = generate(capped, tmp_path / "pool", workers=2)
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 150_000)  # 3 buckets of the 400k orders
+    flag = tmp_path / "killed-once"
+    monkeypatch.setenv(faults.KILL_AT, "groups.apply.orders.1")  # read by the worker processes
+    monkeypatch.setenv(faults.KILL_ONCE, str(flag))
+    stage = PartStage(f"s3://{BUCKET}/run-g/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-g/remote")
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        staged = generate(capped, tmp_path / "staged", cluster=cluster.scheduler_address, stage=stage)
+        ran = set(cluster.scheduler.task_prefixes)
+        # the same segments, written by the same workers to this machine's folder
+        shared = generate(capped, tmp_path / "shared", cluster=cluster.scheduler_address)
+    assert flag.exists()  # a worker did die after writing a row group of orders part 1
+    assert {"synthreg-groups-split", "synthreg-groups-reduce", "synthreg-groups-apply"} <= ran, ran
+    notes = staged.params["constraints"]["orders"]
+    assert notes["max_rows_per_group#0"]["rows_changed"] > 0 and notes["sum_limit#1"]["rows_changed"] > 0
+    assert staged.content_digest == pool.content_digest == shared.content_digest
+    assert _md5s(staged) == _md5s(shared) and _parts(tmp_path / "staged") == _parts(tmp_path / "shared")
+    assert _copied(s3, "run-g/remote/") == _md5s(staged) and _keys(s3, "run-g/staging/") == []
 
 
 def test_parts_of_tables_with_llm_columns_are_not_copied_into_the_remote(s3: S3, tmp_path: Path) -> None:
@@ -165,9 +221,9 @@ def test_parts_of_tables_with_llm_columns_are_not_copied_into_the_remote(s3: S3,
         md5 = hashlib.md5(part.read_bytes(), usedforsecurity=False).hexdigest()
         hashed = engine.FileHash(md5, "", part.stat().st_size, part.stat().st_mtime_ns)
         done.append((engine._Segment(table, 0, 0, 10), part, 10, [], hashed, {}))
-    engine._promote(stage, spec, done, rewritten=set())
-    copied = {key.split("/files/md5/")[1].replace("/", "") for key in _keys(s3, "run-l/remote/")}
-    assert copied == {done[0][4].md5}
+    tables = engine._collect(spec, done)
+    engine._promote(spec, tables, {"plain": stage, "noted": stage})
+    assert _copied(s3, "run-l/remote/") == {done[0][4].md5}
     stage.clear()
 
 

@@ -364,12 +364,13 @@ def rewrite_part(path: Path, part: pa.Table, target: Path | None = None) -> None
 
 @contextlib.contextmanager
 def part_writer(
-    path: Path, schema: pa.Schema, target: Path | None = None
+    path: Path, schema: pa.Schema, target: Path | None = None, meta: pq.FileMetaData | None = None
 ) -> Iterator[Callable[[pa.Table], None]]:
     """``write(table)`` for each piece of a new ``path`` (or ``target``), in order, with the
     engine's options (see ``rewrite_part``); row groups are filled across pieces, so the file is
-    the one writing their concatenation at once gives. ``path``'s options are read first."""
-    meta = pq.ParquetFile(path).metadata
+    the one writing their concatenation at once gives. ``path``'s options are read first (from
+    ``meta``, its footer, when given: then ``path`` itself need not be here)."""
+    meta = meta if meta is not None else pq.ParquetFile(path).metadata
     size = max(meta.row_group(0).num_rows if meta.num_row_groups else 1 << 20, 1)
     dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)] or False
     pending: list[pa.Table] = []

@@ -9,6 +9,7 @@ bounded by the write chunk, not by the row count.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -377,19 +378,23 @@ def _make(
     observe: Observe | None,
 ) -> tuple[list[_Written], float, list[Any], dict[str, TableResult], dict[str, dict[str, object]]]:
     """Every segment written, the tables collected and their whole-table constraints applied
-    (with their notes); with a stage, the checked parts promoted, then the staged copies deleted."""
+    (with their notes). With a stage, the constraints are applied to the staged parts (their
+    tasks read them in S3 and stage what they rewrite), then the final parts are fetched and
+    checked here, promoted into the DVC remote, and the staged copies deleted."""
     with _cleared(opts.stage):
         done, workers_mb, seen = _run(spec, segments, opts, workers, cluster, observe)
-        if opts.stage is not None:  # the parts are in the object store: fetched and checked here
-            done = _fetch_staged(opts.stage, done)
         for leftover in opts.out_dir.glob("tables/*/.part-*.tmp"):  # a worker killed mid-write (retried)
             leftover.unlink(missing_ok=True)
         tables = _collect(spec, done)
-        # the group rules' tasks run on a remote cluster only where it wrote the parts itself
-        on = cluster if cluster and opts.stage is None else None
-        notes = {n: _enforce(spec, n, tables, opts.out_dir, workers, on) for n in spec.engine_order()}
-        if opts.stage is not None:
-            _promote(opts.stage, spec, done, {name for name, note in notes.items() if note})
+        staged: dict[str, PartStage] = {}  # where each table's final parts are, with a stage
+        notes = {}
+        for name in spec.engine_order():
+            notes[name], at = _enforce(spec, name, tables, opts.out_dir, workers, cluster, opts.stage)
+            if opts.stage is not None:
+                staged[name] = at or opts.stage
+        if staged:  # the parts are in the object store: fetched and checked here
+            tables = _fetch_staged(tables, staged)
+            _promote(spec, tables, staged)
     return done, workers_mb, seen, tables, notes
 
 
@@ -411,28 +416,45 @@ def filled_later(spec: Spec) -> set[str]:
     return {n for n, t in spec.tables.items() if any(c.type == "llm_text" for c in t.columns.values())}
 
 
-def _promote(stage: PartStage, spec: Spec, done: list[_Written], rewritten: set[str]) -> None:
-    """Copy the checked parts into the DVC remote (``PartStage.promote``), but not those of tables
-    whose bytes may still change: rewritten by their group constraints, or with ``llm_text``
-    columns (filled in after the engine). Only saves an upload: if the copy fails, ``dvc push``
+def _promote(spec: Spec, tables: dict[str, TableResult], staged: dict[str, PartStage]) -> None:
+    """Copy the checked parts from where they are staged into the DVC remote
+    (``PartStage.promote``), but not those of tables whose bytes will still change (``llm_text``
+    columns, filled in after the engine). Only saves an upload: if the copy fails, ``dvc push``
     uploads them as usual."""
-    parts = [(seg.table, path.name, hashed.md5) for seg, path, _, _, hashed, _ in done]
+    later = filled_later(spec)
     try:
-        stage.promote([part for part in parts if part[0] not in rewritten | filled_later(spec)])
+        for stage, parts in _by_stage(tables, staged, lambda t, path, hashed: (t, path.name, hashed.md5)):
+            stage.promote([part for part in parts if part[0] not in later])
     except OSError as exc:  # pyarrow's S3 errors
         print(f"warning: parts not copied into the DVC remote (push uploads them): {exc}", file=sys.stderr)
 
 
-def _fetch_staged(stage: PartStage, done: list[_Written]) -> list[_Written]:
-    """Download the staged parts to their paths here (checked against the workers' sha256); the
-    file hashes then describe the local files."""
-    stage.download([(seg.table, path, hashed.sha256, hashed.mtime_ns) for seg, path, _, _, hashed, _ in done])
-    out = []
-    for seg, path, rows, digests, hashed, samples in done:
-        info = path.stat()
-        local = FileHash(hashed.md5, hashed.sha256, info.st_size, info.st_mtime_ns)
-        out.append((seg, path, rows, digests, local, samples))
+def _fetch_staged(tables: dict[str, TableResult], staged: dict[str, PartStage]) -> dict[str, TableResult]:
+    """Download every table's parts to their paths here from where they are staged, checked
+    against the sha256 their tasks took; the file hashes then describe the local files."""
+    for stage, parts in _by_stage(
+        tables, staged, lambda name, path, hashed: (name, path, hashed.sha256, hashed.mtime_ns)
+    ):
+        stage.download(parts)
+    out = {}
+    for name, table in tables.items():
+        local = []
+        for path, hashed in zip(table.files, table.hashes, strict=True):
+            info = path.stat()
+            local.append(FileHash(hashed.md5, hashed.sha256, info.st_size, info.st_mtime_ns))
+        out[name] = dataclasses.replace(table, hashes=tuple(local))
     return out
+
+
+def _by_stage(
+    tables: dict[str, TableResult], staged: dict[str, PartStage], item: Callable[[str, Path, FileHash], Any]
+) -> list[tuple[PartStage, list[Any]]]:
+    """``item(table, path, hashes)`` for every part, grouped by the stage each table is at."""
+    groups: dict[PartStage, list[Any]] = {}
+    for name, table in tables.items():
+        for path, hashed in zip(table.files, table.hashes, strict=True):
+            groups.setdefault(staged[name], []).append(item(name, path, hashed))
+    return list(groups.items())
 
 
 def _peaks(measured: list[Any]) -> float:
@@ -464,19 +486,26 @@ def _collect(spec: Spec, done: list[_Written]) -> dict[str, TableResult]:
 
 
 def _enforce(
-    spec: Spec, name: str, tables: dict[str, TableResult], out_dir: Path, workers: int, cluster: str | None
-) -> dict[str, object]:
-    """Whole-table constraints; the table's digest and file hashes from the tasks that rewrote it."""
+    spec: Spec,
+    name: str,
+    tables: dict[str, TableResult],
+    out_dir: Path,
+    workers: int,
+    cluster: str | None,
+    stage: PartStage | None,
+) -> tuple[dict[str, object], PartStage | None]:
+    """Whole-table constraints; the table's digest and file hashes from the tasks that rewrote it
+    (and, with a stage, where they staged its new parts). Their tasks run on a remote cluster,
+    which wrote the parts itself (to this machine's folder, or staged in S3)."""
     result = tables[name]
     notes, rewritten = group_rules.enforce(
-        spec, name, list(result.files), out_dir / ".groups", workers=workers, cluster=cluster
+        spec, name, list(result.files), out_dir / ".groups", workers=workers, cluster=cluster, stage=stage
     )
-    if rewritten is not None:
-        digest = table_digest(result.schema, rewritten.blocks)
-        tables[name] = TableResult(
-            name, rewritten.rows, digest, result.files, result.schema, rewritten.hashes
-        )
-    return notes
+    if rewritten is None:
+        return notes, None
+    digest = table_digest(result.schema, rewritten.blocks)
+    tables[name] = TableResult(name, rewritten.rows, digest, result.files, result.schema, rewritten.hashes)
+    return notes, rewritten.staged
 
 
 def default_workers() -> int:

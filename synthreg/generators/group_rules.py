@@ -25,7 +25,11 @@ same split and reduce (``measure``), in its own process.
 
 The tasks run in a process pool on this machine, or on a remote Dask cluster whose workers
 share the workspace's filesystem (where the engine's own tasks wrote the parts). The pieces live
-in a scratch folder beside the tables, removed at the end.
+in a scratch folder beside the tables, removed at the end. With parts staged in S3 by a cluster
+that shares no folder with this machine (``staging.PartStage``), the tasks read the staged
+parts, keep their pieces under ``<stage>/groups/`` and upload the rewritten parts to
+``<stage>/rewritten/``, from where the client downloads them (checked as any staged part): no
+table passes through the client before it is final.
 
 Validation's checks of one column by buckets work the same way: ``repeats`` (uniqueness) and
 ``absent`` (foreign keys) split the column by a hash of the value, a task per part, and count a
@@ -38,11 +42,12 @@ import contextlib
 import itertools
 import math
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -56,6 +61,7 @@ from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
+from synthreg.generators.staging import PartStage, cached_filesystem
 
 __all__ = [
     "BUCKET_ROWS",
@@ -369,23 +375,48 @@ class _Job:
 
     spec: Spec
     table: str
-    files: tuple[Path, ...]
-    work: Path
+    #: the parts: files here, or with a ``stage`` its objects (``bucket/key``)
+    files: tuple[PurePath, ...]
+    #: the pieces' folder, here or under the stage
+    work: PurePath
     buckets: int
     rules: tuple[Constraint, ...]
     slack: float = 1e-9  # a group's sum over its limit by no more than this holds
+    #: where ``files`` and ``work`` are: None for this machine's filesystem
+    stage: PartStage | None = None
+    #: with a stage, where the rewritten parts go (``<stage>/rewritten``)
+    out: PartStage | None = None
 
-    def split_file(self, rnd: int, part: int) -> Path:
+    def split_file(self, rnd: int, part: int) -> PurePath:
         return self.work / f"r{rnd}" / f"split-{part:05d}.arrow"
 
-    def reduce_file(self, rnd: int, bucket: int) -> Path:
+    def reduce_file(self, rnd: int, bucket: int) -> PurePath:
         return self.work / f"r{rnd}" / f"reduce-{bucket:05d}.arrow"
 
+    def parquet(self, part: int) -> pq.ParquetFile:
+        return _parquet(self.files[part], self.stage)
 
-def _write_batches(path: Path, tables: Iterable[tuple[pa.Table, Sequence[int]]]) -> None:
+
+def _parquet(path: PurePath, stage: PartStage | None) -> pq.ParquetFile:
+    """A part here, or the object ``path`` under ``stage``."""
+    if stage is None:
+        return pq.ParquetFile(path)
+    return pq.ParquetFile(cached_filesystem(stage).open_input_file(str(path)))
+
+
+def _write_batches(
+    path: PurePath, tables: Iterable[tuple[pa.Table, Sequence[int]]], stage: PartStage | None = None
+) -> None:
     """Each table as consecutive batches of its ``counts`` rows (empty ones too), so that the
     file's batches are, for each table in turn, its pieces in order; written under a temporary
-    name and renamed (a retried task rewrites the same file)."""
+    name and renamed (a retried task rewrites the same file); with a ``stage``, written here and
+    put at the object ``path`` (a PUT is all or nothing, and a retry puts the same bytes)."""
+    if stage is not None:
+        with tempfile.TemporaryDirectory(prefix="synthreg-pieces-") as local:
+            _write_batches(Path(local) / path.name, tables)
+            stage.put(Path(local) / path.name, str(path))
+        return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with contextlib.ExitStack() as stack:
@@ -403,9 +434,13 @@ def _write_batches(path: Path, tables: Iterable[tuple[pa.Table, Sequence[int]]])
     partial.replace(path)
 
 
-def _read_pieces(path: Path, index: int, every: int) -> list[pa.RecordBatch]:
-    """Batches ``index``, ``index + every``, ... of an Arrow file (a bucket's pieces of a part)."""
-    with pa.memory_map(str(path)) as source:
+def _read_pieces(
+    path: PurePath, index: int, every: int, stage: PartStage | None = None
+) -> list[pa.RecordBatch]:
+    """Batches ``index``, ``index + every``, ... of an Arrow file (a bucket's pieces of a part),
+    here or the object ``path`` under ``stage`` (ranged reads of those batches only)."""
+    fs = None if stage is None else cached_filesystem(stage)
+    with pa.memory_map(str(path)) if fs is None else fs.open_input_file(str(path)) as source:
         reader = pa.ipc.open_file(source)
         return [reader.get_batch(i) for i in range(index, reader.num_record_batches, every)]
 
@@ -435,7 +470,7 @@ def _fold(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The part's keep flags and moved values after the first ``rounds`` rules (the values of
     the rounds in ``valued``: those that changed some group)."""
-    rows = pq.ParquetFile(job.files[part]).metadata.num_rows
+    rows = job.parquet(part).metadata.num_rows
     keep = np.ones(rows, dtype=bool)
     moved: dict[str, np.ndarray] = {}
     for rnd in range(rounds):
@@ -443,7 +478,7 @@ def _fold(
         if job.rules[rnd].action == "error":  # checked, nothing changed, no pieces written
             continue
         for bucket in range(job.buckets):
-            (piece,) = _read_pieces(job.reduce_file(rnd, bucket), part, len(job.files))
+            (piece,) = _read_pieces(job.reduce_file(rnd, bucket), part, len(job.files), job.stage)
             where = piece.column(_ROW).to_numpy()
             keep[where] = piece.column(_KEEP).to_numpy(zero_copy_only=False)
             if rnd in valued and column:
@@ -455,7 +490,7 @@ def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
     """The part's rows by bucket, a row group at a time: for each row group, one batch per bucket."""
     rule = job.rules[rnd]
     keys = rule.group_by if rule.kind != "unique_combination" else rule.columns
-    source = pq.ParquetFile(job.files[part])
+    source = job.parquet(part)
     keep, moved = _fold(job, rnd, valued, part)
     needed = sorted({*keys, *([rule.column] if rule.column else [])})
 
@@ -480,12 +515,14 @@ def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
             yield _by_bucket(pa.table(columns), data, keys, job.buckets)
             offset = end
 
-    _write_batches(job.split_file(rnd, part), pieces())
+    _write_batches(job.split_file(rnd, part), pieces(), job.stage)
 
 
 def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
     rule = job.rules[rnd]
-    pieces = [_read_pieces(job.split_file(rnd, part), bucket, job.buckets) for part in range(len(job.files))]
+    pieces = [
+        _read_pieces(job.split_file(rnd, p), bucket, job.buckets, job.stage) for p in range(len(job.files))
+    ]
     data = pa.Table.from_batches([b for part in pieces for b in part])
     keep = data.column(_KEEP).to_numpy().copy()
     outcome, values = _apply_rule(rule, data, keep, share, job.slack)
@@ -495,7 +532,7 @@ def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
     if values is not None:
         out[_VALUE] = values
     counts = [sum(b.num_rows for b in part) for part in pieces]
-    _write_batches(job.reduce_file(rnd, bucket), [(pa.table(out), counts)])
+    _write_batches(job.reduce_file(rnd, bucket), [(pa.table(out), counts)], job.stage)
     bounds = np.cumsum([0, *counts])
     outcome.kept = [int(keep[a:b].sum()) for a, b in itertools.pairwise(bounds)]
     return outcome
@@ -520,13 +557,12 @@ class _Applied:
 
 def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applied | tuple[str, str]:
     """Fold every round into the part and write it beside it (``_partial``), a row group at a
-    time, hashing what it writes; a moved value its column cannot hold is returned as
-    (column, why), and nothing is written."""
+    time, hashing what it writes; with a stage, write it here and upload it to ``job.out``. A
+    moved value its column cannot hold is returned as (column, why), and nothing is written."""
     from synthreg.generators.columns import out_of_range
 
-    path = job.files[part]
     keep, moved = _fold(job, len(job.rules), valued, part)
-    source = pq.ParquetFile(path)
+    source = job.parquet(part)
     schema = source.schema_arrow
     columns: dict[str, pa.Array] = {}
     for name, values in moved.items():
@@ -542,14 +578,43 @@ def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applie
         columns[name] = pa.array(
             values.astype(np.dtype(str(typ))) if pa.types.is_integer(typ) else values, type=typ
         )
+    with contextlib.ExitStack() as stack:
+        if job.out is None:
+            path = Path(job.files[part])
+            # a name of this attempt's own, renamed when complete: a Dask task run twice (a worker
+            # that died, or was thought dead) never writes into the other attempt's file
+            attempt = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        else:
+            attempt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="synthreg-apply-")))
+            attempt /= job.files[part].name
+        head, hasher = _write_applied(job, part, source, columns, keep, offset, attempt)
+        hashed = hash_file(attempt)  # a rename keeps the size and the modification time
+        if job.out is None:
+            attempt.replace(_partial(path))
+        else:  # one PUT at a fixed key: a retried task puts the same bytes
+            job.out.upload(attempt, job.table)
+    blocks, tail = hasher.complete_blocks()
+    return _Applied(hashed, _compact(head), blocks, _compact([tail] if tail else []))
+
+
+def _write_applied(
+    job: _Job,
+    part: int,
+    source: pq.ParquetFile,
+    columns: dict[str, pa.Array],
+    keep: np.ndarray,
+    offset: int,
+    attempt: Path,
+) -> tuple[list[pa.Table], TableHasher]:
+    """The part with ``columns`` replaced and only the ``keep`` rows, written to ``attempt`` a row
+    group at a time; the rows before the table's first block boundary in it (it starts at row
+    ``offset``), and a hasher of the rest."""
+    schema = source.schema_arrow
     head: list[pa.Table] = []
     head_left = -offset % DIGEST_BLOCK_ROWS  # rows until the table's next block boundary
     hasher = TableHasher(schema)
     start = 0
-    # a name of this attempt's own, renamed when complete: a Dask task run twice (a worker that
-    # died, or was thought dead) never writes into the other attempt's file
-    attempt = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with part_writer(path, schema, attempt) as write:
+    with part_writer(Path(job.files[part]), schema, attempt, source.metadata) as write:
         for group in range(source.num_row_groups):
             data = source.read_row_group(group)
             end = start + data.num_rows
@@ -564,10 +629,7 @@ def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applie
                 kept = kept.slice(head[-1].num_rows)
             hasher.update(kept)
             start = end
-    hashed = hash_file(attempt)  # a rename keeps the size and the modification time
-    attempt.replace(_partial(path))
-    blocks, tail = hasher.complete_blocks()
-    return _Applied(hashed, _compact(head), blocks, _compact([tail] if tail else []))
+    return head, hasher
 
 
 def _compact(pieces: list[pa.Table]) -> pa.Table | None:
@@ -636,29 +698,51 @@ class Rewritten:
     rows: int
     blocks: list[bytes]
     hashes: tuple[FileHash, ...]
+    #: where the rewritten parts are, when the tasks uploaded them (the caller fetches them from
+    #: there); None when they replaced the parts here
+    staged: PartStage | None = None
 
 
 def enforce(
-    spec: Spec, table: str, files: list[Path], work: Path, *, workers: int = 1, cluster: str | None = None
+    spec: Spec,
+    table: str,
+    files: list[Path],
+    work: Path,
+    *,
+    workers: int = 1,
+    cluster: str | None = None,
+    stage: PartStage | None = None,
 ) -> tuple[dict[str, Any], Rewritten | None]:
     """Apply ``table``'s group rules over all its rows, rewrite its parts, say what changed
     (and what the table now is, when it changed).
 
     ``work``: a scratch folder for the pieces (made and removed here), on a filesystem the
     tasks share. ``cluster``: a remote Dask cluster to run the tasks on (``local:N`` and no
-    cluster use a pool of ``workers`` processes here).
+    cluster use a pool of ``workers`` processes here). ``stage``: the parts are not here yet
+    but staged in S3 (at ``stage.key(table, file name)``): the tasks read them there, the pieces
+    go under ``<stage>/groups/`` instead of ``work``, and the rewritten parts to
+    ``Rewritten.staged`` (``<stage>/rewritten``), for the caller to fetch.
     """
     rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
     if not rules:
         return {}, None
-    kept = [pq.ParquetFile(f).metadata.num_rows for f in files]  # each part's rows after the rules
+    run_id = uuid.uuid4().hex[:8]
+    if stage is None:
+        sources: tuple[PurePath, ...] = tuple(files)
+        scratch: PurePath = work / run_id
+    else:
+        sources = tuple(PurePosixPath(stage.key(table, Path(f).name)) for f in files)
+        scratch = PurePosixPath(stage.root) / "groups" / run_id
+    kept = [_parquet(f, stage).metadata.num_rows for f in sources]  # each part's rows after the rules
     job = _Job(
         spec,
         table,
-        tuple(files),
-        work / uuid.uuid4().hex[:8],
+        sources,
+        scratch,
         _bucket_count(sum(kept), workers),
         tuple(rules),
+        stage=stage,
+        out=None if stage is None else stage.within("rewritten"),
     )
     parts, buckets = range(len(files)), range(job.buckets)
     notes: dict[str, Any] = {}
@@ -690,13 +774,23 @@ def enforce(
             if valued or any(n["rows_changed"] for n in notes.values()):
                 rewritten = _rewrite(spec, table, job, run, frozenset(valued), kept)
     finally:
-        shutil.rmtree(job.work, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            work.rmdir()  # only when no other table's pieces are there
-        for path in files:  # a failed run's rewritten parts, and attempts that died writing
-            for left in (_partial(path), *path.parent.glob(f".{path.name}.*.tmp")):
-                left.unlink(missing_ok=True)
+        _clean(job, work, files)
     return notes, rewritten
+
+
+def _clean(job: _Job, work: Path, files: list[Path]) -> None:
+    """Remove the job's pieces, and here a failed run's rewritten parts and attempts that died
+    writing; a failed run's uploads under the stage go when the stage is cleared."""
+    if job.stage is not None:
+        with contextlib.suppress(OSError):
+            cached_filesystem(job.stage).delete_dir(str(job.work))
+        return
+    shutil.rmtree(job.work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.rmdir()  # only when no other table's pieces are there
+    for path in files:
+        for left in (_partial(path), *path.parent.glob(f".{path.name}.*.tmp")):
+            left.unlink(missing_ok=True)
 
 
 def _rewrite(
@@ -720,9 +814,10 @@ def _rewrite(
                 )
             ],
         )
-    for path in job.files:
-        _partial(path).replace(path)
-    return Rewritten(sum(kept), _table_blocks(done), tuple(a.hashed for a in done))
+    if job.out is None:
+        for path in job.files:
+            _partial(Path(path)).replace(path)
+    return Rewritten(sum(kept), _table_blocks(done), tuple(a.hashed for a in done), job.out)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ retried task replaces the object with the same bytes and no reader sees half a p
 then downloads every part into its staging folder, checking each file's sha256 against the one
 the worker took (a mismatch is an error, not a silent copy); with a DVC ``remote`` it copies the
 checked parts there inside the object store (``promote``: ``dvc push`` then finds them and does
-not upload them again); and it deletes the staged objects, also when anything failed.
+not upload them again); and it deletes the staged objects, also when anything failed. A table's
+group constraints are applied to its staged parts before that (``group_rules.enforce(...,
+stage=)``): the tasks keep their pieces under ``<url>/groups/`` and stage the rewritten parts
+under ``<url>/rewritten/`` (:meth:`PartStage.within`), which are then the ones fetched.
 Credentials come from the environment of each process (pyarrow's S3 client reads
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, as dvc-s3 does); only the URL and the endpoint
 travel with the tasks.
@@ -15,6 +18,8 @@ travel with the tasks.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["STAGING_PREFIX", "PartStage", "StagingError", "s3_region", "staged_runs"]
+__all__ = ["STAGING_PREFIX", "PartStage", "StagingError", "cached_filesystem", "s3_region", "staged_runs"]
 
 #: Under the S3 remote: ``<remote>/synthreg-staging/<staging id>/tables/<table>/part-N.parquet``.
 STAGING_PREFIX = "synthreg-staging"
@@ -55,12 +60,13 @@ class PartStage:
             raise ValueError(f"a part stage is s3://bucket/prefix, not {self.url!r}")
 
     @property
-    def _root(self) -> str:
+    def root(self) -> str:
+        """The stage's prefix as pyarrow's S3 filesystem names it: ``bucket/prefix``."""
         return _bucket_path(self.url)
 
     def key(self, table: str, name: str) -> str:
         """The object of part file ``name`` of ``table`` (bucket/prefix/tables/table/name)."""
-        return f"{self._root}/tables/{table}/{name}"
+        return f"{self.root}/tables/{table}/{name}"
 
     def filesystem(self) -> Any:
         import pyarrow.fs as pafs
@@ -70,10 +76,19 @@ class PartStage:
         scheme, _, host = self.endpoint.rpartition("://")
         return pafs.S3FileSystem(endpoint_override=host.split("/")[0], scheme=scheme or "https")
 
+    def within(self, name: str) -> PartStage:
+        """The stage under ``<url>/<name>`` (same endpoint and remote): what :meth:`clear` of this
+        one deletes too."""
+        return dataclasses.replace(self, url=f"{self.url.rstrip('/')}/{name}")
+
     def upload(self, local: Path, table: str) -> None:
         """Put ``local`` (named like the part) at its key."""
-        fs = self.filesystem()
-        with open(local, "rb") as source, fs.open_output_stream(self.key(table, local.name)) as out:
+        self.put(local, self.key(table, local.name))
+
+    def put(self, local: Path, key: str) -> None:
+        """Put the file ``local`` at ``key`` (``bucket/path``): one object, all or nothing."""
+        fs = cached_filesystem(self)
+        with open(local, "rb") as source, fs.open_output_stream(key) as out:
             for chunk in iter(lambda: source.read(_CHUNK), b""):
                 out.write(chunk)
 
@@ -138,7 +153,7 @@ class PartStage:
         import pyarrow.fs as pafs
 
         found = self.filesystem().get_file_info(
-            pafs.FileSelector(self._root, recursive=True, allow_not_found=True)
+            pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         )
         return sum(1 for info in found if info.type == pafs.FileType.File)
 
@@ -148,9 +163,20 @@ class PartStage:
         import pyarrow.fs as pafs
 
         fs = self.filesystem()
-        info = fs.get_file_info(self._root)
+        info = fs.get_file_info(self.root)
         if info.type != pafs.FileType.NotFound:
-            fs.delete_dir(self._root)
+            fs.delete_dir(self.root)
+
+
+def cached_filesystem(stage: PartStage) -> Any:
+    """``stage.filesystem()``, made once per process, endpoint and region: a task that reads and
+    writes many objects, or many tasks on one worker, share one S3 client."""
+    return _filesystem(stage.endpoint, stage.region)
+
+
+@functools.lru_cache(maxsize=8)
+def _filesystem(endpoint: str | None, region: str | None) -> Any:
+    return PartStage("s3://any/stage", endpoint, region).filesystem()
 
 
 def _bucket_path(url: str) -> str:
@@ -164,7 +190,7 @@ def staged_runs(remote: str, endpoint: str | None, region: str | None = None) ->
     import pyarrow.fs as pafs
 
     base = PartStage(f"{remote.rstrip('/')}/{STAGING_PREFIX}", endpoint, region)
-    found = base.filesystem().get_file_info(pafs.FileSelector(base._root, allow_not_found=True))
+    found = base.filesystem().get_file_info(pafs.FileSelector(base.root, allow_not_found=True))
     return {
         info.base_name: PartStage(f"{base.url}/{info.base_name}", endpoint, region)
         for info in found
