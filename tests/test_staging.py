@@ -355,3 +355,66 @@ def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Tea
     left = [k for k in team.s3_keys(f"{prefix}/") if not k.endswith("/")]
     assert f"{prefix}/other/keep.txt" in left and not any("synthreg-staging" in k for k in left)
     assert [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"] == []
+
+
+def test_pieces_under_a_stage_are_one_small_put_and_read_by_slot(s3: S3, tmp_path: Path) -> None:
+    """The group rules' pieces under a stage: one PUT per object (an ETag without a part count,
+    where a multipart upload's ends in ``-N``), the batches regrouped by slot, and each slot read
+    back by its byte span: the same batches as the local file's ``index, index + every, ...``."""
+    from pathlib import PurePosixPath
+
+    import pyarrow as pa
+
+    from synthreg.generators import group_rules
+
+    stage = PartStage(f"s3://{BUCKET}/run-s/staging", s3.endpoint)
+    table = pa.table({"n": list(range(10)), "s": [f"v{i}" for i in range(10)]})
+    pieces = [(table, [3, 0, 2]), (table.slice(3), [1, 4, 2])]  # two row groups, three buckets
+    local = tmp_path / "split.arrow"
+    group_rules._write_batches(local, pieces)
+    key = PurePosixPath(stage.root) / "groups" / "split.arrow"
+    offsets = group_rules._write_batches(key, pieces, stage, slots=3)
+    assert offsets is not None and len(offsets) == 4 and offsets[0] == 0
+    etag = s3.client().head_object(Bucket=BUCKET, Key="run-s/staging/groups/split.arrow")["ETag"]
+    assert "-" not in etag.strip('"'), etag
+    for slot in range(3):
+        here = group_rules._read_pieces(local, slot, 3)
+        there = group_rules._read_pieces(key, slot, 3, stage, (offsets[slot], offsets[slot + 1]))
+        assert [b.num_rows for b in there] == [b.num_rows for b in here]
+        assert pa.Table.from_batches(there, table.schema).equals(pa.Table.from_batches(here, table.schema))
+    stage.clear()
+
+
+def test_a_staged_part_changed_before_the_group_rules_read_it_is_refused(
+    capped_spec: Any, s3: S3, tmp_path: Path
+) -> None:
+    """The group rules' tasks read a staged part only if it is still the bytes its worker wrote
+    (its sha256): one changed in the store before they run is refused, and nothing is rewritten."""
+    from synthreg.generators import group_rules
+
+    data = yaml.safe_load(capped_spec.frozen_yaml())
+    data["tables"]["shifts"].pop("constraints")
+    plain = parse_spec(data, "plain.yaml")
+    made = generate(plain, tmp_path / "made", workers=1)  # the parts, as the workers write them
+    stage = PartStage(f"s3://{BUCKET}/run-t/staging", s3.endpoint)
+    files = list(made.tables["shifts"].files)
+    for path in files:
+        stage.upload(path, "shifts")
+    checksums = [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+
+    def enforce() -> Any:
+        return group_rules.enforce(
+            capped_spec, "shifts", files, tmp_path / ".groups", stage=stage, checksums=checksums
+        )
+
+    rewritten = enforce()[1]
+    assert rewritten is not None and rewritten.staged == stage.within("rewritten")  # unchanged: it runs
+    client, key = s3.client(), "run-t/staging/tables/shifts/part-00000.parquet"
+    other = generate(parse_spec({**data, "seed": 3}, "other.yaml"), tmp_path / "other", workers=1)
+    client.put_object(Bucket=BUCKET, Key=key, Body=other.tables["shifts"].files[0].read_bytes())
+    with pytest.raises(StagingError, match="not what its worker wrote"):  # a valid part, not this one
+        enforce()
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"no parquet")
+    with pytest.raises(StagingError, match="could not be read"):
+        enforce()
+    stage.clear()

@@ -499,7 +499,14 @@ def _enforce(
     which wrote the parts itself (to this machine's folder, or staged in S3)."""
     result = tables[name]
     notes, rewritten = group_rules.enforce(
-        spec, name, list(result.files), out_dir / ".groups", workers=workers, cluster=cluster, stage=stage
+        spec,
+        name,
+        list(result.files),
+        out_dir / ".groups",
+        workers=workers,
+        cluster=cluster,
+        stage=stage,
+        checksums=[h.sha256 for h in result.hashes],
     )
     if rewritten is None:
         return notes, None

@@ -61,7 +61,7 @@ from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
-from synthreg.generators.staging import PartStage, cached_filesystem
+from synthreg.generators.staging import PartStage, StagingError, cached_filesystem
 
 __all__ = [
     "BUCKET_ROWS",
@@ -255,6 +255,8 @@ class _Outcome:
     room: dict[int, int] = field(default_factory=dict)
     #: per part, how many of its rows in this bucket are kept after this rule
     kept: list[int] = field(default_factory=list)
+    #: under a stage, where each part's piece starts in the bucket's object (and where it ends)
+    offsets: list[int] | None = None
 
 
 def _largest(totals: np.ndarray) -> float:
@@ -386,6 +388,8 @@ class _Job:
     stage: PartStage | None = None
     #: with a stage, where the rewritten parts go (``<stage>/rewritten``)
     out: PartStage | None = None
+    #: with a stage, each part's sha256 (its worker's): a task reads a part only if it matches
+    sha256: tuple[str, ...] = ()
 
     def split_file(self, rnd: int, part: int) -> PurePath:
         return self.work / f"r{rnd}" / f"split-{part:05d}.arrow"
@@ -394,28 +398,39 @@ class _Job:
         return self.work / f"r{rnd}" / f"reduce-{bucket:05d}.arrow"
 
     def parquet(self, part: int) -> pq.ParquetFile:
-        return _parquet(self.files[part], self.stage)
+        """Part ``part`` here; under a stage, its object read whole into memory and checked
+        against its worker's sha256 (``StagingError`` if it changed since it was staged)."""
+        path = self.files[part]
+        if self.stage is None:
+            return pq.ParquetFile(path)
+        return pq.ParquetFile(pa.BufferReader(self.stage.read_checked(str(path), self.sha256[part])))
 
 
-def _parquet(path: PurePath, stage: PartStage | None) -> pq.ParquetFile:
-    """A part here, or the object ``path`` under ``stage``."""
-    if stage is None:
-        return pq.ParquetFile(path)
-    return pq.ParquetFile(cached_filesystem(stage).open_input_file(str(path)))
+#: Where one slot's pieces are in a pieces object under a stage: its (start, end) bytes.
+_Span = tuple[int, int]
 
 
 def _write_batches(
-    path: PurePath, tables: Iterable[tuple[pa.Table, Sequence[int]]], stage: PartStage | None = None
-) -> None:
+    path: PurePath,
+    tables: Iterable[tuple[pa.Table, Sequence[int]]],
+    stage: PartStage | None = None,
+    slots: int = 1,
+) -> list[int] | None:
     """Each table as consecutive batches of its ``counts`` rows (empty ones too), so that the
     file's batches are, for each table in turn, its pieces in order; written under a temporary
-    name and renamed (a retried task rewrites the same file); with a ``stage``, written here and
-    put at the object ``path`` (a PUT is all or nothing, and a retry puts the same bytes)."""
+    name and renamed (a retried task rewrites the same file).
+
+    With a ``stage``, the object ``path`` holds the same batches by slot instead (a slot is a
+    reader's share: batch ``i`` is slot ``i % slots``), each slot one Arrow IPC stream, one after
+    the other, and the slots' byte offsets are returned, so that a reader gets its pieces in one
+    ranged GET (``_read_pieces``) rather than a request per batch. Written here and put in one
+    PUT (all or nothing; a retried task puts the same bytes)."""
     if stage is not None:
         with tempfile.TemporaryDirectory(prefix="synthreg-pieces-") as local:
-            _write_batches(Path(local) / path.name, tables)
+            _write_batches(Path(local) / "file.arrow", tables)
+            offsets = _by_slot(Path(local) / "file.arrow", Path(local) / path.name, slots)
             stage.put(Path(local) / path.name, str(path))
-        return
+        return offsets
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -432,17 +447,53 @@ def _write_batches(
                 writer.write_batch(batch.slice(offset, count))
                 offset += count
     partial.replace(path)
+    return None
+
+
+def _by_slot(source: Path, target: Path, slots: int) -> list[int]:
+    """The Arrow file ``source``'s batches as ``slots`` IPC streams in ``target`` (batches ``s``,
+    ``s + slots``, ... in stream ``s``); the streams' byte offsets (``slots + 1`` of them)."""
+    with pa.memory_map(str(source)) as data, pa.OSFile(str(target), "wb") as sink:
+        reader = pa.ipc.open_file(data)
+        offsets = [0]
+        for slot in range(slots):
+            with pa.ipc.new_stream(sink, reader.schema) as writer:
+                for i in range(slot, reader.num_record_batches, slots):
+                    writer.write_batch(reader.get_batch(i))
+            offsets.append(sink.tell())
+    return offsets
 
 
 def _read_pieces(
-    path: PurePath, index: int, every: int, stage: PartStage | None = None
+    path: PurePath, index: int, every: int, stage: PartStage | None = None, span: _Span | None = None
 ) -> list[pa.RecordBatch]:
-    """Batches ``index``, ``index + every``, ... of an Arrow file (a bucket's pieces of a part),
-    here or the object ``path`` under ``stage`` (ranged reads of those batches only)."""
-    fs = None if stage is None else cached_filesystem(stage)
-    with pa.memory_map(str(path)) if fs is None else fs.open_input_file(str(path)) as source:
-        reader = pa.ipc.open_file(source)
-        return [reader.get_batch(i) for i in range(index, reader.num_record_batches, every)]
+    """Batches ``index``, ``index + every``, ... of an Arrow file (a bucket's pieces of a part);
+    under a ``stage``, slot ``index`` of the object ``path``: the bytes ``span`` of it."""
+    if stage is None:
+        with pa.memory_map(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            return [reader.get_batch(i) for i in range(index, reader.num_record_batches, every)]
+    assert span is not None, "a staged pieces object is read by the span of its slot"
+    start, end = span
+    with cached_filesystem(stage).open_input_file(str(path)) as source:
+        return list(pa.ipc.open_stream(source.read_at(end - start, start)))
+
+
+#: Objects a task reads at once under a stage: each read waits on the store (two requests).
+_READS = 8
+
+
+def _read_each(
+    reads: Sequence[tuple[PurePath, int, int, _Span | None]], stage: PartStage | None
+) -> list[list[pa.RecordBatch]]:
+    """``_read_pieces(path, index, every, stage, span)`` for each read, in order; under a stage,
+    ``_READS`` at a time."""
+    if stage is None or len(reads) < 2:
+        return [_read_pieces(path, index, every, stage, span) for path, index, every, span in reads]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_READS, thread_name_prefix="synthreg-pieces") as pool:
+        return list(pool.map(lambda read: _read_pieces(read[0], read[1], read[2], stage, read[3]), reads))
 
 
 def _bucket_rows(splits: Sequence[Path], bucket: int, buckets: int) -> pa.Table:
@@ -465,20 +516,26 @@ def _by_bucket(table: pa.Table, keys: pa.Table, names: list[str], buckets: int) 
     return table.take(np.argsort(bucket, kind="stable")), np.bincount(bucket, minlength=buckets).tolist()
 
 
+#: For a part task under a stage: by round, where the part's piece is in each bucket's object.
+_PartSpans = dict[int, list[_Span]] | None
+
+
 def _fold(
-    job: _Job, rounds: int, valued: frozenset[int], part: int
+    job: _Job, rounds: int, valued: frozenset[int], part: int, rows: int, spans: _PartSpans = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The part's keep flags and moved values after the first ``rounds`` rules (the values of
-    the rounds in ``valued``: those that changed some group)."""
-    rows = job.parquet(part).metadata.num_rows
+    the rounds in ``valued``: those that changed some group); the part has ``rows`` rows."""
     keep = np.ones(rows, dtype=bool)
     moved: dict[str, np.ndarray] = {}
     for rnd in range(rounds):
         column = job.rules[rnd].column
         if job.rules[rnd].action == "error":  # checked, nothing changed, no pieces written
             continue
-        for bucket in range(job.buckets):
-            (piece,) = _read_pieces(job.reduce_file(rnd, bucket), part, len(job.files), job.stage)
+        reads = [
+            (job.reduce_file(rnd, b), part, len(job.files), spans[rnd][b] if spans is not None else None)
+            for b in range(job.buckets)
+        ]
+        for (piece,) in _read_each(reads, job.stage):
             where = piece.column(_ROW).to_numpy()
             keep[where] = piece.column(_KEEP).to_numpy(zero_copy_only=False)
             if rnd in valued and column:
@@ -486,12 +543,15 @@ def _fold(
     return keep, moved
 
 
-def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
-    """The part's rows by bucket, a row group at a time: for each row group, one batch per bucket."""
+def _split(
+    job: _Job, rnd: int, valued: frozenset[int], part: int, spans: _PartSpans = None
+) -> list[int] | None:
+    """The part's rows by bucket, a row group at a time: for each row group, one batch per bucket
+    (under a stage: the byte offsets of each bucket's pieces, see ``_write_batches``)."""
     rule = job.rules[rnd]
     keys = rule.group_by if rule.kind != "unique_combination" else rule.columns
     source = job.parquet(part)
-    keep, moved = _fold(job, rnd, valued, part)
+    keep, moved = _fold(job, rnd, valued, part, source.metadata.num_rows, spans)
     needed = sorted({*keys, *([rule.column] if rule.column else [])})
 
     def pieces() -> Iterator[tuple[pa.Table, list[int]]]:
@@ -515,14 +575,20 @@ def _split(job: _Job, rnd: int, valued: frozenset[int], part: int) -> None:
             yield _by_bucket(pa.table(columns), data, keys, job.buckets)
             offset = end
 
-    _write_batches(job.split_file(rnd, part), pieces(), job.stage)
+    return _write_batches(job.split_file(rnd, part), pieces(), job.stage, job.buckets)
 
 
-def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
+def _reduce(
+    job: _Job, rnd: int, share: float | None, bucket: int, spans: list[_Span] | None = None
+) -> _Outcome:
+    """The rule over the bucket's rows from every part (under a stage, ``spans``: where the
+    bucket's pieces are in each part's object)."""
     rule = job.rules[rnd]
-    pieces = [
-        _read_pieces(job.split_file(rnd, p), bucket, job.buckets, job.stage) for p in range(len(job.files))
+    reads = [
+        (job.split_file(rnd, p), bucket, job.buckets, spans[p] if spans else None)
+        for p in range(len(job.files))
     ]
+    pieces = _read_each(reads, job.stage)
     data = pa.Table.from_batches([b for part in pieces for b in part])
     keep = data.column(_KEEP).to_numpy().copy()
     outcome, values = _apply_rule(rule, data, keep, share, job.slack)
@@ -532,7 +598,9 @@ def _reduce(job: _Job, rnd: int, share: float | None, bucket: int) -> _Outcome:
     if values is not None:
         out[_VALUE] = values
     counts = [sum(b.num_rows for b in part) for part in pieces]
-    _write_batches(job.reduce_file(rnd, bucket), [(pa.table(out), counts)], job.stage)
+    outcome.offsets = _write_batches(
+        job.reduce_file(rnd, bucket), [(pa.table(out), counts)], job.stage, len(job.files)
+    )
     bounds = np.cumsum([0, *counts])
     outcome.kept = [int(keep[a:b].sum()) for a, b in itertools.pairwise(bounds)]
     return outcome
@@ -555,14 +623,16 @@ class _Applied:
     tail: pa.Table | None
 
 
-def _apply(job: _Job, valued: frozenset[int], part: int, offset: int) -> _Applied | tuple[str, str]:
+def _apply(
+    job: _Job, valued: frozenset[int], part: int, offset: int, spans: _PartSpans = None
+) -> _Applied | tuple[str, str]:
     """Fold every round into the part and write it beside it (``_partial``), a row group at a
     time, hashing what it writes; with a stage, write it here and upload it to ``job.out``. A
     moved value its column cannot hold is returned as (column, why), and nothing is written."""
     from synthreg.generators.columns import out_of_range
 
-    keep, moved = _fold(job, len(job.rules), valued, part)
     source = job.parquet(part)
+    keep, moved = _fold(job, len(job.rules), valued, part, source.metadata.num_rows, spans)
     schema = source.schema_arrow
     columns: dict[str, pa.Array] = {}
     for name, values in moved.items():
@@ -712,6 +782,7 @@ def enforce(
     workers: int = 1,
     cluster: str | None = None,
     stage: PartStage | None = None,
+    checksums: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], Rewritten | None]:
     """Apply ``table``'s group rules over all its rows, rewrite its parts, say what changed
     (and what the table now is, when it changed).
@@ -721,43 +792,54 @@ def enforce(
     cluster use a pool of ``workers`` processes here). ``stage``: the parts are not here yet
     but staged in S3 (at ``stage.key(table, file name)``): the tasks read them there, the pieces
     go under ``<stage>/groups/`` instead of ``work``, and the rewritten parts to
-    ``Rewritten.staged`` (``<stage>/rewritten``), for the caller to fetch.
+    ``Rewritten.staged`` (``<stage>/rewritten``), for the caller to fetch; a task reads a staged
+    part only when it is the bytes of its sha256 in ``checksums`` (the worker's, in file order),
+    and raises ``StagingError`` otherwise.
     """
     rules = [r for r in spec.tables[table].constraints if r.kind in GROUP_KINDS]
     if not rules:
         return {}, None
     run_id = uuid.uuid4().hex[:8]
+    fs = None if stage is None else cached_filesystem(stage)
     if stage is None:
         sources: tuple[PurePath, ...] = tuple(files)
         scratch: PurePath = work / run_id
     else:
+        assert checksums is not None and len(checksums) == len(files), "staged parts need their sha256"
         sources = tuple(PurePosixPath(stage.key(table, Path(f).name)) for f in files)
         scratch = PurePosixPath(stage.root) / "groups" / run_id
-    kept = [_parquet(f, stage).metadata.num_rows for f in sources]  # each part's rows after the rules
+    kept = [_rows(f, fs) for f in sources]  # each part's rows after the rules
     job = _Job(
         spec,
         table,
         sources,
         scratch,
-        _bucket_count(sum(kept), workers),
+        # under a stage every piece costs requests to the store: no more buckets than their size asks
+        _bucket_count(sum(kept), 1 if stage is not None else workers),
         tuple(rules),
         stage=stage,
         out=None if stage is None else stage.within("rewritten"),
+        sha256=tuple(checksums or ()),
     )
     parts, buckets = range(len(files)), range(job.buckets)
     notes: dict[str, Any] = {}
     valued: set[int] = set()
+    spans = _Spans(stage is not None)
     try:
         with _runner(workers, cluster) as run:
             for rnd, rule in enumerate(rules):
-                run(_split, [(job, rnd, frozenset(valued), p) for p in parts])
+                spans.split = run(_split, [(job, rnd, frozenset(valued), p, spans.of_part(p)) for p in parts])
                 share = None
                 if rule.action == "redistribute":
-                    first = run(_reduce, [(job, rnd, None, b) for b in buckets])
+                    first = run(_reduce, [(job, rnd, None, b, spans.of_bucket(b)) for b in buckets])
                     excess = _merge_exact([o.excess for o in first])
                     room = _merge_exact([o.room for o in first])
                     share = min(1.0, excess / room) if room > 0 else 0.0
-                outcomes: list[_Outcome] = run(_reduce, [(job, rnd, share, b) for b in buckets])
+                outcomes: list[_Outcome] = run(
+                    _reduce, [(job, rnd, share, b, spans.of_bucket(b)) for b in buckets]
+                )
+                if rule.action != "error":
+                    spans.reduced[rnd] = [o.offsets for o in outcomes]
                 merged = _Outcome(
                     changed=sum(o.changed for o in outcomes),
                     over=sum(o.over for o in outcomes),
@@ -772,10 +854,21 @@ def enforce(
                 notes[f"{rule.kind}#{rnd}"] = {"action": rule.action, "rows_changed": merged.changed}
             rewritten = None
             if valued or any(n["rows_changed"] for n in notes.values()):
-                rewritten = _rewrite(spec, table, job, run, frozenset(valued), kept)
+                rewritten = _rewrite(spec, table, job, run, frozenset(valued), kept, spans)
     finally:
         _clean(job, work, files)
     return notes, rewritten
+
+
+def _rows(path: PurePath, fs: Any) -> int:
+    """A part's rows from its footer, here or (``fs``) staged; a staged object that is no Parquet
+    file (changed since) is a ``StagingError``, as when a task reads it."""
+    if fs is None:
+        return int(pq.read_metadata(path).num_rows)
+    try:
+        return int(pq.read_metadata(str(path), filesystem=fs).num_rows)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StagingError(f"staged part s3://{path} could not be read: {exc}") from exc
 
 
 def _clean(job: _Job, work: Path, files: list[Path]) -> None:
@@ -793,13 +886,47 @@ def _clean(job: _Job, work: Path, files: list[Path]) -> None:
             left.unlink(missing_ok=True)
 
 
+@dataclass
+class _Spans:
+    """Under a stage, where each task's pieces are in the objects the tasks before it wrote:
+    the split tasks' offsets (per part, by bucket) of the current round, the reduce tasks'
+    (per round, per bucket, by part). Nothing to say for pieces here (``staged`` False)."""
+
+    staged: bool
+    split: list[list[int] | None] = field(default_factory=list)
+    reduced: dict[int, list[list[int] | None]] = field(default_factory=dict)
+
+    def of_bucket(self, bucket: int) -> list[_Span] | None:
+        """For a reduce task: its bucket's pieces in each part's split object."""
+        if not self.staged:
+            return None
+        return [_span(offsets, bucket) for offsets in self.split]
+
+    def of_part(self, part: int) -> _PartSpans:
+        """For a split or apply task: its part's piece in each bucket's object, by round."""
+        if not self.staged:
+            return None
+        return {rnd: [_span(o, part) for o in by_bucket] for rnd, by_bucket in self.reduced.items()}
+
+
+def _span(offsets: list[int] | None, slot: int) -> _Span:
+    assert offsets is not None, "every task under a stage returns its object's offsets"
+    return offsets[slot], offsets[slot + 1]
+
+
 def _rewrite(
-    spec: Spec, table: str, job: _Job, run: _Run, valued: frozenset[int], kept: list[int]
+    spec: Spec,
+    table: str,
+    job: _Job,
+    run: _Run,
+    valued: frozenset[int],
+    kept: list[int],
+    spans: _Spans,
 ) -> Rewritten:
     """Every part rewritten beside itself, then renamed over it, unless a moved value does not
     fit its column: then the error, and the parts as they were."""
     offsets = np.cumsum([0, *kept[:-1]]).tolist()
-    done = run(_apply, [(job, valued, p, offsets[p]) for p in range(len(job.files))])
+    done = run(_apply, [(job, valued, p, offsets[p], spans.of_part(p)) for p in range(len(job.files))])
     refused = [r for r in done if not isinstance(r, _Applied)]
     if refused:  # the parts written beside the others are removed by ``enforce``
         name, why = refused[0]

@@ -69,12 +69,16 @@ class PartStage:
         return f"{self.root}/tables/{table}/{name}"
 
     def filesystem(self) -> Any:
+        """pyarrow's S3 filesystem for the stage's endpoint. Its output streams open lazily
+        (``allow_delayed_open``): an object smaller than one upload part is then one PUT, not a
+        multipart upload's three requests (pieces of the group rules are many and small)."""
         import pyarrow.fs as pafs
 
+        options: dict[str, Any] = {"allow_delayed_open": True}
         if self.endpoint is None:
-            return pafs.S3FileSystem(region=self.region) if self.region else pafs.S3FileSystem()
+            return pafs.S3FileSystem(**({"region": self.region} if self.region else {}), **options)
         scheme, _, host = self.endpoint.rpartition("://")
-        return pafs.S3FileSystem(endpoint_override=host.split("/")[0], scheme=scheme or "https")
+        return pafs.S3FileSystem(endpoint_override=host.split("/")[0], scheme=scheme or "https", **options)
 
     def within(self, name: str) -> PartStage:
         """The stage under ``<url>/<name>`` (same endpoint and remote): what :meth:`clear` of this
@@ -102,29 +106,26 @@ class PartStage:
             list(pool.map(lambda p: self._fetch(fs, *p), parts))
 
     def _fetch(self, fs: Any, table: str, local: Path, sha256: str, mtime_ns: int | None) -> None:
-        key = self.key(table, local.name)
         local.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
         partial = local.with_name(f".{local.name}.download")
         try:
-            with fs.open_input_stream(key) as source, open(partial, "wb") as out:
-                for chunk in iter(lambda: source.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except OSError as exc:
+            with open(partial, "wb") as out:
+                _copy_checked(fs, self.key(table, local.name), out.write, sha256)
+        except StagingError:
             partial.unlink(missing_ok=True)
-            raise StagingError(
-                f"staged part {self.url}/tables/{table}/{local.name} could not be read: {exc}"
-            ) from exc
-        if digest.hexdigest() != sha256:
-            partial.unlink(missing_ok=True)
-            raise StagingError(
-                f"staged part {self.url}/tables/{table}/{local.name} is not what its worker wrote "
-                f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
-            )
+            raise
         if mtime_ns is not None:
             os.utime(partial, ns=(mtime_ns, mtime_ns))
         partial.replace(local)
+
+    def read_checked(self, key: str, sha256: str) -> Any:
+        """The object ``key`` (``bucket/path``) in memory (a pyarrow buffer), checked like a
+        download: ``StagingError`` if it cannot be read or is not the bytes of that sha256."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        _copy_checked(cached_filesystem(self), key, sink.write, sha256)
+        return sink.getvalue()
 
     def promote(self, parts: list[tuple[str, str, str]]) -> int:
         """Copy each staged ``(table, part name, md5)`` to its object in the DVC remote
@@ -166,6 +167,24 @@ class PartStage:
         info = fs.get_file_info(self.root)
         if info.type != pafs.FileType.NotFound:
             fs.delete_dir(self.root)
+
+
+def _copy_checked(fs: Any, key: str, write: Any, sha256: str) -> None:
+    """Stream the object ``key`` to ``write``, hashing it: ``StagingError`` if it cannot be read
+    or its sha256 is not ``sha256`` (what was written by then is the caller's to discard)."""
+    digest = hashlib.sha256()
+    try:
+        with fs.open_input_stream(key) as source:
+            for chunk in iter(lambda: source.read(_CHUNK), b""):
+                digest.update(chunk)
+                write(chunk)
+    except OSError as exc:
+        raise StagingError(f"staged part s3://{key} could not be read: {exc}") from exc
+    if digest.hexdigest() != sha256:
+        raise StagingError(
+            f"staged part s3://{key} is not what its worker wrote "
+            f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
+        )
 
 
 def cached_filesystem(stage: PartStage) -> Any:
