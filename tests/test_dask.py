@@ -132,6 +132,34 @@ def test_a_worker_killed_while_rewriting_a_part_is_retried_and_nothing_changes(
     assert left and all(p.startswith("tables/") and p.endswith(".parquet") for p in left), left
 
 
+def test_a_failed_round_of_tasks_lets_the_others_end_before_it_raises(tmp_path: Path) -> None:
+    """``mapper``: when one task of a round fails, the round waits (bounded) for the tasks still
+    running before it raises, so that the caller's cleanup comes after what they write."""
+    from distributed import LocalCluster
+
+    from synthreg.compute.dask import mapper
+
+    def task(i: int, folder: str) -> int:  # pickled by value: the workers need not import tests
+        import pathlib
+        import time
+
+        if i == 0:
+            raise RuntimeError("refused")
+        time.sleep(2)
+        pathlib.Path(folder, str(i)).write_text("written after the failure")
+        return i
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        ) as cluster,
+        mapper(cluster.scheduler_address) as run,
+    ):
+        with pytest.raises(RuntimeError, match="refused"):
+            run(task, [(0, str(tmp_path)), (1, str(tmp_path))])
+        assert (tmp_path / "1").read_text() == "written after the failure"
+
+
 def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(
     spec: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ that is not what its worker wrote is refused."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,8 @@ def test_group_rules_of_staged_parts_run_on_the_remote_cluster(
     monkeypatch.setenv(faults.KILL_AT, "groups.apply.orders.1")  # read by the worker processes
     monkeypatch.setenv(faults.KILL_ONCE, str(flag))
     stage = PartStage(f"s3://{BUCKET}/run-g/staging", s3.endpoint, remote=f"s3://{BUCKET}/run-g/remote")
+    temp = Path(tempfile.gettempdir())
+    before = {*temp.glob("synthreg-apply-*"), *temp.glob("synthreg-pieces-*")}
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
     ) as cluster:
@@ -182,6 +185,8 @@ def test_group_rules_of_staged_parts_run_on_the_remote_cluster(
         # the same segments, written by the same workers to this machine's folder
         shared = generate(capped, tmp_path / "shared", cluster=cluster.scheduler_address)
     assert flag.exists()  # a worker did die after writing a row group of orders part 1
+    # the killed task's scratch was in its worker's own folder, which went with the cluster
+    assert {*temp.glob("synthreg-apply-*"), *temp.glob("synthreg-pieces-*")} <= before
     assert {"synthreg-groups-split", "synthreg-groups-reduce", "synthreg-groups-apply"} <= ran, ran
     notes = staged.params["constraints"]["orders"]
     assert notes["max_rows_per_group#0"]["rows_changed"] > 0 and notes["sum_limit#1"]["rows_changed"] > 0
@@ -236,11 +241,12 @@ def test_a_stage_needs_a_cluster_and_an_s3_url(spec: Any, tmp_path: Path) -> Non
 
 
 def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
-    team: Team, tmp_path: Path, small_spec: Path, monkeypatch: pytest.MonkeyPatch
+    team: Team, tmp_path: Path, small_spec_text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--cluster tcp://...`` with an S3 remote: the tasks upload their parts under
-    ``<remote>/synthreg-staging/``, create fetches them; same version as the pool makes, and no
-    staged object left."""
+    ``<remote>/synthreg-staging/``, the group rules rewrite orders there, create fetches the
+    final parts; same version as the pool makes, nothing left for ``dvc push`` to upload but the
+    listing, and no staged object left."""
     import json
 
     from distributed import LocalCluster
@@ -248,6 +254,12 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
 
     from synthreg.cli.app import app
 
+    data = yaml.safe_load(small_spec_text)
+    data["tables"]["orders"]["constraints"] = [
+        {"kind": "max_rows_per_group", "group_by": ["user_id"], "limit": 4, "action": "drop"}
+    ]
+    small_spec = tmp_path / "capped.yaml"
+    small_spec.write_text(yaml.safe_dump(data))
     root = team.init(tmp_path / "ws")
     runner = CliRunner()
     pushed: list[int] = []  # what each create's dvc push uploaded (the real push, observed)
@@ -264,11 +276,13 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
     assert pool.exit_code == 0, pool.output
     assert json.loads(staged.stdout)["content_digest"] == json.loads(pool.stdout)["content_digest"]
     parts = len(list((root / "data" / "remote" / "v1" / "tables").rglob("*.parquet")))
-    # the staged parts were copied into the remote within S3: its push sent only the .dir listing
-    # (without the copy: the parts too); the pooled version, the same bytes, had nothing to send
+    # the staged parts, and the orders parts the group rules rewrote in S3, were copied into the remote
+    # within S3: its push sent only the .dir listing (without the copy: the parts too); the pooled
+    # version, the same bytes, had nothing to send
     assert parts >= 2 and pushed == [1, 0], (parts, pushed)
     manifest = json.loads((root / "data" / "remote" / "v1" / "manifest.json").read_text())
     assert manifest["params"]["parts"].startswith("staged in S3") and manifest["params"]["cluster"] == "dask"
+    assert manifest["params"]["constraints"]["orders"]["max_rows_per_group#0"]["rows_changed"] > 0
     assert (
         "parts" not in json.loads((root / "data" / "pooled" / "v1" / "manifest.json").read_text())["params"]
     )
@@ -332,6 +346,25 @@ def test_a_stage_that_cannot_be_cleared_does_not_fail_the_run(
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.org", "localhost:9000"])
 def test_endpoints_with_or_without_a_scheme(endpoint: str) -> None:
     PartStage("s3://b/p", endpoint).filesystem()  # no ArrowInvalid (pyarrow wants host:port apart)
+
+
+def test_a_pyarrow_without_delayed_open_gets_a_plain_s3_filesystem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow before 21 has no ``allow_delayed_open`` (the package allows 16): the stage's
+    filesystem is then made without it, with the same endpoint."""
+    import pyarrow.fs as pafs
+
+    real = pafs.S3FileSystem
+    made: list[dict[str, Any]] = []
+
+    def older(**options: Any) -> Any:
+        if "allow_delayed_open" in options:
+            raise TypeError("__init__() got an unexpected keyword argument 'allow_delayed_open'")
+        made.append(options)
+        return real(**options)
+
+    monkeypatch.setattr(pafs, "S3FileSystem", older)
+    assert isinstance(PartStage("s3://b/p", "http://127.0.0.1:9000").filesystem(), real)
+    assert made == [{"endpoint_override": "127.0.0.1:9000", "scheme": "http"}]
 
 
 def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Team, tmp_path: Path) -> None:

@@ -116,6 +116,8 @@ def mapper(
     """One client of ``cluster`` for several rounds of tasks: ``run(fn, args)`` runs ``fn(*a)`` for
     each ``a`` on the cluster and returns the results in order (task keys
     ``<prefix>-<fn>-<id>-<i>``, which the scheduler groups by ``<prefix>-<fn>``)."""
+    from distributed import wait
+
     with client_for(cluster) as client:
 
         def run(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -123,6 +125,14 @@ def mapper(
                 return []
             run_id = f"{prefix}-{fn.__name__.strip('_')}-{uuid.uuid4().hex[:8]}"
             keys = [f"{run_id}-{i}" for i in range(len(args))]
-            return list(client.gather(client.map(fn, *zip(*args, strict=True), key=keys, pure=False)))
+            futures = client.map(fn, *zip(*args, strict=True), key=keys, pure=False)
+            try:
+                return list(client.gather(futures))
+            except Exception:
+                # as in run_tasks: let the tasks still running end (bounded) before the caller
+                # cleans up, or what they write after the cleanup would be left behind
+                with contextlib.suppress(Exception):
+                    wait(futures, timeout=_SETTLE_S)
+                raise
 
         yield run

@@ -31,7 +31,7 @@ from synthreg.generators.constraints import apply_row_rules
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.sampling import Drawn, SampleRequest, take_sample
 from synthreg.generators.spec import Spec
-from synthreg.generators.staging import PartStage
+from synthreg.generators.staging import PartStage, scratch_root
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -201,7 +201,7 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
     folder may not be here); the scratch folder goes if anything fails."""
     if opts.stage is None:
         return _write_part(spec, seg, opts, opts.out_dir / "tables" / seg.table)
-    scratch = Path(tempfile.mkdtemp(prefix="synthreg-part-", dir=_scratch_root()))
+    scratch = Path(tempfile.mkdtemp(prefix="synthreg-part-", dir=scratch_root()))
     try:
         done = _write_part(spec, seg, opts, scratch)
         opts.stage.upload(done[1], seg.table)
@@ -209,16 +209,6 @@ def _write_segment(spec: Spec, seg: _Segment, opts: _Options) -> _Written:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return done
-
-
-def _scratch_root() -> str | None:
-    """A Dask worker's own directory (Dask removes a dead worker's), else the system's temp."""
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().local_directory)
-    except (ImportError, ValueError):
-        return None
 
 
 def _write_part(spec: Spec, seg: _Segment, opts: _Options, table_dir: Path) -> _Written:

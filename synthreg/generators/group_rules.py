@@ -61,7 +61,7 @@ from synthreg.errors import SpecError
 from synthreg.generators.constraints import GROUP_KINDS, ConstraintViolation, _as_numbers, part_writer
 from synthreg.generators.filehash import FileHash, hash_file
 from synthreg.generators.spec import Constraint, Spec
-from synthreg.generators.staging import PartStage, StagingError, cached_filesystem
+from synthreg.generators.staging import PartStage, StagingError, cached_filesystem, scratch_root
 
 __all__ = [
     "BUCKET_ROWS",
@@ -426,7 +426,7 @@ def _write_batches(
     ranged GET (``_read_pieces``) rather than a request per batch. Written here and put in one
     PUT (all or nothing; a retried task puts the same bytes)."""
     if stage is not None:
-        with tempfile.TemporaryDirectory(prefix="synthreg-pieces-") as local:
+        with tempfile.TemporaryDirectory(prefix="synthreg-pieces-", dir=scratch_root()) as local:
             _write_batches(Path(local) / "file.arrow", tables)
             offsets = _by_slot(Path(local) / "file.arrow", Path(local) / path.name, slots)
             stage.put(Path(local) / path.name, str(path))
@@ -655,7 +655,8 @@ def _apply(
             # that died, or was thought dead) never writes into the other attempt's file
             attempt = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         else:
-            attempt = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="synthreg-apply-")))
+            made = tempfile.TemporaryDirectory(prefix="synthreg-apply-", dir=scratch_root())
+            attempt = Path(stack.enter_context(made))
             attempt /= job.files[part].name
         head, hasher = _write_applied(job, part, source, columns, keep, offset, attempt)
         hashed = hash_file(attempt)  # a rename keeps the size and the modification time

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["STAGING_PREFIX", "PartStage", "StagingError", "cached_filesystem", "s3_region", "staged_runs"]
+__all__ = [
+    "STAGING_PREFIX",
+    "PartStage",
+    "StagingError",
+    "cached_filesystem",
+    "s3_region",
+    "scratch_root",
+    "staged_runs",
+]
 
 #: Under the S3 remote: ``<remote>/synthreg-staging/<staging id>/tables/<table>/part-N.parquet``.
 STAGING_PREFIX = "synthreg-staging"
@@ -69,16 +77,23 @@ class PartStage:
         return f"{self.root}/tables/{table}/{name}"
 
     def filesystem(self) -> Any:
-        """pyarrow's S3 filesystem for the stage's endpoint. Its output streams open lazily
-        (``allow_delayed_open``): an object smaller than one upload part is then one PUT, not a
-        multipart upload's three requests (pieces of the group rules are many and small)."""
+        """pyarrow's S3 filesystem for the stage's endpoint. Where pyarrow has it (21 and later),
+        its output streams open lazily (``allow_delayed_open``): an object smaller than one
+        upload part is then one PUT, not a multipart upload's three requests (the group rules'
+        pieces are many and small)."""
         import pyarrow.fs as pafs
 
-        options: dict[str, Any] = {"allow_delayed_open": True}
+        options: dict[str, Any] = {}
         if self.endpoint is None:
-            return pafs.S3FileSystem(**({"region": self.region} if self.region else {}), **options)
-        scheme, _, host = self.endpoint.rpartition("://")
-        return pafs.S3FileSystem(endpoint_override=host.split("/")[0], scheme=scheme or "https", **options)
+            options["region"] = self.region
+        else:
+            scheme, _, host = self.endpoint.rpartition("://")
+            options.update(endpoint_override=host.split("/")[0], scheme=scheme or "https")
+        options = {k: v for k, v in options.items() if v is not None}
+        try:
+            return pafs.S3FileSystem(**options, allow_delayed_open=True)
+        except TypeError:  # an older pyarrow: every object a multipart upload, as before
+            return pafs.S3FileSystem(**options)
 
     def within(self, name: str) -> PartStage:
         """The stage under ``<url>/<name>`` (same endpoint and remote): what :meth:`clear` of this
@@ -90,7 +105,10 @@ class PartStage:
         self.put(local, self.key(table, local.name))
 
     def put(self, local: Path, key: str) -> None:
-        """Put the file ``local`` at ``key`` (``bucket/path``): one object, all or nothing."""
+        """Put the file ``local`` at ``key`` (``bucket/path``). A failed copy raises; the object may
+        then hold part of the file (pyarrow completes the upload on the way out), so nothing
+        must read a key whose put raised: the stage is cleared. A worker killed mid-upload can
+        leave an unfinished multipart upload, which a bucket lifecycle rule should abort."""
         fs = cached_filesystem(self)
         with open(local, "rb") as source, fs.open_output_stream(key) as out:
             for chunk in iter(lambda: source.read(_CHUNK), b""):
@@ -185,6 +203,17 @@ def _copy_checked(fs: Any, key: str, write: Any, sha256: str) -> None:
             f"staged part s3://{key} is not what its worker wrote "
             f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
         )
+
+
+def scratch_root() -> str | None:
+    """Where a task makes files before uploading them: its Dask worker's own directory (Dask
+    removes a dead worker's, so a task killed mid-write leaves nothing), else the system's temp."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return None
 
 
 def cached_filesystem(stage: PartStage) -> Any:
