@@ -377,11 +377,12 @@ def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Tea
     reg = synthreg.open(root)
     prefix = reg.workspace.settings.dvc_url.removeprefix(f"s3://{team.bucket}/")
     client = team.s3.client()
-    for part in ("users/part-00000.parquet", "orders/part-00001.parquet"):
-        client.put_object(Bucket=team.bucket, Key=f"{prefix}/synthreg-staging/gone1/tables/{part}", Body=b"x")
+    staged = ("tables/users/part-00000.parquet", "tables/orders/part-00001.parquet", "groups/a/r0/x.arrow")
+    for part in staged:
+        client.put_object(Bucket=team.bucket, Key=f"{prefix}/synthreg-staging/gone1/{part}", Body=b"x")
     client.put_object(Bucket=team.bucket, Key=f"{prefix}/other/keep.txt", Body=b"y")
     found = [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"]
-    assert len(found) == 1 and "synthreg-staging/gone1 holds 2 parts" in found[0]["detail"], found
+    assert len(found) == 1 and "synthreg-staging/gone1 holds 3 objects" in found[0]["detail"], found
     assert not found[0]["fixed"]
     repaired = [p for p in doctor(reg.workspace, repair=True).problems if p["kind"] == "orphan-staged-parts"]
     assert [p["fixed"] for p in repaired] == [True]

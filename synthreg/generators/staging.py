@@ -168,7 +168,8 @@ class PartStage:
             return sum(pool.map(lambda p: copy(*p), parts))
 
     def parts(self) -> int:
-        """How many staged part objects there are."""
+        """How many objects are staged: parts, and under ``within`` stages the group rules'
+        pieces and rewritten parts."""
         import pyarrow.fs as pafs
 
         found = self.filesystem().get_file_info(
