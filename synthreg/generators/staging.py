@@ -137,13 +137,16 @@ class PartStage:
         partial.replace(local)
 
     def read_checked(self, key: str, sha256: str) -> Any:
-        """The object ``key`` (``bucket/path``) in memory (a pyarrow buffer), checked like a
-        download: ``StagingError`` if it cannot be read or is not the bytes of that sha256."""
-        import pyarrow as pa
-
-        sink = pa.BufferOutputStream()
-        _copy_checked(cached_filesystem(self), key, sink.write, sha256)
-        return sink.getvalue()
+        """The object ``key`` (``bucket/path``) in memory (a pyarrow buffer of its size, read at
+        once), checked like a download: ``StagingError`` if it cannot be read or is not the
+        bytes of that sha256."""
+        try:
+            with cached_filesystem(self).open_input_file(key) as source:
+                data = source.read_buffer()
+        except OSError as exc:
+            raise StagingError(f"staged part s3://{key} could not be read: {exc}") from exc
+        _check(key, hashlib.sha256(memoryview(data)).hexdigest(), sha256)
+        return data
 
     def promote(self, parts: list[tuple[str, str, str]]) -> int:
         """Copy each staged ``(table, part name, md5)`` to its object in the DVC remote
@@ -199,10 +202,14 @@ def _copy_checked(fs: Any, key: str, write: Any, sha256: str) -> None:
                 write(chunk)
     except OSError as exc:
         raise StagingError(f"staged part s3://{key} could not be read: {exc}") from exc
-    if digest.hexdigest() != sha256:
+    _check(key, digest.hexdigest(), sha256)
+
+
+def _check(key: str, found: str, sha256: str) -> None:
+    if found != sha256:
         raise StagingError(
             f"staged part s3://{key} is not what its worker wrote "
-            f"(sha256 {digest.hexdigest()[:16]}..., expected {sha256[:16]}...)"
+            f"(sha256 {found[:16]}..., expected {sha256[:16]}...)"
         )
 
 
