@@ -12,8 +12,9 @@ round-robin, medians:
   the group rules' tasks read the staged parts, keep their pieces and the rewritten parts under
   the stage, and this process downloads the final parts and copies them into a DVC-style remote.
 
-It prints the wall time, the time in ``group_rules.enforce``, the S3 requests by method and the
-S3 server's CPU seconds (``staged``), and checks that both give one content digest. On a small
+It prints the wall time, the time in ``group_rules.enforce``, the larger peak RSS of the two
+workers (a fresh cluster per run), the S3 requests by method and the S3 server's CPU seconds
+(``staged``), and checks that both give one content digest. On a small
 machine moto, a Python server sharing the cores, is most of the ``staged`` overhead: read the
 request counts as the figure that carries over to a real object store.
 """
@@ -51,6 +52,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB (run on each worker)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,7 +71,7 @@ def main() -> None:
     )
 
     import boto3
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     from synthreg.generators import group_rules
     from synthreg.generators.engine import generate
@@ -98,37 +106,47 @@ def main() -> None:
                 break
             except Exception:
                 time.sleep(0.1)
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        ) as cluster:
-            for rnd in range(args.repeat):
-                for config in ("shared", "staged"):
-                    stage = None
-                    if config == "staged":
-                        url = f"s3://{BUCKET}/run{rnd}"
-                        stage = PartStage(f"{url}/staging", endpoint, remote=f"{url}/remote")
+        for rnd in range(args.repeat):
+            for config in ("shared", "staged"):
+                stage = None
+                if config == "staged":
+                    url = f"s3://{BUCKET}/run{rnd}"
+                    stage = PartStage(f"{url}/staging", endpoint, remote=f"{url}/remote")
+                # a cluster per run, so that its workers' peak RSS is this run's
+                with (
+                    LocalCluster(
+                        n_workers=2,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=40,
+                    ) as cluster,
+                    Client(cluster) as client,
+                ):
                     lines, cpu = len(log.read_text().splitlines()), _cpu_seconds(server.pid)
                     spent.clear()
                     out_dir = work / f"{config}-{rnd}"
                     started = time.perf_counter()
                     made = generate(spec, out_dir, cluster=cluster.scheduler_address, stage=stage)
                     wall = time.perf_counter() - started
-                    requests = collections.Counter(
-                        m.group(1)
-                        for line in log.read_text().splitlines()[lines:]
-                        if (m := re.search(r'"(GET|HEAD|PUT|POST|DELETE) ', line))
-                    )
-                    figures[config].append(
-                        {
-                            "wall": wall,
-                            "enforce": spent["enforce"],
-                            "requests": dict(requests),
-                            "server_cpu": _cpu_seconds(server.pid) - cpu,
-                            "digest": made.content_digest,
-                            "rows": sum(made.rows.values()),
-                        }
-                    )
-                    shutil.rmtree(out_dir)
+                    worker_mb = max(client.run(_peak_rss_mb).values())
+                requests = collections.Counter(
+                    m.group(1)
+                    for line in log.read_text().splitlines()[lines:]
+                    if (m := re.search(r'"(GET|HEAD|PUT|POST|DELETE) ', line))
+                )
+                figures[config].append(
+                    {
+                        "wall": wall,
+                        "enforce": spent["enforce"],
+                        "worker_mb": worker_mb,
+                        "requests": dict(requests),
+                        "server_cpu": _cpu_seconds(server.pid) - cpu,
+                        "digest": made.content_digest,
+                        "rows": sum(made.rows.values()),
+                    }
+                )
+                shutil.rmtree(out_dir)
     finally:
         server.terminate()
         server.wait()
@@ -140,8 +158,10 @@ def main() -> None:
         f"# bench_staged_groups: {rows:,} rows, medians of {args.repeat}, "
         f"tcp LocalCluster(2), {os.cpu_count()} cores"
     )
-    print("| config | wall s | enforce s | S3 requests | by method | S3 server CPU s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| config | wall s | enforce s | peak RSS per worker MB | S3 requests | by method | S3 server CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for config, runs in figures.items():
         total = statistics.median(sum(r["requests"].values()) for r in runs)
         methods = " ".join(
@@ -150,7 +170,8 @@ def main() -> None:
         )
         print(
             f"| {config} | {statistics.median(r['wall'] for r in runs):.2f} "
-            f"| {statistics.median(r['enforce'] for r in runs):.2f} | {total:g} | {methods} "
+            f"| {statistics.median(r['enforce'] for r in runs):.2f} "
+            f"| {statistics.median(r['worker_mb'] for r in runs):.0f} | {total:g} | {methods} "
             f"| {statistics.median(r['server_cpu'] for r in runs):.2f} |"
         )
     print(json.dumps({"content_digest": digests.pop()}))
