@@ -452,3 +452,19 @@ def test_a_staged_part_changed_before_the_group_rules_read_it_is_refused(
     with pytest.raises(StagingError, match="could not be read"):
         enforce()
     stage.clear()
+
+
+def test_a_group_rule_that_refuses_over_staged_parts_leaves_nothing_staged(
+    capped_spec: Any, s3: S3, tmp_path: Path
+) -> None:
+    """A rule with ``action: error`` that the data breaks, run by the tasks over the staged parts:
+    ``generate`` raises the violation, and the stage (parts and pieces) is deleted."""
+    from synthreg.generators.constraints import ConstraintViolation
+
+    data = yaml.safe_load(capped_spec.frozen_yaml())
+    data["tables"]["shifts"]["constraints"][0]["action"] = "error"
+    refused = parse_spec(data, "refused.yaml")
+    stage = PartStage(f"s3://{BUCKET}/run-v/staging", s3.endpoint)
+    with pytest.raises(ConstraintViolation, match="exceed"):
+        generate(refused, tmp_path / "out", cluster="local:2", stage=stage)
+    assert [k for k in _keys(s3, "run-v/") if not k.endswith("/")] == []
