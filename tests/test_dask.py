@@ -132,9 +132,12 @@ def test_a_worker_killed_while_rewriting_a_part_is_retried_and_nothing_changes(
     assert left and all(p.startswith("tables/") and p.endswith(".parquet") for p in left), left
 
 
-def test_a_failed_round_of_tasks_lets_the_others_end_before_it_raises(tmp_path: Path) -> None:
-    """``mapper``: when one task of a round fails, the round waits (bounded) for the tasks still
-    running before it raises, so that the caller's cleanup comes after what they write."""
+def test_a_failed_round_of_tasks_lets_the_running_ones_end_and_cancels_the_rest(tmp_path: Path) -> None:
+    """``mapper``: when one task of a round fails, the round waits (bounded) for the tasks already
+    running before it raises, and cancels those not started yet; so the caller's cleanup comes
+    after everything its tasks write."""
+    import time
+
     from distributed import LocalCluster
 
     from synthreg.compute.dask import mapper
@@ -156,8 +159,12 @@ def test_a_failed_round_of_tasks_lets_the_others_end_before_it_raises(tmp_path: 
         mapper(cluster.scheduler_address) as run,
     ):
         with pytest.raises(RuntimeError, match="refused"):
-            run(task, [(0, str(tmp_path)), (1, str(tmp_path))])
-        assert (tmp_path / "1").read_text() == "written after the failure"
+            run(task, [(i, str(tmp_path)) for i in range(10)])
+        written = sorted(p.name for p in tmp_path.iterdir())
+        assert "1" in written  # running when task 0 failed: waited for
+        time.sleep(3)
+        # the 9 others would take ~9 s on the 2 workers: those not started were cancelled
+        assert sorted(p.name for p in tmp_path.iterdir()) == written and len(written) < 9, written
 
 
 def test_checks_by_buckets_run_as_tasks_on_a_remote_cluster(

@@ -85,9 +85,9 @@ def run_tasks(
     on_done: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``fn(*a)`` for each ``a`` in ``args`` on the cluster; results in the order of ``args``."""
-    from distributed import as_completed, wait
-
     with client_for(cluster) as client:
+        from distributed import as_completed
+
         run = uuid.uuid4().hex[:8]
         columns = list(zip(*args, strict=True)) if args else []
         keys = [f"synthreg-segment-{run}-{i}" for i in range(len(args))]
@@ -101,12 +101,21 @@ def run_tasks(
                 if on_done is not None:
                     on_done(i, results[i])
         except Exception:
-            # a task failed: the others still running cannot be stopped on their workers; let
-            # them end (bounded) so that what they write is there to clean up after this
-            with contextlib.suppress(Exception):
-                wait(futures, timeout=_SETTLE_S)
+            _settle(client, futures)
             raise
         return [results[i] for i in range(len(args))]
+
+
+def _settle(client: Any, futures: list[Any]) -> None:
+    """After a failed task: cancel the tasks not started yet, and let those running end (at most
+    ``_SETTLE_S``; they cannot be stopped on their workers), so that what they write is there
+    for the caller's cleanup, and nothing starts after it."""
+    from distributed import wait
+
+    with contextlib.suppress(Exception):
+        running = {key for keys in client.processing().values() for key in keys}
+        client.cancel([f for f in futures if f.key not in running and not f.done()])
+        wait([f for f in futures if f.key in running], timeout=_SETTLE_S)
 
 
 @contextlib.contextmanager
@@ -116,8 +125,6 @@ def mapper(
     """One client of ``cluster`` for several rounds of tasks: ``run(fn, args)`` runs ``fn(*a)`` for
     each ``a`` on the cluster and returns the results in order (task keys
     ``<prefix>-<fn>-<id>-<i>``, which the scheduler groups by ``<prefix>-<fn>``)."""
-    from distributed import wait
-
     with client_for(cluster) as client:
 
         def run(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -129,10 +136,7 @@ def mapper(
             try:
                 return list(client.gather(futures))
             except Exception:
-                # as in run_tasks: let the tasks still running end (bounded) before the caller
-                # cleans up, or what they write after the cleanup would be left behind
-                with contextlib.suppress(Exception):
-                    wait(futures, timeout=_SETTLE_S)
+                _settle(client, futures)
                 raise
 
         yield run

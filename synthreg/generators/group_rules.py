@@ -423,8 +423,9 @@ def _write_batches(
     With a ``stage``, the object ``path`` holds the same batches by slot instead (a slot is a
     reader's share: batch ``i`` is slot ``i % slots``), each slot one Arrow IPC stream, one after
     the other, and the slots' byte offsets are returned, so that a reader gets its pieces in one
-    ranged GET (``_read_pieces``) rather than a request per batch. Written here and put in one
-    PUT (all or nothing; a retried task puts the same bytes)."""
+    ranged GET (``_read_pieces``) rather than a request per batch. Written here, then put at
+    its fixed key (one PUT below pyarrow's 10 MiB upload part, a multipart upload above; a
+    retried task puts the same bytes, and a failed put raises, so no reader takes its key)."""
     if stage is not None:
         with tempfile.TemporaryDirectory(prefix="synthreg-pieces-", dir=scratch_root()) as local:
             _write_batches(Path(local) / "file.arrow", tables)
@@ -662,7 +663,7 @@ def _apply(
         hashed = hash_file(attempt)  # a rename keeps the size and the modification time
         if job.out is None:
             attempt.replace(_partial(path))
-        else:  # one PUT at a fixed key: a retried task puts the same bytes
+        else:  # put at a fixed key: a retried task puts the same bytes
             job.out.upload(attempt, job.table)
     blocks, tail = hasher.complete_blocks()
     return _Applied(hashed, _compact(head), blocks, _compact([tail] if tail else []))
