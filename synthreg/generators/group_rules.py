@@ -31,9 +31,10 @@ parts, keep their pieces under ``<stage>/groups/`` and upload the rewritten part
 ``<stage>/rewritten/``, from where the client downloads them (checked as any staged part): no
 table passes through the client before it is final.
 
-Validation's checks of one column by buckets work the same way: ``repeats`` (uniqueness) and
-``absent`` (foreign keys) split the column by a hash of the value, a task per part, and count a
-bucket at a time, a task per bucket; here, or on such a cluster.
+Validation's checks by buckets work the same way: ``repeats`` (uniqueness), ``absent`` (foreign
+keys) and ``late`` (time order) split by a hash of the value or key, a task per part, and count a
+bucket at a time, a task per bucket; here, or on a cluster whose workers share the tables'
+folder (with staged parts they run in the validating process, on its checked copies).
 """
 
 from __future__ import annotations
@@ -1028,8 +1029,6 @@ _CHECKS = "synthreg-checks"
 def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterator[Path]:
     """A scratch folder for a check's pieces, removed at the end: a temporary one here; for a remote
     cluster one its workers see, in ``.checks`` beside the tables folder of ``files``."""
-    import tempfile
-
     from synthreg.compute.dask import remote
 
     if not remote(cluster) or not files:
@@ -1049,7 +1048,7 @@ def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterato
 
 def _part_rows(files: Sequence[Path]) -> list[int]:
     """Each part's rows, from its footer."""
-    return [pq.ParquetFile(f).metadata.num_rows for f in files]
+    return [_rows(f, None) for f in files]
 
 
 def _split_parts(
