@@ -236,7 +236,7 @@ def row_suite_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = gx_runner.GxSuite.run
 
     def counted(self: Any, frame: Any) -> Any:
-        if self.definition.name.endswith(".rows"):
+        if self.suite.name.endswith(".rows"):
             runs.append(len(frame))
         return real(self, frame)
 

@@ -690,3 +690,112 @@ def test_a_deferred_module_used_from_threads_is_imported_once_and_forwards() -> 
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "module", "True", "7", "True"]
+
+
+_MEMO_USER = [
+    {
+        "expectation": "expect_column_values_to_be_between",
+        "kwargs": {"column": "age", "min_value": 20, "max_value": 80, "mostly": 0.9},
+    },
+    {
+        "expectation": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "tier", "value_set": ["free", "pro"], "row_condition": "age > 30",
+                   "condition_parser": "pandas"},
+    },
+    {"expectation": "expect_column_pair_values_a_to_be_greater_than_b",
+     "kwargs": {"column_A": "age", "column_B": "score", "or_equal": True}},
+    {"expectation": "expect_multicolumn_sum_to_equal",
+     "kwargs": {"column_list": ["age", "score"], "sum_total": 50}},
+]  # fmt: skip
+
+
+def test_gx_runs_with_memoised_configurations_give_what_gx_gives_without(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GxSuite.run`` builds each expectation's configuration once per run
+    (``memo_configurations``): on a table with faults (failures, examples, a ``mostly``, a
+    ``row_condition``, pair and multicolumn expectations), every result is the one GX's
+    ``Batch.validate`` gives with the property as GX has it, while GX builds under a fifth of
+    the configurations; the property is GX's again after the run, and after a run
+    that raised."""
+    from great_expectations.expectations.expectation import Expectation
+
+    from synthreg.validators.gx_runner import GxRunner, memo_configurations, to_frame
+    from synthreg.validators.parts import open_parts
+    from synthreg.validators.plan import BATCH, spec_plan, user_expectations
+
+    tables = _copy(dataset, tmp_path)
+    _rewrite(tables, "customers", _set_values("tier", {0: "enterprise", 5: "gold"}))
+    _rewrite(tables, "customers", _set_values("age", {1: 120, 2: 7}))
+    spec = _spec(customers=_MEMO_USER)
+    parts = open_parts(tables, "customers")
+    plan = spec_plan(spec.tables["customers"]) + user_expectations(spec, "test.yaml")["customers"]
+    planned = [p for p in plan if p.scope == BATCH]
+    frame = to_frame(parts.read(parts.columns), parts.nullable())
+    suite = GxRunner().suite("customers.rows", planned)
+
+    gx_property = Expectation.__dict__["configuration"]
+    built: list[int] = []
+
+    def counted(self: Any) -> Any:
+        built.append(id(self))
+        return gx_property.fget(self)
+
+    monkeypatch.setattr(Expectation, "configuration", property(counted))
+    memoised = suite.run(frame)
+    in_run = len(built)
+    assert Expectation.__dict__["configuration"].fget is counted  # restored after the run
+    built.clear()
+    plain = suite.batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite.suite, result_format="BASIC"
+    )
+    by_id = {r.expectation_config.id: r for r in plain.results}
+
+    def comparable(result: Any) -> Any:
+        return result.to_json_dict()
+
+    assert [comparable(r) for r in memoised] == [comparable(by_id[p.expectation.id]) for p in planned]
+    assert sum(not r.success for r in memoised) >= 4  # the faults and the user's narrower checks fail
+    # GX makes ~10 expectation objects per planned one in a run, and reads each configuration ~9 times.
+    assert len(planned) < in_run < len(built) / 5, (in_run, len(built))
+
+    with pytest.raises(RuntimeError), memo_configurations():
+        assert Expectation.__dict__["configuration"].fget is not counted
+        raise RuntimeError
+    assert Expectation.__dict__["configuration"].fget is counted
+
+
+def test_memoised_configurations_last_while_any_thread_is_inside() -> None:
+    """Runs overlap in threads (a Dask worker's tasks): the property is GX's again, and the kept
+    configurations dropped, only when the last one leaves."""
+    import threading
+
+    from great_expectations.expectations.expectation import Expectation
+
+    from synthreg.validators import gx_runner
+
+    gx_property = Expectation.__dict__["configuration"]
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def first() -> None:
+        with gx_runner.memo_configurations():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with gx_runner.memo_configurations():
+            second_in.set()
+            first_out.wait(10)
+            seen["memo after the first left"] = Expectation.__dict__["configuration"] is not gx_property
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"memo after the first left": True}
+    assert Expectation.__dict__["configuration"] is gx_property
+    assert gx_runner._Memo.built == {} and gx_runner._Memo.depth == 0
