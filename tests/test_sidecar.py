@@ -256,3 +256,13 @@ def test_the_create_adopts_the_early_helper(tmp_path: Path, small_spec: Path, ml
     assert facts["mlflow_helper"] is True  # forked at start(), for a small spec
     assert facts["validated"] is True
     assert all(_gone(pid) for pid in facts["pids"])
+
+
+def test_dvc_preload_imports_what_a_commit_uses_and_skips_a_moved_module(monkeypatch: Any) -> None:
+    import sys
+
+    from synthreg.integrations import dvc as dvc_int
+
+    monkeypatch.setattr(dvc_int, "_LATER_MODULES", ("dvc.repo.index", "dvc.no_such_module_here"))
+    dvc_int.preload_modules()
+    assert "dvc.repo.index" in sys.modules and "dvc.no_such_module_here" not in sys.modules
