@@ -203,6 +203,7 @@ env.mark_one_shot()
 sidecar.start_early()
 early = sidecar._EARLY[0]
 facts = {"pids": list(early._pool._processes), "importing": early.importing}
+facts["imported before the fork"] = [m for m in ("pandas", "sqlalchemy") if m in sys.modules]
 if sys.argv[1] == "adopt":
     from synthreg.generators.engine import generate
     from synthreg.generators.spec_io import load_spec
@@ -247,6 +248,8 @@ def test_an_early_helper_no_create_adopted_is_stopped_when_the_command_exits() -
     never reaches the create (a refused spec) stops it on the way out, not half a second later."""
     facts = _run_early("exit")
     assert facts["importing"] is True and len(facts["pids"]) == 1
+    # what GX, MLflow and this process all import, imported once, before the helpers fork
+    assert facts["imported before the fork"] == ["pandas", "sqlalchemy"]
     assert all(_gone(pid) for pid in facts["pids"])
 
 

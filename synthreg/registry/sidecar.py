@@ -100,7 +100,10 @@ def start_early() -> None:
 
     if os.environ.get(SIDECAR, "") == "0" or _EARLY or "great_expectations" in sys.modules:
         return
-    # What both processes import anyway (~0.3 s), imported once, before the fork
+    # What both processes import anyway (~0.3 s), imported once, before the fork; pandas too
+    # (~0.3 s): GX and MLflow import it, and so does pyarrow's pa.array in this process, so
+    # the MLflow helper, forked later, inherits it as well
+    import pandas  # noqa: F401
     import sqlalchemy  # noqa: F401
 
     import synthreg.generators.spec  # noqa: F401  (pyarrow, numpy, pydantic, yaml)
