@@ -78,8 +78,8 @@ class TableParts:
         """``columns`` (those the parts have) in batches of bounded size, in part order.
 
         A part that fits in a batch is read whole, and consecutive such parts share one batch
-        while it stays in bounds (fewer, larger GX runs: GX pays ~0.1 s a run for its own
-        bookkeeping, whatever the rows); a larger part is read in batches of its own.
+        while it stays in bounds (fewer, larger GX runs: GX pays ~20 ms a run for its own
+        bookkeeping, whatever the rows; ``bench_gx_runs.py``); a larger part is read in batches of its own.
         An empty table still yields one empty batch, so every check gets a verdict.
         """
         if not self.rows:
