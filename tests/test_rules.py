@@ -414,3 +414,28 @@ def test_time_order_by_buckets_equals_holding_the_parent_keys(
     assert not held[0].success and held[0].observed["checked"] > 0
     assert len(held[0].observed["parent_keys"]) == 5
     assert [c.observed for c in split] == [c.observed for c in held]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_category_counts_by_dictionary_code_equal_the_decoded_counts(seed: int) -> None:
+    """Category shares count a dictionary column by its codes, chunk by chunk: the counts are the
+    decoded values' with chunks of different dictionaries, a dictionary holding a value twice
+    (where Arrow's value_counts of the dictionary array miscounts) or a null, and null rows."""
+    from synthreg.validators.rules import _count_into
+
+    rng = np.random.default_rng(seed)
+    words = ["a", "b", "c", "d", None]
+    chunks = []
+    for _ in range(4):
+        dictionary = pa.array(list(rng.choice(np.array(words, dtype=object), size=rng.integers(1, 7))))
+        codes = rng.integers(0, len(dictionary), size=200)
+        mask = rng.random(200) < 0.1
+        chunks.append(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=mask), dictionary))
+    values = pa.chunked_array(chunks)
+    got: dict[Any, int] = {}
+    _count_into(got, values)
+    decoded = pc.value_counts(values.cast(pa.string()).drop_null()).to_pylist()
+    assert got == {d["values"]: d["counts"] for d in decoded}
+    plain: dict[Any, int] = {}
+    _count_into(plain, values.cast(pa.string()))
+    assert plain == got

