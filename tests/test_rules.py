@@ -420,18 +420,22 @@ def test_time_order_by_buckets_equals_holding_the_parent_keys(
 def test_category_counts_by_dictionary_code_equal_the_decoded_counts(seed: int) -> None:
     """Category shares count a dictionary column by its codes, chunk by chunk: the counts are the
     decoded values' with chunks of different dictionaries, a dictionary holding a value twice
-    (where Arrow's value_counts of the dictionary array miscounts) or a null, and null rows."""
+    (where Arrow's value_counts of the dictionary array miscounts) or a null, null rows, codes of
+    any integer type and sliced chunks."""
     from synthreg.validators.rules import _count_into
 
     rng = np.random.default_rng(seed)
     words = ["a", "b", "c", "d", None]
+    code_type = [pa.int8(), pa.int16(), pa.uint8(), pa.int32(), pa.int64()][seed]
     chunks = []
     for _ in range(4):
-        dictionary = pa.array(list(rng.choice(np.array(words, dtype=object), size=rng.integers(1, 7))))
+        drawn = list(rng.choice(np.array(words, dtype=object), size=rng.integers(1, 7)))
+        dictionary = pa.array(drawn, type=pa.string())
         codes = rng.integers(0, len(dictionary), size=200)
         mask = rng.random(200) < 0.1
-        chunks.append(pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=mask), dictionary))
-    values = pa.chunked_array(chunks)
+        chunk = pa.DictionaryArray.from_arrays(pa.array(codes, code_type, mask=mask), dictionary)
+        chunks.append(chunk.slice(int(rng.integers(0, 50)), int(rng.integers(0, 150))))  # offsets too
+    values = pa.chunked_array(chunks, type=pa.dictionary(code_type, pa.string()))
     got: dict[Any, int] = {}
     _count_into(got, values)
     decoded = pc.value_counts(values.cast(pa.string()).drop_null()).to_pylist()

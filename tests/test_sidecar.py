@@ -199,11 +199,13 @@ _EARLY_SCRIPT = """
 import json, os, sys
 from synthreg import env
 from synthreg.registry import sidecar
+at_fork = []
+os.register_at_fork(before=lambda: at_fork.append([m for m in ("pandas", "sqlalchemy") if m in sys.modules]))
 env.mark_one_shot()
 sidecar.start_early()
 early = sidecar._EARLY[0]
 facts = {"pids": list(early._pool._processes), "importing": early.importing}
-facts["imported before the fork"] = [m for m in ("pandas", "sqlalchemy") if m in sys.modules]
+facts["imported before the fork"] = at_fork[0] if at_fork else None
 if sys.argv[1] == "adopt":
     from synthreg.generators.engine import generate
     from synthreg.generators.spec_io import load_spec
@@ -261,11 +263,21 @@ def test_the_create_adopts_the_early_helper(tmp_path: Path, small_spec: Path, ml
     assert all(_gone(pid) for pid in facts["pids"])
 
 
-def test_dvc_preload_imports_what_a_commit_uses_and_skips_a_moved_module(monkeypatch: Any) -> None:
+def test_dvc_preload_imports_what_a_commit_uses_and_skips_a_moved_module() -> None:
+    """A fresh interpreter (this session may have imported DVC already)."""
+    import subprocess
     import sys
 
-    from synthreg.integrations import dvc as dvc_int
-
-    monkeypatch.setattr(dvc_int, "_LATER_MODULES", ("dvc.repo.index", "dvc.no_such_module_here"))
-    dvc_int.preload_modules()
-    assert "dvc.repo.index" in sys.modules and "dvc.no_such_module_here" not in sys.modules
+    script = (
+        "import sys\n"
+        "from synthreg.integrations import dvc\n"
+        "dvc._LATER_MODULES = ('dvc.repo.index', 'dvc.no_such_module_here')\n"
+        "before = 'dvc.repo.index' in sys.modules\n"
+        "dvc.preload_modules()\n"
+        "print(before, 'dvc.repo.index' in sys.modules, 'dvc.no_such_module_here' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "False"]

@@ -765,37 +765,53 @@ def test_gx_runs_with_memoised_configurations_give_what_gx_gives_without(
     assert Expectation.__dict__["configuration"].fget is counted
 
 
-def test_memoised_configurations_last_while_any_thread_is_inside() -> None:
-    """Runs overlap in threads (a Dask worker's tasks): the property is GX's again, and the kept
-    configurations dropped, only when the last one leaves."""
+def test_memoised_configurations_are_per_thread_and_last_while_any_thread_is_inside() -> None:
+    """Runs may overlap in threads: each thread inside keeps its own configurations, a thread
+    outside builds one on every read, as GX does, and GX's property is back only when the last
+    thread inside leaves."""
     import threading
 
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
     from great_expectations.expectations.expectation import Expectation
 
     from synthreg.validators import gx_runner
 
     gx_property = Expectation.__dict__["configuration"]
+    expectation = ExpectColumnValuesToNotBeNull(column="x")
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
-    seen: dict[str, bool] = {}
+    seen: dict[str, Any] = {}
 
     def first() -> None:
         with gx_runner.memo_configurations():
+            seen["first"] = expectation.configuration
+            seen["kept in the first"] = expectation.configuration is seen["first"]
             first_in.set()
-            second_in.wait(10)
+            assert second_in.wait(10)
         first_out.set()
 
     def second() -> None:
-        first_in.wait(10)
+        assert first_in.wait(10)
+        seen["outside kept"] = expectation.configuration is expectation.configuration
         with gx_runner.memo_configurations():
+            second = expectation.configuration
+            seen["shared with the first"] = second is seen["first"]
             second_in.set()
-            first_out.wait(10)
+            assert first_out.wait(10)
             seen["memo after the first left"] = Expectation.__dict__["configuration"] is not gx_property
+            seen["kept in the second"] = expectation.configuration is second
+        seen["kept after leaving"] = expectation.configuration is second
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
-    assert seen == {"memo after the first left": True}
-    assert Expectation.__dict__["configuration"] is gx_property
-    assert gx_runner._Memo.built == {} and gx_runner._Memo.depth == 0
+    assert {k: v for k, v in seen.items() if k != "first"} == {
+        "kept in the first": True,
+        "outside kept": False,
+        "shared with the first": False,
+        "memo after the first left": True,
+        "kept in the second": True,
+        "kept after leaving": False,
+    }
+    assert Expectation.__dict__["configuration"] is gx_property and gx_runner._Memo.depth == 0
