@@ -815,3 +815,19 @@ def test_memoised_configurations_are_per_thread_and_last_while_any_thread_is_ins
         "kept after leaving": False,
     }
     assert Expectation.__dict__["configuration"] is gx_property and gx_runner._Memo.depth == 0
+
+
+def test_memo_leaves_a_gx_without_the_configuration_property_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a GX release make ``configuration`` something other than a property of
+    ``Expectation``, runs go on without the memo rather than fail."""
+    from great_expectations.expectations.expectation import Expectation
+
+    from synthreg.validators import gx_runner
+
+    def plain(self: Any) -> str:
+        return "built"
+
+    monkeypatch.setattr(Expectation, "configuration", plain)
+    with gx_runner.memo_configurations():
+        assert Expectation.__dict__["configuration"] is plain
+    assert Expectation.__dict__["configuration"] is plain and gx_runner._Memo.depth == 0
