@@ -273,6 +273,98 @@ def test_distinct_texts_are_not_near_duplicates() -> None:
     assert quality._clusters(near) == 50
 
 
+# ---------------------------------------------------------------- counted part by part (quality_parts)
+
+
+def _by_parts(spec: Spec, tables: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics by DuckDB over whole tables, and counted part by part (tasks in this process)."""
+    return quality.table_quality(spec, tables), quality.table_quality(spec, tables, by_parts=True)
+
+
+def test_counts_part_by_part_give_the_same_metrics(
+    clean: tuple[Spec, Path], text_table: tuple[Spec, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every metric counted part by part, with buckets, equals DuckDB's over the whole table: rows
+    repeated across parts, nulls, shares, a labelled free-text column (texts under 2+ labels, near
+    copies, the sample), and a labelled structured one (counted without normalising)."""
+    from synthreg.generators import group_rules
+    from synthreg.validators import quality_parts
+
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 1_000)  # several buckets
+    buckets: list[int] = []
+    real = quality_parts._bucket
+    monkeypatch.setattr(quality_parts, "_bucket", lambda *a: buckets.append(a[2]) or real(*a))
+    spec, tables = clean
+    repeated = _copy(tables, tmp_path / "repeated")
+    first, last = sorted((repeated / "items").glob("*.parquet"))[::2]
+    head, tail = pq.read_table(first), pq.read_table(last)
+    rows = tail.num_rows - 150
+    copied = pa.concat_tables([tail.slice(0, rows), head.slice(0, 150)])  # 150 rows of part 0, again
+    pq.write_table(copied.set_column(0, "item_id", tail.column("item_id")), last)
+    text_spec, text_tables = text_table
+    doc = copy.deepcopy(TEXT_SPEC)
+    doc["tables"]["texts"]["columns"]["body"]["vocab"] = "company"
+    cases = [
+        (spec, tables),
+        (spec, repeated),
+        (text_spec, text_tables),
+        (parse_spec(doc, "t.yaml"), text_tables),
+    ]
+    for case_spec, case_tables in cases:
+        whole, parted = _by_parts(case_spec, case_tables)
+        assert json.dumps(parted, sort_keys=True) == json.dumps(whole, sort_keys=True)
+    assert max(buckets) > 1  # the items table in 12 buckets
+    items = quality.table_quality(spec, repeated, by_parts=True)["items"]
+    assert items["duplicate_rows"] == 150
+    assert items["columns"]["review"]["text"]["label_conflicts"]["texts"] > 0
+    texts = quality.table_quality(text_spec, text_tables, by_parts=True)["texts"]["columns"]["body"]["text"]
+    assert texts["label_conflicts"]["texts"] == 10 and texts["near_duplicate_texts"] == 40
+
+
+def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column with more values than ``MAX_CLASSES`` over the table, though not in any one part, is
+    over the limit either way; a table whose parts differ in schema is counted by DuckDB (its
+    columns' types, and so its hashes, may differ between parts), with the same result."""
+    from synthreg.validators import quality_parts
+
+    monkeypatch.setattr(quality, "MAX_CLASSES", 2)
+    doc = {
+        "tables": {
+            "t": {
+                "rows": 6,
+                "columns": {
+                    "c": {"type": "category", "values": ["a", "b", "c"]},
+                    "d": {"type": "category", "values": ["x", "y"]},
+                },
+            }
+        }
+    }
+    spec = parse_spec(doc, "t.yaml")
+    folder = tmp_path / "tables" / "t"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"c": ["a", "b", "a"], "d": ["x", "y", "x"]}), folder / "part-00000.parquet")
+    pq.write_table(pa.table({"c": ["c", "c", None], "d": ["y", "y", "x"]}), folder / "part-00001.parquet")
+    whole, parted = _by_parts(spec, tmp_path / "tables")
+    assert parted == whole
+    assert parted["t"]["columns"]["c"] == {**parted["t"]["columns"]["c"], "classes_over": 2}
+    assert parted["t"]["columns"]["d"]["proportions"] == {"x": 0.5, "y": 0.5}
+    counted: list[list[str]] = []
+    real = quality_parts.counts_by_parts
+    monkeypatch.setattr(
+        quality_parts,
+        "counts_by_parts",
+        lambda layouts, cluster: counted.append(list(real(layouts, cluster))) or real(layouts, cluster),
+    )
+    pq.write_table(
+        pa.table({"c": pa.array(["c", "c", None]).dictionary_encode(), "d": ["y", "y", "x"]}),
+        folder / "part-00001.parquet",
+    )
+    whole, parted = _by_parts(spec, tmp_path / "tables")
+    assert parted == whole and counted == [[]]  # not counted by parts
+
+
 # ---------------------------------------------------------------- HTML report
 
 

@@ -286,13 +286,14 @@ def _stage(
     hashed = {p: h for t in tables.values() for p, h in zip(t.files, t.hashes, strict=False)}
     files = clock("hash", lambda: file_facts(staging, rows_by_file, hashed))
     # The helper validates (GX) while this process measures quality and draws the card's plots;
-    # on a remote cluster whose workers wrote the parts here, the checks by buckets run there.
+    # on a remote cluster whose workers wrote the parts here, the checks by buckets and the
+    # quality counts run there (part by part: this process does not read the tables for them).
     checks_on = cluster if remote(cluster) and stage is None else None
     pending = (
         helper.validate(spec, staging / "tables", spec.source, gen.observed, checks_on) if helper else None
     )
     with lean_memory(spec):
-        quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables"))
+        quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables", checks_on))
         clock("card", lambda: _card_inputs(staging, spec, gen.samples))
     release_unused()  # this process waits for the helper from here: hold no more than it needs
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text

@@ -55,8 +55,9 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +145,32 @@ def quality_metrics(spec: Spec, tables_dir: Path, validation: dict[str, Any] | N
     return score_quality(table_quality(spec, tables_dir), validation)
 
 
-def table_quality(spec: Spec, tables_dir: Path) -> dict[str, Any]:
+def table_quality(
+    spec: Spec, tables_dir: Path, cluster: str | None = None, *, by_parts: bool | None = None
+) -> dict[str, Any]:
     """The per-table metrics of :func:`quality_metrics`: everything but the score, which
-    :func:`score_quality` adds once the validation is known (``create`` runs the two at once)."""
+    :func:`score_quality` adds once the validation is known (``create`` runs the two at once).
+
+    ``by_parts`` (the default with a remote Dask ``cluster``, ``tcp://``, whose workers see
+    ``tables_dir``): the counts are taken part by part, as tasks on the cluster (in this
+    process without one), and merged (:mod:`quality_parts`): the same numbers, without this
+    process reading the tables."""
+    from synthreg.compute.dask import remote
+
+    tables_dir = Path(tables_dir)
     out = {}
     with _connect() as con, lean_memory(spec):
-        for name in spec.table_order():
-            out[name] = _table_metrics(con, spec.tables[name], open_parts(Path(tables_dir), name))
+        layouts = {
+            name: _layout(spec.tables[name], open_parts(tables_dir, name)) for name in spec.table_order()
+        }
+        counted: dict[str, Counts] = {}
+        if remote(cluster) if by_parts is None else by_parts:
+            from synthreg.validators.quality_parts import counts_by_parts
+
+            counted = counts_by_parts(layouts, cluster)
+        for name, (layout, parts) in layouts.items():
+            counts = counted[name] if name in counted else _counts(con, layout, parts)
+            out[name] = _metrics(con, spec.tables[name], layout, counts)
             release_unused()
     return out
 
@@ -179,12 +199,14 @@ def score_quality(tables: dict[str, Any], validation: dict[str, Any] | None = No
 
 
 @contextmanager
-def _connect() -> Iterator[duckdb.DuckDBPyConnection]:
+def _connect(threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection: ``threads`` (at least ``MIN_THREADS`` by default), ``MEMORY_LIMIT``,
+    spilling to a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="synthreg-quality-") as spill:
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-            con.execute(f"SET threads = {max(MIN_THREADS, _cpus())}")
+            con.execute(f"SET threads = {threads or max(MIN_THREADS, _cpus())}")
             con.execute(f"SET temp_directory = '{_sql_str(spill)}'")
             yield con
         finally:
@@ -210,49 +232,133 @@ def _ident(name: str) -> str:
 # ---------------------------------------------------------------- tables and columns
 
 
-def _table_metrics(con: duckdb.DuckDBPyConnection, table: Table, parts: TableParts) -> dict[str, Any]:
-    files = ", ".join(f"'{_sql_str(str(p))}'" for p in parts.files)
-    con.execute(f"CREATE OR REPLACE VIEW t AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
+@dataclass(frozen=True)
+class Layout:
+    """What a table's metrics measure: its spec columns that are present (in spec order), the
+    key left out of the duplicate-row hash, the label, the text columns, the free-text ones
+    (sampled) and the columns whose shares are counted."""
+
+    names: tuple[str, ...]
+    missing: tuple[str, ...]
+    key: str | None
+    label: str | None
+    texts: tuple[str, ...]
+    free: tuple[str, ...]
+    shares: tuple[str, ...]
+
+    @property
+    def hashed(self) -> list[str]:
+        """The columns of the duplicate-row hash (all but the primary key), quoted."""
+        return [_ident(c) for c in self.names if c != self.key]
+
+    def text_label(self, name: str) -> str | None:
+        """The label a text column's conflicts are counted against (None for the label itself)."""
+        return self.label if self.label != name else None
+
+
+@dataclass
+class Counts:
+    """A table's counts, from which :func:`_metrics` computes its metrics (by DuckDB over the
+    whole table here, or merged from the parts' by :mod:`quality_parts`)."""
+
+    rows: int
+    #: distinct rows, by a 64-bit hash of the non-key columns
+    distinct: int
+    non_null: dict[str, int]
+    #: each text column's (length, count) histogram, by length
+    lengths: dict[str, list[tuple[int, int]]]
+    #: each share column's (value as text, count) pairs; more than ``MAX_CLASSES`` means too many
+    groups: dict[str, list[tuple[str, int]]]
+    #: each text column's distinct values, distinct normalised values, and with a label the
+    #: normalised texts seen under 2+ labels and the labelled rows that carry them
+    texts: dict[str, tuple[int, int, tuple[int, int] | None]]
+    #: each free-text column's sampled values (``_wanted`` rows), in row order
+    samples: dict[str, list[str]]
+
+
+def _layout(table: Table, parts: TableParts) -> tuple[Layout, TableParts]:
     present = set(parts.columns)
-    names = [c for c in table.columns if c in present]
-    key = table.primary_key if table.primary_key in present else None
-    label = next((c for c in names if table.columns[c].label), None)
-    texts = [c for c in names if table.columns[c].type in ("text", "llm_text")]
-    rows, distinct, non_null, lengths = _scan(con, names, key, texts)
-    samples = _normalize(con, _samples(parts, [c for c in texts if _is_free_text(table.columns[c])]))
+    names = tuple(c for c in table.columns if c in present)
+    texts = tuple(c for c in names if table.columns[c].type in ("text", "llm_text"))
+    layout = Layout(
+        names=names,
+        missing=tuple(c for c in table.columns if c not in present),
+        key=table.primary_key if table.primary_key in present else None,
+        label=next((c for c in names if table.columns[c].label), None),
+        texts=texts,
+        free=tuple(c for c in texts if _is_free_text(table.columns[c])),
+        shares=tuple(
+            c for c in names if table.columns[c].type in ("category", "bool") or table.columns[c].label
+        ),
+    )
+    return layout, parts
+
+
+def _view(con: duckdb.DuckDBPyConnection, files: Iterable[Path]) -> None:
+    listed = ", ".join(f"'{_sql_str(str(p))}'" for p in files)
+    con.execute(f"CREATE OR REPLACE VIEW t AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+
+
+def _counts(con: duckdb.DuckDBPyConnection, layout: Layout, parts: TableParts) -> Counts:
+    """A table's counts by DuckDB over all its parts."""
+    _view(con, parts.files)
+    rows, distinct, non_null, lengths = _scan(con, layout, distinct=True)
+    return Counts(
+        rows=rows,
+        distinct=distinct,
+        non_null=non_null,
+        lengths=lengths,
+        groups={name: _groups(con, name) for name in layout.shares},
+        texts={
+            name: _distinct(con, _ident(name), layout.text_label(name), normalize=name in layout.free)
+            for name in layout.texts
+        },
+        samples=_samples(parts, list(layout.free)),
+    )
+
+
+def _metrics(con: duckdb.DuckDBPyConnection, table: Table, layout: Layout, counts: Counts) -> dict[str, Any]:
+    """A table's metrics from its counts (``con`` normalises the samples)."""
+    rows = counts.rows
+    samples = _normalize(con, counts.samples)
     columns = {}
-    for name in names:
+    for name in layout.names:
         col = table.columns[name]
-        metrics = {"type": col.type, **_nulls(rows - non_null[name], rows, col.null_rate)}
-        if col.type in ("category", "bool") or col.label:
-            metrics |= _proportions(con, name, col)
-        if name in lengths:
-            text_label = label if label != name else None
+        metrics = {"type": col.type, **_nulls(rows - counts.non_null[name], rows, col.null_rate)}
+        if name in counts.groups:
+            metrics |= _proportions(counts.groups[name], col)
+        if name in counts.lengths:
             metrics["text"] = _text_metrics(
-                con, name, col, text_label, non_null[name], lengths[name], samples.get(name)
-            )
+                col, layout.text_label(name), counts.non_null[name], counts.lengths[name],
+                counts.texts[name], samples.get(name),
+            )  # fmt: skip
         columns[name] = metrics
     return {
         "rows": rows,
         "declared_rows": table.rows,
-        "primary_key": key,
-        "duplicate_rows": rows - distinct,
-        "duplicate_row_rate": (rows - distinct) / rows if rows else 0.0,
-        "missing_columns": [c for c in table.columns if c not in present],
+        "primary_key": layout.key,
+        "duplicate_rows": rows - counts.distinct,
+        "duplicate_row_rate": (rows - counts.distinct) / rows if rows else 0.0,
+        "missing_columns": list(layout.missing),
         "columns": columns,
     }
 
 
 def _scan(
-    con: duckdb.DuckDBPyConnection, names: list[str], key: str | None, texts: list[str]
+    con: duckdb.DuckDBPyConnection, layout: Layout, *, distinct: bool
 ) -> tuple[int, int, dict[str, int], dict[str, list[tuple[int, int]]]]:
-    """Rows, distinct rows (by a hash of the non-key columns), non-null counts and the
-    length histogram of every text column, in one pass."""
-    others = [_ident(c) for c in names if c != key]
-    aggregates = ["count(*)", f"count(DISTINCT hash({', '.join(others)}))" if others else "count(*)"]
+    """Rows, distinct rows (by a hash of the non-key columns; the rows when not ``distinct``),
+    non-null counts and the length histogram of every text column, in one pass."""
+    names, texts, hashed = layout.names, layout.texts, layout.hashed
+    aggregates = [
+        "count(*)",
+        f"count(DISTINCT hash({', '.join(hashed)}))" if hashed and distinct else "count(*)",
+    ]
     aggregates += [f"count({_ident(c)})" for c in names]
     aggregates += [f"histogram(length({_ident(c)}))" for c in texts]
-    row = con.execute(f"SELECT {', '.join(aggregates)} FROM t").fetchone()
+    row = next(
+        iter(con.execute(f"SELECT {', '.join(aggregates)} FROM t").fetchall()), None
+    )  # whole: the result is done
     assert row is not None
     rows = int(row[0])
     non_null = {c: int(v) for c, v in zip(names, row[2 : 2 + len(names)], strict=True)}
@@ -285,15 +391,23 @@ def _expected(col: Column) -> dict[str, float] | None:
     return None
 
 
-def _proportions(con: duckdb.DuckDBPyConnection, name: str, col: Column) -> dict[str, Any]:
-    """Observed shares of the non-null values against the spec's; label balance for labels."""
+def _groups(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, int]]:
+    """The non-null values of a column as text and their counts (``MAX_CLASSES + 1`` at most)."""
     q = _ident(name)
-    groups = con.execute(
-        f"SELECT CAST({q} AS VARCHAR) AS v, count(*) FROM t WHERE {q} IS NOT NULL "
-        f"GROUP BY v ORDER BY v LIMIT {MAX_CLASSES + 1}"
-    ).fetchall()
-    if len(groups) > MAX_CLASSES:
+    return [
+        (str(v), int(n))
+        for v, n in con.execute(
+            f"SELECT CAST({q} AS VARCHAR) AS v, count(*) FROM t WHERE {q} IS NOT NULL "
+            f"GROUP BY v ORDER BY v LIMIT {MAX_CLASSES + 1}"
+        ).fetchall()
+    ]
+
+
+def _proportions(counted: list[tuple[str, int]], col: Column) -> dict[str, Any]:
+    """Observed shares of the non-null values against the spec's; label balance for labels."""
+    if len(counted) > MAX_CLASSES:
         return {"classes_over": MAX_CLASSES}
+    groups = sorted(counted)  # by value (code points: DuckDB's order of its UTF-8 bytes)
     total = sum(n for _, n in groups)
     observed = {str(v): n / total for v, n in groups} if total else {}
     expected = _expected(col)
@@ -320,38 +434,43 @@ def _is_free_text(col: Column) -> bool:
 
 
 def _text_metrics(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
     col: Column,
     label: str | None,
     values: int,
     lengths: list[tuple[int, int]],
+    distinct: tuple[int, int, tuple[int, int] | None],
     sample: list[str] | None,
 ) -> dict[str, Any]:
     """A text column's metrics; word diversity and near duplicates only for free text (``sample``
     is then its normalised sample; None for structured text)."""
     free = _is_free_text(col)
-    distinct, norm_distinct, conflicts = _distinct(con, _ident(name), label, values, normalize=free)
+    raw, norm_distinct, conflicts = distinct
     out: dict[str, Any] = {
         "scored": free,
         "normalized": free,
         "values": values,
         "length": _quantiles(lengths, values),
-        "distinct_ratio": distinct / values if values else None,
+        "distinct_ratio": raw / values if values else None,
         "exact_duplicate_rate": (values - norm_distinct) / values if values else 0.0,
         **(_diversity(sample) | _near_duplicates(sample) if sample is not None else {}),
     }
     if conflicts is not None:
-        out["label_conflicts"] = conflicts
+        texts, rows = conflicts
+        out["label_conflicts"] = {
+            "label": label,
+            "texts": texts,
+            "rows": rows,
+            "rate": rows / values if values else 0.0,
+        }
     return out
 
 
 def _distinct(
-    con: duckdb.DuckDBPyConnection, q: str, label: str | None, values: int, *, normalize: bool = True
-) -> tuple[int, int, dict[str, Any] | None]:
+    con: duckdb.DuckDBPyConnection, q: str, label: str | None, *, normalize: bool = True
+) -> tuple[int, int, tuple[int, int] | None]:
     """Distinct values and distinct normalised values (both by 64-bit hash) of a text column
-    and, with a ``label``, the normalised texts seen under 2+ distinct labels and the rows
-    that carry them.
+    and, with a ``label``, the normalised texts seen under 2+ distinct labels and the labelled
+    rows that carry them.
 
     The normalisation (two regular expressions, the costly part) runs once per distinct
     value, or per distinct (value, label) pair, not once per row; DuckDB spreads it over
@@ -370,19 +489,21 @@ def _distinct(
         ).fetchone()
         distinct, norm_distinct = (int(v) for v in row or (0, 0))
         return distinct, norm_distinct, None
-    lab = _ident(label)
-    pairs = f"SELECT {q} AS v, {lab} AS l, count(*) AS n FROM t WHERE {q} IS NOT NULL GROUP BY v, l"
     texts = (
         f"SELECT {norm} AS k, count(DISTINCT l) AS labels, sum(n) FILTER (WHERE l IS NOT NULL) AS n "
-        f"FROM ({pairs}) GROUP BY k"
+        f"FROM ({_pairs(q, label)}) GROUP BY k"
     )
     row = con.execute(
         f"SELECT (SELECT count(DISTINCT hash({q})) FROM t WHERE {q} IS NOT NULL), count(DISTINCT hash(k)), "
         f"count(*) FILTER (WHERE labels > 1), coalesce(sum(n) FILTER (WHERE labels > 1), 0) FROM ({texts})"
     ).fetchone()
     distinct, norm_distinct, texts_n, rows = (int(v) for v in row or (0, 0, 0, 0))
-    conflicts = {"label": label, "texts": texts_n, "rows": rows, "rate": rows / values if values else 0.0}
-    return distinct, norm_distinct, conflicts
+    return distinct, norm_distinct, (texts_n, rows)
+
+
+def _pairs(q: str, label: str) -> str:
+    """SQL: each distinct (text, label) pair of the non-null texts, with its rows."""
+    return f"SELECT {q} AS v, {_ident(label)} AS l, count(*) AS n FROM t WHERE {q} IS NOT NULL GROUP BY v, l"
 
 
 def _quantiles(hist: list[tuple[int, int]], total: int) -> dict[str, int | None]:
@@ -397,35 +518,51 @@ def _quantiles(hist: list[tuple[int, int]], total: int) -> dict[str, int | None]
     }
 
 
+def _wanted(rows: int) -> np.ndarray:
+    """The sampled rows of a table of ``rows`` rows: up to ``SAMPLE_VALUES``, evenly spaced."""
+    k = min(rows, SAMPLE_VALUES)
+    return (np.arange(k, dtype=np.int64) * rows) // k if k else np.zeros(0, dtype=np.int64)
+
+
 def _samples(parts: TableParts, names: list[str]) -> dict[str, list[str]]:
     """Per column, the non-null values of up to ``SAMPLE_VALUES`` rows, evenly spaced over the
     row order; only the row groups that hold those rows are read (all columns at once), one at
     a time: a 10M-row text column is not held whole (it was 0.6 GB at 100M rows)."""
     out: dict[str, list[str]] = {name: [] for name in names}
-    rows = parts.rows
-    k = min(rows, SAMPLE_VALUES)
-    if not names or not k:
+    wanted = _wanted(parts.rows)
+    if not names or not wanted.size:
         return out
+    offset = 0
+    for path, md in zip(parts.files, parts.metadata, strict=True):
+        lo, hi = np.searchsorted(wanted, [offset, offset + md.num_rows])
+        for name, values in _picked(path, md, names, wanted[lo:hi] - offset).items():
+            out[name] += values
+        offset += md.num_rows
+    return out
+
+
+def _picked(path: Path, md: Any, names: list[str], rows: np.ndarray) -> dict[str, list[str]]:
+    """The non-null values of ``names`` at ``rows`` (ascending) of one part, reading only the row
+    groups that hold them (a column the part lacks gives none)."""
     import pyarrow.parquet as pq
 
-    wanted = (np.arange(k, dtype=np.int64) * rows) // k
-    offset = 0
-    for path, schema, md in zip(parts.files, parts.schemas, parts.metadata, strict=True):
-        present = [c for c in names if c in schema.names]
-        reader = pq.ParquetFile(path) if present else None
-        start = offset
-        for g in range(md.num_row_groups):
-            n = md.row_group(g).num_rows
-            lo, hi = np.searchsorted(wanted, [start, start + n])
-            if reader is not None and hi > lo:
-                picked = np.ascontiguousarray(wanted[lo:hi] - start, dtype=np.int64)
-                # from a buffer: pa.array(ndarray) would import pandas (~0.4 s) only to check the type
-                index = pa.Array.from_buffers(pa.int64(), picked.size, [None, pa.py_buffer(picked)])
-                data = reader.read_row_group(g, columns=present)
-                for name in present:
-                    out[name] += [v for v in data.column(name).take(index).to_pylist() if v is not None]
-            start += n
-        offset += md.num_rows
+    out: dict[str, list[str]] = {name: [] for name in names}
+    present = [c for c in names if c in md.schema.to_arrow_schema().names]
+    if not present or not len(rows):
+        return out
+    reader = pq.ParquetFile(path)
+    start = 0
+    for g in range(md.num_row_groups):
+        n = md.row_group(g).num_rows
+        lo, hi = np.searchsorted(rows, [start, start + n])
+        if hi > lo:
+            picked = np.ascontiguousarray(rows[lo:hi] - start, dtype=np.int64)
+            # from a buffer: pa.array(ndarray) would import pandas (~0.4 s) only to check the type
+            index = pa.Array.from_buffers(pa.int64(), picked.size, [None, pa.py_buffer(picked)])
+            data = reader.read_row_group(g, columns=present)
+            for name in present:
+                out[name] += [v for v in data.column(name).take(index).to_pylist() if v is not None]
+        start += n
     return out
 
 

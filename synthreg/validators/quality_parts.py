@@ -1,0 +1,273 @@
+"""Quality counts taken part by part on a remote Dask cluster, and merged: the numbers of
+``quality.table_quality``, without the client reading the tables.
+
+``table_quality(..., cluster="tcp://...")`` hands each part to a task on the cluster's workers
+(which see the tables' folder, as the generation's did). A part's task runs the whole-table
+queries of ``quality`` on that one file, in DuckDB (one thread): rows, non-null counts, text
+length histograms, the value counts of category, bool and label columns, and the sampled free
+texts (the rows of the table's evenly spaced sample that fall in the part). What has to be
+distinct over the whole table is hashed there, with DuckDB's same 64-bit ``hash``, de-duplicated
+within the part and split by bucket (``hash % buckets``) into one Arrow file per part, a batch per
+bucket (``group_rules``' scratch layout):
+
+- set 0, the rows' hashes (all columns but the primary key);
+- per text column ``i``, set ``1 + 2i``, its values' hashes; and set ``2 + 2i``, its normalised
+  values' hashes (free text), or with a label each (normalised text hash, label as text) pair
+  with its rows.
+
+A task per bucket then counts each set's distinct hashes, and for a (text, label) set the texts
+under 2+ labels and their labelled rows; each hash falls in one bucket, so the sums over the
+buckets are the whole table's counts. The client sums the rest part by part. A table whose
+parts do not all have one schema is measured by DuckDB here (its column types might then
+differ between parts, and with them the hashes).
+
+What is sent back is a few kilobytes per part and per bucket; the pieces go in ``.checks``
+beside the tables' folder and are removed after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from synthreg.generators import group_rules
+from synthreg.validators.parts import TableParts
+from synthreg.validators.quality import (
+    _NORMALIZE,
+    Counts,
+    Layout,
+    _connect,
+    _groups,
+    _ident,
+    _pairs,
+    _picked,
+    _scan,
+    _view,
+    _wanted,
+)
+
+__all__ = ["counts_by_parts"]
+
+#: The task keys' prefix on a cluster (``<prefix>-part-...``, ``<prefix>-bucket-...``).
+PREFIX = "synthreg-quality"
+_SET, _HASH, _LABEL, _ROWS = "set", "h", "label", "n"
+_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64()), (_LABEL, pa.string()), (_ROWS, pa.int64())])
+
+
+@dataclass(frozen=True)
+class _PartCounts:
+    """What one part's task returns (its hashes went to its split file)."""
+
+    rows: int
+    non_null: dict[str, int]
+    lengths: dict[str, list[tuple[int, int]]]
+    groups: dict[str, list[tuple[str, int]]]
+    samples: dict[str, list[str]]
+
+
+def counts_by_parts(
+    layouts: dict[str, tuple[Layout, TableParts]], cluster: str | None
+) -> dict[str, Counts]:
+    """Each table's ``Counts`` from tasks on ``cluster`` (tables whose parts differ in schema are
+    left out: the caller counts them itself)."""
+    chosen = {name: lp for name, lp in layouts.items() if _uniform(lp[1]) and lp[1].files}
+    if not chosen:
+        return {}
+    files = [f for _, parts in chosen.values() for f in parts.files]
+    buckets = {name: _buckets(layout, parts) for name, (layout, parts) in chosen.items()}
+    with (
+        group_rules._scratch(files, cluster, "synthreg-quality-") as work,
+        group_rules._runner(1, cluster, PREFIX) as run,
+    ):
+        splits: dict[str, list[Path]] = {}
+        tasks = []
+        for name, (layout, parts) in chosen.items():
+            splits[name] = [work / name / f"split-{i:05d}.arrow" for i in range(len(parts.files))]
+            wanted, offset = _wanted(parts.rows), 0
+            for path, md, split in zip(parts.files, parts.metadata, splits[name], strict=True):
+                lo, hi = np.searchsorted(wanted, [offset, offset + md.num_rows])
+                tasks.append((path, split, layout, buckets[name], wanted[lo:hi] - offset))
+                offset += md.num_rows
+        done = iter(run(_part, tasks))
+        per_part = {name: [next(done) for _ in parts.files] for name, (_, parts) in chosen.items()}
+        jobs = [(name, b) for name in chosen for b in range(buckets[name])]
+        found = run(
+            _bucket, [(splits[name], b, buckets[name], _pair_sets(chosen[name][0])) for name, b in jobs]
+        )
+    by_table: dict[str, list[dict[int, tuple[int, int, int]]]] = {name: [] for name in chosen}
+    for (name, _), counted in zip(jobs, found, strict=True):
+        by_table[name].append(counted)
+    return {name: _merge(chosen[name][0], per_part[name], by_table[name]) for name in chosen}
+
+
+def _uniform(parts: TableParts) -> bool:
+    first = parts.schemas[0] if parts.schemas else None
+    return first is not None and all(s.equals(first, check_metadata=False) for s in parts.schemas)
+
+
+def _sets(layout: Layout) -> int:
+    return 1 + 2 * len(layout.texts)
+
+
+def _pair_sets(layout: Layout) -> frozenset[int]:
+    """The sets of (normalised text, label) pairs: text columns counted against a label."""
+    return frozenset(2 + 2 * i for i, name in enumerate(layout.texts) if layout.text_label(name))
+
+
+def _buckets(layout: Layout, parts: TableParts) -> int:
+    """Buckets of at most ``group_rules.BUCKET_ROWS`` hashes, counting every set's."""
+    return group_rules._bucket_count(parts.rows * _sets(layout), 1)
+
+
+# ---------------------------------------------------------------- a part's task
+
+
+def _part(path: Path, split: Path, layout: Layout, buckets: int, sampled: np.ndarray) -> _PartCounts:
+    """One part's counts, and its distinct hashes by bucket in ``split``."""
+    with _connect(threads=1) as con:
+        _view(con, [path])
+        rows, _, non_null, lengths = _scan(con, layout, distinct=False)
+        groups = {name: _groups(con, name) for name in layout.shares}
+        hashed = [_hashes(con, s, q) for s, q in _queries(layout)]
+    data = pa.concat_tables([t for t in hashed if t.num_rows] or [_SCHEMA.empty_table()])
+    bucket = (data.column(_HASH).to_numpy() % np.uint64(buckets)).astype(np.int64)
+    assert buckets <= 1 << 16, buckets  # group_rules._MAX_BUCKETS: as 16 bits, a radix sort
+    ordered = data.take(np.argsort(bucket.astype(np.uint16), kind="stable"))
+    group_rules._write_batches(split, [(ordered, np.bincount(bucket, minlength=buckets).tolist())])
+    md = _metadata(path)
+    samples = _picked(path, md, list(layout.free), np.asarray(sampled, dtype=np.int64))
+    return _PartCounts(rows, non_null, lengths, groups, samples)
+
+
+def _metadata(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path)
+
+
+def _queries(layout: Layout) -> list[tuple[int, str]]:
+    """SQL for each set of distinct hashes (columns h, and for pairs label and n)."""
+    out = []
+    if layout.hashed:
+        out.append((0, f"SELECT DISTINCT hash({', '.join(layout.hashed)}) AS h FROM t"))
+    for i, name in enumerate(layout.texts):
+        q, label, free = _ident(name), layout.text_label(name), name in layout.free
+        out.append((1 + 2 * i, f"SELECT DISTINCT hash({q}) AS h FROM t WHERE {q} IS NOT NULL"))
+        norm = _NORMALIZE.format("v") if free else "v"
+        if label is not None:
+            out.append(
+                (
+                    2 + 2 * i,
+                    f"SELECT hash({norm}) AS h, CAST(l AS VARCHAR) AS label, sum(n)::BIGINT AS n "
+                    f"FROM ({_pairs(q, label)}) GROUP BY h, label",
+                )
+            )
+        elif free:
+            values = f"SELECT DISTINCT {q} AS v FROM t WHERE {q} IS NOT NULL"
+            out.append((2 + 2 * i, f"SELECT DISTINCT hash({norm}) AS h FROM ({values})"))
+    return out
+
+
+def _hashes(con: Any, kind: int, sql: str) -> pa.Table:
+    found = con.sql(sql).to_arrow_table()
+    rows = found.num_rows
+    return pa.table(
+        {
+            _SET: pa.array(np.full(rows, kind, dtype=np.int16)),
+            _HASH: found.column("h").cast(pa.uint64()),
+            _LABEL: found.column("label").cast(pa.string())
+            if "label" in found.column_names
+            else pa.nulls(rows, pa.string()),
+            _ROWS: found.column("n").cast(pa.int64())
+            if "n" in found.column_names
+            else pa.nulls(rows, pa.int64()),
+        },
+        schema=_SCHEMA,
+    )
+
+
+# ---------------------------------------------------------------- a bucket's task
+
+
+def _bucket(
+    splits: Sequence[Path], bucket: int, buckets: int, pairs: frozenset[int]
+) -> dict[int, tuple[int, int, int]]:
+    """Per set, in one bucket over every part: distinct hashes; for a (text, label) set also the
+    texts seen under 2+ labels and the labelled rows that carry them."""
+    data = group_rules._bucket_rows(splits, bucket, buckets)
+    kinds = data.column(_SET).to_numpy()
+    out: dict[int, tuple[int, int, int]] = {}
+    for kind in np.unique(kinds).tolist():
+        chosen = data.filter(pa.array(kinds == kind))
+        if kind not in pairs:
+            out[kind] = (_distinct(chosen.column(_HASH).to_numpy()), 0, 0)
+            continue
+        import pyarrow.compute as pc
+
+        labelled = pc.if_else(pc.is_valid(chosen.column(_LABEL)), chosen.column(_ROWS), 0)
+        texts = pa.table({_HASH: chosen.column(_HASH), _LABEL: chosen.column(_LABEL), _ROWS: labelled})
+        grouped = texts.group_by(_HASH).aggregate([(_LABEL, "count_distinct"), (_ROWS, "sum")])
+        many = grouped.column(f"{_LABEL}_count_distinct").to_numpy() > 1
+        rows = grouped.column(f"{_ROWS}_sum").to_numpy()[many]
+        out[kind] = (grouped.num_rows, int(many.sum()), int(rows.sum()))
+    return out
+
+
+def _distinct(values: np.ndarray) -> int:
+    """Distinct values, by sorting (NumPy 2.4's hash-based ``unique`` took 10x longer on 64-bit
+    hashes)."""
+    if not values.size:
+        return 0
+    ordered = np.sort(values)
+    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
+# ---------------------------------------------------------------- merged
+
+
+def _merge(
+    layout: Layout, parts: list[_PartCounts], buckets: list[dict[int, tuple[int, int, int]]]
+) -> Counts:
+    """A table's counts from its parts' and its buckets'."""
+    totals: dict[int, list[int]] = {}
+    for counted in buckets:
+        for kind, values in counted.items():
+            total = totals.setdefault(kind, [0, 0, 0])
+            for i, v in enumerate(values):
+                total[i] += v
+    rows = sum(p.rows for p in parts)
+
+    def distinct(kind: int) -> int:
+        return totals.get(kind, [0, 0, 0])[0]
+
+    texts: dict[str, tuple[int, int, tuple[int, int] | None]] = {}
+    for i, name in enumerate(layout.texts):
+        raw = distinct(1 + 2 * i)
+        if layout.text_label(name) is not None:
+            _, many, labelled = totals.get(2 + 2 * i, [0, 0, 0])
+            texts[name] = (raw, distinct(2 + 2 * i), (many, labelled))
+        else:
+            texts[name] = (raw, distinct(2 + 2 * i) if name in layout.free else raw, None)
+    return Counts(
+        rows=rows,
+        distinct=(distinct(0) if layout.hashed else rows) if rows else 0,
+        non_null={c: sum(p.non_null[c] for p in parts) for c in layout.names},
+        lengths={c: _added([p.lengths[c] for p in parts]) for c in layout.texts},
+        groups={c: _added([p.groups[c] for p in parts]) for c in layout.shares},
+        texts=texts,
+        samples={c: [v for p in parts for v in p.samples[c]] for c in layout.free},
+    )
+
+
+def _added(counts: list[list[tuple[Any, int]]]) -> list[tuple[Any, int]]:
+    """(key, count) lists summed key by key, by key."""
+    out: dict[Any, int] = {}
+    for pairs in counts:
+        for key, n in pairs:
+            out[key] = out.get(key, 0) + n
+    return sorted(out.items())
