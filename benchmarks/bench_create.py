@@ -179,6 +179,8 @@ def _collect(
                     ("create (warm)", functools.partial(_create, spec, scale, work, True, warm=warm))
                 )
             for label, fn in configs:
+                if args.sync:
+                    os.sync()  # outside the timing: earlier runs' dirty pages written back first
                 if args.memory == "sampled":
                     figures = fn(POLL_S) if label == "engine" else fn(POLL_S, seed=next(seeds))
                 elif label == "engine":
@@ -227,6 +229,12 @@ def main() -> None:
         help="separate (default): wall times from runs nobody polls, peak PSS from a second run of "
         "each; sampled: one polled run gives both (the polls cost ~10%% of a small create's time)",
     )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="write every dirty page back (os.sync) before each run, outside its timing: each run "
+        "then starts as a lone create does, not behind the write-back of the runs before it",
+    )
     args = parser.parse_args()
     variants = [_variant(text) for text in args.variant]
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.sidecar]
@@ -239,8 +247,9 @@ def main() -> None:
             with contextlib.suppress(ProcessLookupError):  # its socket folder is about to go
                 os.kill(warm[1], signal.SIGTERM)
     load = os.getloadavg()[0]
+    synced = "; os.sync() before each run" if args.sync else ""
     lines = [f"# bench_create: medians of {args.repeat} fresh-process runs, round-robin; "
-             f"{os.cpu_count()} cores; memory {args.memory}; load at end {load:.2f}", ""]  # fmt: skip
+             f"{os.cpu_count()} cores; memory {args.memory}{synced}; load at end {load:.2f}", ""]  # fmt: skip
     for case in args.cases:
         engine = statistics.median(r["wall"] for r in runs[(case, "engine")])
         rows = int(runs[(case, "engine")][0]["rows"])

@@ -1,12 +1,21 @@
 """Quality metrics by DuckDB in one process against counted part by part on a Dask cluster.
 
-``registry create`` on a remote cluster (``tcp://``) whose workers wrote the parts into the
-workspace measures quality there (``validators/quality_parts.py``): a task per part and a task per
-bucket of hashes, merged by the client. This prints, for the three-table benchmark schema, the
-wall time, the measuring process's CPU seconds and peak RSS, the workers' CPU seconds, and
-whether the metrics are the same. Each measurement is a fresh process (medians of --runs); the
-LocalCluster is started once per worker count, outside the timings, and reached by its address as
-a remote cluster would be.
+``registry create`` on a remote cluster (``tcp://``) whose workers write the parts into the
+workspace measures quality there (``validators/quality_parts.py``): each generation task counts
+the part it has just written (``QualityObserver``), a task per bucket of hashes counts what must
+be distinct, and the client merges. This prints, for the three-table benchmark schema:
+
+- ``duckdb``: the metrics by DuckDB over the whole tables in the measuring process;
+- ``by parts``: generated on the cluster, then counted by a task per part (which reads it again)
+  and a task per bucket;
+- ``as written``: generated on the cluster with the counting in the generation tasks, then a
+  task per bucket.
+
+For each: the generation's wall time (on the cluster), the quality step's wall time, the measuring
+process's CPU seconds and peak RSS in that step, the workers' CPU seconds over generation and
+quality together, and whether the metrics are DuckDB's. Each measurement is a fresh process
+(medians of --runs); the LocalCluster is started once per worker count, outside the timings, and
+reached by its address as a remote cluster would be.
 
     python benchmarks/bench_quality_parts.py --scale 10 --workers 1 2 --runs 3
 """
@@ -27,26 +36,40 @@ ROOT = HERE.parent
 SPEC = HERE / "specs" / "three_table.yaml"
 
 _MEASURE = """
-import json, resource, sys, time
+import json, resource, shutil, sys, time
+from pathlib import Path
+from synthreg.generators.engine import Observers, generate, observed_by
 from synthreg.generators.spec_io import apply_overrides, load_spec
 from synthreg.validators.quality import table_quality
+from synthreg.validators.quality_parts import QualityObserver
 spec = apply_overrides(load_spec(sys.argv[1]), scale=float(sys.argv[2]))
-cluster = sys.argv[4] if len(sys.argv) > 4 else None
+out, mode = Path(sys.argv[3]), sys.argv[4]
+cluster = sys.argv[5] if len(sys.argv) > 5 else None
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+gen_s, observed = 0.0, None
+if mode != "duckdb":
+    observe = Observers(QualityObserver(spec, out / ".quality")) if mode == "as written" else None
+    wall = time.perf_counter()
+    made = generate(spec, out, cluster=cluster, observe=observe)
+    gen_s = time.perf_counter() - wall
+    observed = observed_by(made.observed, 0) if observe else None
 wall, start = time.perf_counter(), cpu()
-found = table_quality(spec, sys.argv[3], cluster)
+found = table_quality(spec, out / "tables", cluster, observed=observed)
+quality_s, quality_cpu = time.perf_counter() - wall, cpu() - start
+if mode != "duckdb":
+    shutil.rmtree(out)
 print(json.dumps({
-    "wall": time.perf_counter() - wall, "cpu": cpu() - start,
+    "gen": gen_s, "wall": quality_s, "cpu": quality_cpu,
     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "metrics": json.dumps(found, sort_keys=True),
 }))
 """
 
 
-def _measure(tables: Path, scale: float, cluster: str | None) -> dict:
-    args = [sys.executable, "-c", _MEASURE, str(SPEC), str(scale), str(tables)] + (
+def _measure(out: Path, scale: float, mode: str, cluster: str | None) -> dict:
+    args = [sys.executable, "-c", _MEASURE, str(SPEC), str(scale), str(out), mode] + (
         [cluster] if cluster else []
     )
     done = subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -82,15 +105,16 @@ def main() -> None:
 
     spec = apply_overrides(load_spec(SPEC), scale=args.scale)
     with tempfile.TemporaryDirectory(prefix="bench-quality-parts-") as tmp:
-        made = generate(spec, Path(tmp))
-        tables = Path(tmp) / "tables"
+        made = generate(spec, Path(tmp) / "pool")
+        tables = Path(tmp) / "pool" / "tables"
         parts = {t: len(list((tables / t).glob("*.parquet"))) for t in spec.table_order()}
         rows = sum(made.rows.values())
         print(f"machine: {os.cpu_count()} cores; rows {rows:,}; parts {parts}; runs {args.runs}")
         print(
-            f"{'config':<22}{'wall s':>9}{'client CPU-s':>14}{'client RSS MB':>15}{'workers CPU-s':>15}  same"
+            f"{'config':<26}{'generate s':>11}{'quality s':>10}{'client CPU-s':>14}{'client RSS MB':>15}"
+            f"{'workers CPU-s':>15}  same"
         )
-        base = [_measure(tables, args.scale, None) for _ in range(args.runs)]
+        base = [_measure(Path(tmp) / "pool", args.scale, "duckdb", None) for _ in range(args.runs)]
         _row("duckdb, this process", base, None, None)
         for workers in args.workers:
             with LocalCluster(
@@ -100,22 +124,27 @@ def main() -> None:
                 dashboard_address=None,
                 silence_logs=40,
             ) as cluster:
-                _measure(tables, args.scale, cluster.scheduler_address)  # workers import what they need
-                runs, spent = [], []
-                for _ in range(args.runs):
-                    before = _workers_cpu(cluster)
-                    runs.append(_measure(tables, args.scale, cluster.scheduler_address))
-                    spent.append(_workers_cpu(cluster) - before)
-            _row(f"by parts, {workers} worker(s)", runs, spent, base[0]["metrics"])
+                address = cluster.scheduler_address
+                _measure(Path(tmp) / "warm-up", args.scale, "as written", address)  # workers import all
+                runs: dict[str, list[dict]] = {"by parts": [], "as written": []}
+                spent: dict[str, list[float]] = {"by parts": [], "as written": []}
+                for i in range(args.runs):
+                    for mode in runs:  # round-robin
+                        before = _workers_cpu(cluster)
+                        runs[mode].append(_measure(Path(tmp) / f"{mode}-{i}", args.scale, mode, address))
+                        spent[mode].append(_workers_cpu(cluster) - before)
+            for mode in runs:
+                _row(f"{mode}, {workers} worker(s)", runs[mode], spent[mode], base[0]["metrics"])
 
 
 def _row(label: str, runs: list[dict], spent: list[float] | None, reference: str | None) -> None:
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
+    gen = f"{med('gen'):>11.2f}" if reference is not None else f"{'':>11}"
     workers = f"{statistics.median(spent):>15.2f}" if spent else f"{'':>15}"
     same = "" if reference is None else str(all(r["metrics"] == reference for r in runs))
-    print(f"{label:<22}{med('wall'):>9.2f}{med('cpu'):>14.2f}{med('rss_mb'):>15.0f}{workers}  {same}")
+    print(f"{label:<26}{gen}{med('wall'):>10.2f}{med('cpu'):>14.2f}{med('rss_mb'):>15.0f}{workers}  {same}")
 
 
 if __name__ == "__main__":

@@ -321,6 +321,46 @@ def test_counts_part_by_part_give_the_same_metrics(
     assert texts["label_conflicts"]["texts"] == 10 and texts["near_duplicate_texts"] == 40
 
 
+def test_parts_counted_as_they_are_written_are_not_counted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``QualityObserver`` in the engine's workers counts each part as it is written; merged, the
+    metrics are DuckDB's and no part is counted again, except one rewritten since (its size or
+    modification time changed) or counted with other buckets."""
+    from synthreg.generators import group_rules
+    from synthreg.generators.engine import Observers, observed_by
+    from synthreg.validators import quality_parts
+
+    doc = copy.deepcopy(SPEC)
+    doc["tables"]["items"]["rows"] = 200_000  # parts of 65,536 rows
+    spec = parse_spec(doc, "items.yaml")
+    hot = tmp_path / "hot"
+    observe = Observers(None, quality_parts.QualityObserver(spec, hot))
+    gen = generate(spec, tmp_path / "gen", workers=2, observe=observe)
+    observed = observed_by(gen.observed, 1)
+    assert len(observed["items"]) > 2 and all(
+        isinstance(r, quality_parts.PartQuality) for _, r in observed["items"]
+    )
+    assert all(r is None for _, r in observed_by(gen.observed, 0)["items"])
+    tables = tmp_path / "gen" / "tables"
+    counted: list[Path] = []
+    real = quality_parts._part
+    monkeypatch.setattr(quality_parts, "_part", lambda path, *a: counted.append(path) or real(path, *a))
+    whole = quality.table_quality(spec, tables)
+    assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
+    assert counted == []
+    part = sorted((tables / "items").glob("*.parquet"))[1]
+    data = pq.read_table(part)
+    tier = pa.array(["free"] * data.num_rows).dictionary_encode().cast(data.schema.field("tier").type)
+    pq.write_table(data.set_column(data.schema.get_field_index("tier"), "tier", tier), part)
+    whole = quality.table_quality(spec, tables)
+    assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
+    assert counted == [part]
+    monkeypatch.setattr(group_rules, "BUCKET_ROWS", 100_000)  # other buckets than the workers'
+    assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
+    assert len(counted) == 1 + len(observed["items"])
+
+
 def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -355,7 +395,7 @@ def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(
     monkeypatch.setattr(
         quality_parts,
         "counts_by_parts",
-        lambda layouts, cluster: counted.append(list(real(layouts, cluster))) or real(layouts, cluster),
+        lambda layouts, *a: counted.append(list(real(layouts, *a))) or real(layouts, *a),
     )
     pq.write_table(
         pa.table({"c": pa.array(["c", "c", None]).dictionary_encode(), "d": ["y", "y", "x"]}),

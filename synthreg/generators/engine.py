@@ -39,10 +39,12 @@ __all__ = [
     "LOGICAL_BLOCK_ROWS",
     "FileHash",
     "GenerationResult",
+    "Observers",
     "TableResult",
     "default_workers",
     "filled_later",
     "generate",
+    "observed_by",
     "table_schema",
     "worker_peak_rss_mb",
 ]
@@ -274,9 +276,29 @@ def _own_peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
-#: ``observe(table, part_path)``: called where a part was just written (a pool worker, a Dask
-#: task, or this process), its small, picklable result returned with the segment.
-Observe = Callable[[str, Path], Any]
+#: ``observe(table, part_path, first_row)``: called where a part was just written (a pool worker, a
+#: Dask task, or this process; ``first_row`` is the part's first row number in its table), its
+#: small, picklable result returned with the segment.
+Observe = Callable[[str, Path, int], Any]
+
+
+class Observers:
+    """Several ``observe`` callables as one (picklable when they are): a tuple of their results
+    (None for an observer that is None)."""
+
+    def __init__(self, *observers: Observe | None) -> None:
+        self.observers = observers
+
+    def __call__(self, table: str, path: Path, first_row: int = 0) -> tuple[Any, ...]:
+        return tuple(None if o is None else o(table, path, first_row) for o in self.observers)
+
+
+def observed_by(observed: dict[str, list[tuple[str, Any]]], index: int) -> dict[str, list[tuple[str, Any]]]:
+    """The results of ``Observers``' ``index``-th observer in ``GenerationResult.observed``."""
+    return {
+        t: [(name, r[index] if isinstance(r, tuple) else None) for name, r in found]
+        for t, found in observed.items()
+    }
 
 
 def _write_segment_measured(
@@ -285,7 +307,7 @@ def _write_segment_measured(
     """``_write_segment`` in a pool worker, with the worker's pid, its peak RSS so far and what
     ``observe`` made of the part (None without it)."""
     done = _write_segment(spec, seg, opts)
-    seen = observe(seg.table, done[1]) if observe is not None else None
+    seen = observe(seg.table, done[1], seg.start) if observe is not None else None
     if opts.stage is not None:  # uploaded: drop this machine's copy; the client's path goes back
         shutil.rmtree(done[1].parent, ignore_errors=True)
         done = (done[0], opts.out_dir / "tables" / seg.table / done[1].name, *done[2:])
@@ -339,7 +361,7 @@ def _run(
         written, seen = [], []
         for seg in segments:
             written.append(_write_segment(spec, seg, opts))
-            seen.append(observe(seg.table, written[-1][1]) if observe is not None else None)
+            seen.append(observe(seg.table, written[-1][1], seg.start) if observe is not None else None)
             rows_done += written[-1][2]
             progress.report(stage="generate", rows_done=rows_done, rows_total=total)
         return written, 0.0, seen

@@ -24,10 +24,12 @@ from synthreg.errors import ValidationFailedError
 from synthreg.generators.engine import (
     ENGINE_MODEL,
     GenerationResult,
+    Observers,
     TableResult,
     default_workers,
     filled_later,
     generate,
+    observed_by,
 )
 from synthreg.generators.llm.callstore import public_api_base
 from synthreg.generators.sampling import Drawn, SampleRequest
@@ -53,6 +55,7 @@ from synthreg.registry.workspace import Workspace
 from synthreg.validators.fused import PartValidator
 from synthreg.validators.parts import lean_memory, release_unused
 from synthreg.validators.quality import score_quality, table_quality
+from synthreg.validators.quality_parts import QualityObserver
 from synthreg.validators.report import render_validation_report
 from synthreg.validators.suite import validate_tables
 
@@ -270,7 +273,13 @@ def _stage(
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
-    observe = _part_validator(spec, workers, cluster)
+    # On a remote cluster whose workers write the parts here, each generation task also takes its
+    # part's quality counts (and, see _part_validator, runs its per-row expectations) while the
+    # part is hot; the counts' hashes go to a folder the workers and this process see.
+    checks_on = cluster if remote(cluster) and stage is None else None
+    hot = staging / ".quality" if checks_on else None
+    validator = _part_validator(spec, workers, cluster)
+    observe = Observers(validator, QualityObserver(spec, hot)) if hot else validator
     samples = _card_samples(spec)
     gen: GenerationResult = clock(
         "generate",
@@ -278,6 +287,7 @@ def _stage(
             spec, staging, workers=workers, cluster=cluster, observe=observe, stage=stage, samples=samples
         ),
     )
+    observed = observed_by(gen.observed, 0) if hot else gen.observed
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
     tables = {n: made[n] for n in spec.table_order()}
@@ -288,20 +298,27 @@ def _stage(
     # The helper validates (GX) while this process measures quality and draws the card's plots;
     # on a remote cluster whose workers wrote the parts here, the checks by buckets and the
     # quality counts run there (part by part: this process does not read the tables for them).
-    checks_on = cluster if remote(cluster) and stage is None else None
-    pending = (
-        helper.validate(spec, staging / "tables", spec.source, gen.observed, checks_on) if helper else None
-    )
+    pending = helper.validate(spec, staging / "tables", spec.source, observed, checks_on) if helper else None
     with lean_memory(spec):
-        quality_tables = clock("quality", lambda: table_quality(spec, staging / "tables", checks_on))
+        try:
+            quality_tables = clock(
+                "quality",
+                lambda: table_quality(
+                    spec,
+                    staging / "tables",
+                    checks_on,
+                    observed=observed_by(gen.observed, 1) if hot else None,
+                ),
+            )
+        finally:
+            if hot is not None:  # not part of the version
+                shutil.rmtree(hot, ignore_errors=True)
         clock("card", lambda: _card_inputs(staging, spec, gen.samples))
     release_unused()  # this process waits for the helper from here: hold no more than it needs
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
     cache = cache_dir_of(staging.parents[1])  # staging is <state_dir>/staging/<id>
     semantic = clock("semantic", lambda: with_semantic({}, spec, staging, cache))
-    validation = clock(
-        "validate", lambda: _validation(spec, staging, pending, clock, gen.observed, checks_on)
-    )
+    validation = clock("validate", lambda: _validation(spec, staging, pending, clock, observed, checks_on))
     if parent_dir is not None and max_drift is not None:
         validation = clock("drift", lambda: _with_drift(validation, spec, staging, parent_dir, max_drift))
     (staging / "validation.json").write_text(json.dumps(validation, indent=2) + "\n")

@@ -126,7 +126,7 @@ class PartValidator:
         self.spec = spec
         self.source = source
 
-    def __call__(self, table: str, path: Path) -> PartTallies | None:
+    def __call__(self, table: str, path: Path, first_row: int = 0) -> PartTallies | None:
         try:
             return self._validate(table, Path(path))
         except Exception:  # validate_tables does it again, and raises it there

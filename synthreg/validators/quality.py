@@ -55,7 +55,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +146,12 @@ def quality_metrics(spec: Spec, tables_dir: Path, validation: dict[str, Any] | N
 
 
 def table_quality(
-    spec: Spec, tables_dir: Path, cluster: str | None = None, *, by_parts: bool | None = None
+    spec: Spec,
+    tables_dir: Path,
+    cluster: str | None = None,
+    *,
+    by_parts: bool | None = None,
+    observed: Mapping[str, list[tuple[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The per-table metrics of :func:`quality_metrics`: everything but the score, which
     :func:`score_quality` adds once the validation is known (``create`` runs the two at once).
@@ -154,7 +159,8 @@ def table_quality(
     ``by_parts`` (the default with a remote Dask ``cluster``, ``tcp://``, whose workers see
     ``tables_dir``): the counts are taken part by part, as tasks on the cluster (in this
     process without one), and merged (:mod:`quality_parts`): the same numbers, without this
-    process reading the tables."""
+    process reading the tables. ``observed``: the generation's results of a
+    ``quality_parts.QualityObserver``, for the parts it counted as they were written."""
     from synthreg.compute.dask import remote
 
     tables_dir = Path(tables_dir)
@@ -167,7 +173,7 @@ def table_quality(
         if remote(cluster) if by_parts is None else by_parts:
             from synthreg.validators.quality_parts import counts_by_parts
 
-            counted = counts_by_parts(layouts, cluster)
+            counted = counts_by_parts(layouts, cluster, observed)
         for name, (layout, parts) in layouts.items():
             counts = counted[name] if name in counted else _counts(con, layout, parts)
             out[name] = _metrics(con, spec.tables[name], layout, counts)

@@ -1,41 +1,44 @@
 """Quality counts taken part by part on a remote Dask cluster, and merged: the numbers of
 ``quality.table_quality``, without the client reading the tables.
 
-``table_quality(..., cluster="tcp://...")`` hands each part to a task on the cluster's workers
-(which see the tables' folder, as the generation's did). A part's task runs the whole-table
-queries of ``quality`` on that one file, in DuckDB (one thread): rows, non-null counts, text
-length histograms, the value counts of category, bool and label columns, and the sampled free
-texts (the rows of the table's evenly spaced sample that fall in the part). What has to be
-distinct over the whole table is hashed there, with DuckDB's same 64-bit ``hash``, de-duplicated
-within the part and split by bucket (``hash % buckets``) into one Arrow file per part, a batch per
-bucket (``group_rules``' scratch layout):
+A part's counts are the whole-table queries of ``quality`` run on that one file, in DuckDB (one
+thread): rows, non-null counts, text length histograms, the value counts of category, bool and
+label columns, and the sampled free texts (the rows of the table's evenly spaced sample that
+fall in the part). What has to be distinct over the whole table is hashed there, with DuckDB's
+same 64-bit ``hash`` (texts de-duplicated within the part), and split by bucket
+(``hash % buckets``) into one Arrow file per part, a batch per bucket (``group_rules``' layout):
 
 - set 0, the rows' hashes (all columns but the primary key);
 - per text column ``i``, set ``1 + 2i``, its values' hashes; and set ``2 + 2i``, its normalised
   values' hashes (free text), or with a label each (normalised text hash, label as text) pair
   with its rows.
 
-A task per bucket then counts each set's distinct hashes, and for a (text, label) set the texts
-under 2+ labels and their labelled rows; each hash falls in one bucket, so the sums over the
-buckets are the whole table's counts. The client sums the rest part by part. A table whose
-parts do not all have one schema is measured by DuckDB here (its column types might then
-differ between parts, and with them the hashes).
+``create`` on a remote cluster whose workers write the parts into the workspace has each
+generation task count the part it has just written (:class:`QualityObserver`, its split file in a
+folder beside the tables); ``table_quality(..., cluster="tcp://...")`` then counts any other part
+(rewritten since, or counted with other buckets) by a task of its own on the cluster, in
+``.checks`` beside the tables' folder. A task per bucket counts each set's distinct hashes, and for
+a (text, label) set the texts under 2+ labels and their labelled rows; each hash falls in one
+bucket, so the sums over the buckets are the whole table's counts. The client sums the rest part
+by part. A table whose parts do not all have one schema is measured by DuckDB here (its column
+types might then differ between parts, and with them the hashes).
 
-What is sent back is a few kilobytes per part and per bucket; the pieces go in ``.checks``
-beside the tables' folder and are removed after.
+What is sent back is a few kilobytes per part and per bucket; the split files are removed after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
 
 from synthreg.generators import group_rules
+from synthreg.generators.spec import Spec
 from synthreg.validators.parts import TableParts
 from synthreg.validators.quality import (
     _NORMALIZE,
@@ -44,6 +47,7 @@ from synthreg.validators.quality import (
     _connect,
     _groups,
     _ident,
+    _layout,
     _pairs,
     _picked,
     _scan,
@@ -51,7 +55,7 @@ from synthreg.validators.quality import (
     _wanted,
 )
 
-__all__ = ["counts_by_parts"]
+__all__ = ["PartQuality", "QualityObserver", "counts_by_parts"]
 
 #: The task keys' prefix on a cluster (``<prefix>-part-...``, ``<prefix>-bucket-...``).
 PREFIX = "synthreg-quality"
@@ -70,11 +74,68 @@ class _PartCounts:
     samples: dict[str, list[str]]
 
 
+@dataclass(frozen=True)
+class PartQuality:
+    """A part's counts taken where it was written (:class:`QualityObserver`), its hashes in
+    ``split``; used only for the same file (size, modification time), layout and buckets."""
+
+    counts: _PartCounts
+    layout: Layout
+    buckets: int
+    size: int
+    mtime_ns: int
+    split: Path
+
+
+class QualityObserver:
+    """``observe`` for the engine: a part's quality counts taken by the task that just wrote it,
+    while it is in that machine's page cache, its hashes split into ``folder`` (which the client
+    and every worker see, and which the caller removes). Picklable; a failure gives None (the
+    part is then counted by a task of its own)."""
+
+    def __init__(self, spec: Spec, folder: Path) -> None:
+        self.spec = spec
+        self.folder = Path(folder)
+        # decided here, as the client will count them (a worker's settings may differ)
+        self.buckets = {
+            name: group_rules._bucket_count(
+                table.rows * (1 + 2 * sum(c.type in ("text", "llm_text") for c in table.columns.values())), 1
+            )
+            for name, table in spec.tables.items()
+        }
+
+    def __call__(self, table: str, path: Path, first_row: int = 0) -> PartQuality | None:
+        try:
+            return self._count(table, Path(path), first_row)
+        except Exception:  # counted again by counts_by_parts, which raises what it raises
+            return None
+
+    def _count(self, table: str, path: Path, first_row: int) -> PartQuality | None:
+        import pyarrow.parquet as pq
+
+        spec_table = self.spec.tables[table]
+        if spec_table.llm is not None or any(c.type == "llm_text" for c in spec_table.columns.values()):
+            return None  # filled in after the engine: these parts change
+        info = os.stat(path)
+        md = pq.read_metadata(path)
+        layout, _ = _layout(spec_table, TableParts(table, (path,), (md,), (md.schema.to_arrow_schema(),)))
+        buckets = self.buckets[table]
+        wanted = _wanted(spec_table.rows)
+        lo, hi = np.searchsorted(wanted, [first_row, first_row + md.num_rows])
+        split = self.folder / table / f"split-{path.stem}.arrow"
+        counts = _part(path, split, layout, buckets, wanted[lo:hi] - first_row)
+        return PartQuality(counts, layout, buckets, info.st_size, info.st_mtime_ns, split)
+
+
 def counts_by_parts(
-    layouts: dict[str, tuple[Layout, TableParts]], cluster: str | None
+    layouts: dict[str, tuple[Layout, TableParts]],
+    cluster: str | None,
+    observed: Mapping[str, list[tuple[str, Any]]] | None = None,
 ) -> dict[str, Counts]:
     """Each table's ``Counts`` from tasks on ``cluster`` (tables whose parts differ in schema are
-    left out: the caller counts them itself)."""
+    left out: the caller counts them itself). ``observed``: ``GenerationResult.observed`` of a
+    run with a :class:`QualityObserver`; a part counted there is not counted again when its file,
+    layout and buckets are the same."""
     chosen = {name: lp for name, lp in layouts.items() if _uniform(lp[1]) and lp[1].files}
     if not chosen:
         return {}
@@ -85,16 +146,26 @@ def counts_by_parts(
         group_rules._runner(1, cluster, PREFIX) as run,
     ):
         splits: dict[str, list[Path]] = {}
-        tasks = []
+        per_part: dict[str, list[_PartCounts | None]] = {}
+        tasks, slots = [], []
         for name, (layout, parts) in chosen.items():
-            splits[name] = [work / name / f"split-{i:05d}.arrow" for i in range(len(parts.files))]
+            seen = dict((observed or {}).get(name, []))
+            splits[name], per_part[name] = [], []
             wanted, offset = _wanted(parts.rows), 0
-            for path, md, split in zip(parts.files, parts.metadata, splits[name], strict=True):
-                lo, hi = np.searchsorted(wanted, [offset, offset + md.num_rows])
-                tasks.append((path, split, layout, buckets[name], wanted[lo:hi] - offset))
+            for i, (path, md) in enumerate(zip(parts.files, parts.metadata, strict=True)):
+                hot = seen.get(path.name)
+                if _usable(hot, path, layout, buckets[name]):
+                    splits[name].append(hot.split)
+                    per_part[name].append(hot.counts)
+                else:
+                    lo, hi = np.searchsorted(wanted, [offset, offset + md.num_rows])
+                    splits[name].append(work / name / f"split-{i:05d}.arrow")
+                    per_part[name].append(None)
+                    tasks.append((path, splits[name][-1], layout, buckets[name], wanted[lo:hi] - offset))
+                    slots.append((name, i))
                 offset += md.num_rows
-        done = iter(run(_part, tasks))
-        per_part = {name: [next(done) for _ in parts.files] for name, (_, parts) in chosen.items()}
+        for (name, i), counted in zip(slots, run(_part, tasks), strict=True):
+            per_part[name][i] = counted
         jobs = [(name, b) for name in chosen for b in range(buckets[name])]
         found = run(
             _bucket, [(splits[name], b, buckets[name], _pair_sets(chosen[name][0])) for name, b in jobs]
@@ -102,7 +173,21 @@ def counts_by_parts(
     by_table: dict[str, list[dict[int, tuple[int, int, int]]]] = {name: [] for name in chosen}
     for (name, _), counted in zip(jobs, found, strict=True):
         by_table[name].append(counted)
-    return {name: _merge(chosen[name][0], per_part[name], by_table[name]) for name in chosen}
+    return {
+        name: _merge(chosen[name][0], [c for c in per_part[name] if c is not None], by_table[name])
+        for name in chosen
+    }
+
+
+def _usable(found: Any, path: Path, layout: Layout, buckets: int) -> TypeGuard[PartQuality]:
+    """``found`` is what counting ``path`` here would give: the same file, layout and buckets."""
+    if not isinstance(found, PartQuality) or found.layout != layout or found.buckets != buckets:
+        return False
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (info.st_size, info.st_mtime_ns) == (found.size, found.mtime_ns) and found.split.is_file()
 
 
 def _uniform(parts: TableParts) -> bool:
@@ -153,8 +238,8 @@ def _metadata(path: Path) -> Any:
 def _queries(layout: Layout) -> list[tuple[int, str]]:
     """SQL for each set of distinct hashes (columns h, and for pairs label and n)."""
     out = []
-    if layout.hashed:
-        out.append((0, f"SELECT DISTINCT hash({', '.join(layout.hashed)}) AS h FROM t"))
+    if layout.hashed:  # rows are mostly distinct: DuckDB's DISTINCT here took 6x the hashing
+        out.append((0, f"SELECT hash({', '.join(layout.hashed)}) AS h FROM t"))
     for i, name in enumerate(layout.texts):
         q, label, free = _ident(name), layout.text_label(name), name in layout.free
         out.append((1 + 2 * i, f"SELECT DISTINCT hash({q}) AS h FROM t WHERE {q} IS NOT NULL"))
