@@ -359,6 +359,14 @@ def test_parts_counted_as_they_are_written_are_not_counted_again(
     monkeypatch.setattr(group_rules, "BUCKET_ROWS", 100_000)  # other buckets than the workers'
     assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
     assert len(counted) == 1 + len(observed["items"])
+    monkeypatch.undo()
+    counted.clear()
+    monkeypatch.setattr(quality_parts, "_part", lambda path, *a: counted.append(path) or real(path, *a))
+    first = sorted((tables / "items").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(first).slice(1_000), first)  # every later part's rows move
+    whole = quality.table_quality(spec, tables)
+    assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
+    assert len(counted) == len(observed["items"])  # each sampled other rows: all counted again
 
 
 def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(
@@ -403,6 +411,29 @@ def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(
     )
     whole, parted = _by_parts(spec, tmp_path / "tables")
     assert parted == whole and counted == [[]]  # not counted by parts
+
+
+def test_part_by_part_labels_are_compared_as_duckdb_compares_them(tmp_path: Path) -> None:
+    """A float label of 0.0 in one part and -0.0 in another is one label, as DuckDB's ``count(DISTINCT
+    ...)`` over the whole table has it: the text under both is no label conflict."""
+    doc = {
+        "tables": {
+            "t": {
+                "rows": 4,
+                "columns": {
+                    "body": {"type": "text", "vocab": "review"},
+                    "lab": {"type": "float", "label": True},
+                },
+            }
+        }
+    }
+    folder = tmp_path / "tables" / "t"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"body": ["a", "b"], "lab": [0.0, 1.0]}), folder / "part-00000.parquet")
+    pq.write_table(pa.table({"body": ["a", "b"], "lab": [-0.0, 2.0]}), folder / "part-00001.parquet")
+    whole, parted = _by_parts(parse_spec(doc, "t.yaml"), tmp_path / "tables")
+    assert parted == whole
+    assert parted["t"]["columns"]["body"]["text"]["label_conflicts"]["texts"] == 1  # "b": 1.0 and 2.0
 
 
 # ---------------------------------------------------------------- HTML report

@@ -1037,7 +1037,13 @@ def _scratch(files: Sequence[Path], cluster: str | None, prefix: str) -> Iterato
         return
     shared = Path(files[0]).resolve().parent.parent.parent / ".checks"
     folder = shared / f"{prefix}{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True)
+    for attempt in range(5):  # another check (quality beside validation) may remove an empty .checks
+        try:
+            folder.mkdir(parents=True)
+            break
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
     try:
         yield folder
     finally:

@@ -10,7 +10,7 @@ same 64-bit ``hash`` (texts de-duplicated within the part), and split by bucket
 
 - set 0, the rows' hashes (all columns but the primary key);
 - per text column ``i``, set ``1 + 2i``, its values' hashes; and set ``2 + 2i``, its normalised
-  values' hashes (free text), or with a label each (normalised text hash, label as text) pair
+  values' hashes (free text), or with a label each (normalised text hash, label hash) pair
   with its rows.
 
 ``create`` on a remote cluster whose workers write the parts into the workspace has each
@@ -60,7 +60,7 @@ __all__ = ["PartQuality", "QualityObserver", "counts_by_parts"]
 #: The task keys' prefix on a cluster (``<prefix>-part-...``, ``<prefix>-bucket-...``).
 PREFIX = "synthreg-quality"
 _SET, _HASH, _LABEL, _ROWS = "set", "h", "label", "n"
-_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64()), (_LABEL, pa.string()), (_ROWS, pa.int64())])
+_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64()), (_LABEL, pa.uint64()), (_ROWS, pa.int64())])
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class PartQuality:
     size: int
     mtime_ns: int
     split: Path
+    #: the part's first row and the table's rows, which chose its sampled rows
+    first_row: int
+    table_rows: int
 
 
 class QualityObserver:
@@ -124,7 +127,9 @@ class QualityObserver:
         lo, hi = np.searchsorted(wanted, [first_row, first_row + md.num_rows])
         split = self.folder / table / f"split-{path.stem}.arrow"
         counts = _part(path, split, layout, buckets, wanted[lo:hi] - first_row)
-        return PartQuality(counts, layout, buckets, info.st_size, info.st_mtime_ns, split)
+        return PartQuality(
+            counts, layout, buckets, info.st_size, info.st_mtime_ns, split, first_row, spec_table.rows
+        )
 
 
 def counts_by_parts(
@@ -154,7 +159,7 @@ def counts_by_parts(
             wanted, offset = _wanted(parts.rows), 0
             for i, (path, md) in enumerate(zip(parts.files, parts.metadata, strict=True)):
                 hot = seen.get(path.name)
-                if _usable(hot, path, layout, buckets[name]):
+                if _usable(hot, path, layout, buckets[name], (offset, parts.rows)):
                     splits[name].append(hot.split)
                     per_part[name].append(hot.counts)
                 else:
@@ -179,9 +184,14 @@ def counts_by_parts(
     }
 
 
-def _usable(found: Any, path: Path, layout: Layout, buckets: int) -> TypeGuard[PartQuality]:
-    """``found`` is what counting ``path`` here would give: the same file, layout and buckets."""
+def _usable(
+    found: Any, path: Path, layout: Layout, buckets: int, place: tuple[int, int]
+) -> TypeGuard[PartQuality]:
+    """``found`` is what counting ``path`` here would give: the same file, layout and buckets, and
+    the same ``place`` (the part's first row, the table's rows), which chose its sampled rows."""
     if not isinstance(found, PartQuality) or found.layout != layout or found.buckets != buckets:
+        return False
+    if (found.first_row, found.table_rows) != place:
         return False
     try:
         info = os.stat(path)
@@ -248,8 +258,10 @@ def _queries(layout: Layout) -> list[tuple[int, str]]:
             out.append(
                 (
                     2 + 2 * i,
-                    f"SELECT hash({norm}) AS h, CAST(l AS VARCHAR) AS label, sum(n)::BIGINT AS n "
-                    f"FROM ({_pairs(q, label)}) GROUP BY h, label",
+                    # a label by its hash: DuckDB's count(DISTINCT l) takes 0.0 and -0.0 (and NaN
+                    # and -NaN) as one value, and so does its hash; their text would be two
+                    f"SELECT hash({norm}) AS h, CASE WHEN l IS NULL THEN NULL ELSE hash(l) END AS label, "
+                    f"sum(n)::BIGINT AS n FROM ({_pairs(q, label)}) GROUP BY h, label",
                 )
             )
         elif free:
@@ -265,9 +277,9 @@ def _hashes(con: Any, kind: int, sql: str) -> pa.Table:
         {
             _SET: pa.array(np.full(rows, kind, dtype=np.int16)),
             _HASH: found.column("h").cast(pa.uint64()),
-            _LABEL: found.column("label").cast(pa.string())
+            _LABEL: found.column("label").cast(pa.uint64())
             if "label" in found.column_names
-            else pa.nulls(rows, pa.string()),
+            else pa.nulls(rows, pa.uint64()),
             _ROWS: found.column("n").cast(pa.int64())
             if "n" in found.column_names
             else pa.nulls(rows, pa.int64()),
