@@ -283,3 +283,29 @@ def test_a_create_on_a_remote_cluster_runs_its_checks_by_buckets_there(
     version = workspace / made.path
     found = json.loads((version / "quality.json").read_text())["tables"]
     assert found == table_quality(load_spec(version / "spec.yaml"), version / "tables")
+
+
+def test_a_check_scratch_folder_survives_another_check_removing_the_shared_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checks share ``.checks`` (quality in ``create``'s process, validation in its helper); one
+    removes it when empty as it ends. If that happens while the other makes its folder, the other
+    makes it again instead of failing."""
+    from synthreg.generators import group_rules
+
+    part = tmp_path / "v" / "tables" / "t" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"")
+    real = Path.mkdir
+    raced: list[Path] = []
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.parent.name == ".checks" and not raced:  # the other check's rmdir gets in first
+            raced.append(self)
+            raise FileNotFoundError(self)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with group_rules._scratch([part], "tcp://127.0.0.1:1", "synthreg-x-") as folder:
+        assert folder.is_dir() and folder.parent == (tmp_path / "v" / ".checks").resolve()
+    assert raced and not (tmp_path / "v" / ".checks").exists()
