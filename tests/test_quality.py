@@ -367,6 +367,12 @@ def test_parts_counted_as_they_are_written_are_not_counted_again(
     whole = quality.table_quality(spec, tables)
     assert quality.table_quality(spec, tables, by_parts=True, observed=observed) == whole
     assert len(counted) == len(observed["items"])  # each sampled other rows: all counted again
+    # a table whose group rules rewrite its parts after the engine: not counted as written
+    doc["tables"]["items"]["constraints"] = [
+        {"kind": "max_rows_per_group", "group_by": ["tier"], "limit": 10**6, "action": "drop"}
+    ]
+    ruled = quality_parts.QualityObserver(parse_spec(doc, "items.yaml"), hot)
+    assert ruled("items", first, 0) is None and observe.observers[1]("items", first, 0) is not None
 
 
 def test_part_by_part_shares_past_the_class_limit_and_parts_of_two_schemas(

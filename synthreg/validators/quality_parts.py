@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthreg.generators import group_rules
+from synthreg.generators.constraints import GROUP_KINDS
 from synthreg.generators.spec import Spec
 from synthreg.validators.parts import TableParts
 from synthreg.validators.quality import (
@@ -119,6 +120,8 @@ class QualityObserver:
         spec_table = self.spec.tables[table]
         if spec_table.llm is not None or any(c.type == "llm_text" for c in spec_table.columns.values()):
             return None  # filled in after the engine: these parts change
+        if any(rule.kind in GROUP_KINDS for rule in spec_table.constraints):
+            return None  # the group rules rewrite these parts after the engine
         info = os.stat(path)
         md = pq.read_metadata(path)
         layout, _ = _layout(spec_table, TableParts(table, (path,), (md,), (md.schema.to_arrow_schema(),)))
