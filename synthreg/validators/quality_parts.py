@@ -61,7 +61,9 @@ __all__ = ["PartQuality", "QualityObserver", "counts_by_parts"]
 #: The task keys' prefix on a cluster (``<prefix>-part-...``, ``<prefix>-bucket-...``).
 PREFIX = "synthreg-quality"
 _SET, _HASH, _LABEL, _ROWS = "set", "h", "label", "n"
-_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64()), (_LABEL, pa.uint64()), (_ROWS, pa.int64())])
+_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64())])
+#: with (text, label) sets: their label hashes and rows (null in the other sets)
+_PAIRS_SCHEMA = pa.schema([*_SCHEMA, (_LABEL, pa.uint64()), (_ROWS, pa.int64())])
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,9 @@ def _part(path: Path, split: Path, layout: Layout, buckets: int, sampled: np.nda
         _view(con, [path])
         rows, _, non_null, lengths = _scan(con, layout, distinct=False)
         groups = {name: _groups(con, name) for name in layout.shares}
-        hashed = [_hashes(con, s, q) for s, q in _queries(layout)]
-    data = pa.concat_tables([t for t in hashed if t.num_rows] or [_SCHEMA.empty_table()])
+        schema = _PAIRS_SCHEMA if _pair_sets(layout) else _SCHEMA
+        hashed = [_hashes(con, s, q, schema) for s, q in _queries(layout)]
+    data = pa.concat_tables([t for t in hashed if t.num_rows] or [schema.empty_table()])
     bucket = (data.column(_HASH).to_numpy() % np.uint64(buckets)).astype(np.int64)
     assert buckets <= 1 << 16, buckets  # group_rules._MAX_BUCKETS: as 16 bits, a radix sort
     ordered = data.take(np.argsort(bucket.astype(np.uint16), kind="stable"))
@@ -273,22 +276,15 @@ def _queries(layout: Layout) -> list[tuple[int, str]]:
     return out
 
 
-def _hashes(con: Any, kind: int, sql: str) -> pa.Table:
+def _hashes(con: Any, kind: int, sql: str, schema: pa.Schema) -> pa.Table:
+    """One set's hashes (and with ``_PAIRS_SCHEMA`` its label hashes and rows, or nulls)."""
     found = con.sql(sql).to_arrow_table()
     rows = found.num_rows
-    return pa.table(
-        {
-            _SET: pa.array(np.full(rows, kind, dtype=np.int16)),
-            _HASH: found.column("h").cast(pa.uint64()),
-            _LABEL: found.column("label").cast(pa.uint64())
-            if "label" in found.column_names
-            else pa.nulls(rows, pa.uint64()),
-            _ROWS: found.column("n").cast(pa.int64())
-            if "n" in found.column_names
-            else pa.nulls(rows, pa.int64()),
-        },
-        schema=_SCHEMA,
-    )
+    columns = {_SET: pa.array(np.full(rows, kind, dtype=np.int16)), _HASH: found.column("h")}
+    for name, typ, column in ((_LABEL, pa.uint64(), "label"), (_ROWS, pa.int64(), "n")):
+        if name in schema.names:
+            columns[name] = found.column(column) if column in found.column_names else pa.nulls(rows, typ)
+    return pa.table({n: c.cast(schema.field(n).type) for n, c in columns.items()}, schema=schema)
 
 
 # ---------------------------------------------------------------- a bucket's task
