@@ -246,7 +246,9 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
     """``--cluster tcp://...`` with an S3 remote: the tasks upload their parts under
     ``<remote>/synthreg-staging/``, the group rules rewrite orders there, create fetches the
     final parts; same version as the pool makes, nothing left for ``dvc push`` to upload but the
-    listing, and no staged object left."""
+    listing, and no staged object left. The quality counts of users, taken by the tasks that
+    wrote its parts (their hashes staged beside the parts), are merged by bucket tasks on the
+    cluster; orders, rewritten after, is measured here: the same quality.json either way."""
     import json
 
     from distributed import LocalCluster
@@ -265,13 +267,28 @@ def test_create_on_a_remote_cluster_stages_parts_beside_the_s3_remote(
     pushed: list[int] = []  # what each create's dvc push uploaded (the real push, observed)
     push = dvc.push
     monkeypatch.setattr(dvc, "push", lambda *a: pushed.append(push(*a)) or pushed[-1])
+    from synthreg.validators import quality_parts
+
+    by_parts: list[list[str]] = []
+    real = quality_parts.counts_by_parts
+    monkeypatch.setattr(
+        quality_parts, "counts_by_parts", lambda *a: by_parts.append(sorted(found := real(*a))) or found
+    )
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
     ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
         args = ["-C", str(root), "create", "remote", "--spec", str(small_spec), "--json"]
         staged = runner.invoke(app, [*args, "--cluster", cluster.scheduler_address])
+        ran = set(cluster.scheduler.task_prefixes)
     assert staged.exit_code == 0, staged.output
+    assert by_parts == [["users"]] and "synthreg-quality-bucket" in ran and "synthreg-quality-part" not in ran
+    from synthreg.generators.spec_io import load_spec
+    from synthreg.validators.quality import table_quality
+
+    version = root / "data" / "remote" / "v1"
+    found = json.loads((version / "quality.json").read_text())["tables"]
+    assert found == table_quality(load_spec(version / "spec.yaml"), version / "tables")
     pool = runner.invoke(app, ["-C", str(root), "create", "pooled", "--spec", str(small_spec), "--json"])
     assert pool.exit_code == 0, pool.output
     assert json.loads(staged.stdout)["content_digest"] == json.loads(pool.stdout)["content_digest"]

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -273,13 +274,15 @@ def _stage(
     staging.mkdir(parents=True)
     spec_text = spec.frozen_yaml()
     (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
-    # On a remote cluster whose workers write the parts here, each generation task also takes its
-    # part's quality counts (and, see _part_validator, runs its per-row expectations) while the
-    # part is hot; the counts' hashes go to a folder the workers and this process see.
+    # On a remote cluster, each generation task also takes its part's quality counts (and, see
+    # _part_validator, runs its per-row expectations) while the part is hot; the counts' hashes
+    # go to a folder the workers and this process see, or with parts staged in S3 beside them.
     checks_on = cluster if remote(cluster) and stage is None else None
     hot = staging / ".quality" if checks_on else None
+    hot_stage = dataclasses.replace(stage, url=f"{stage.url}-quality", remote=None) if stage else None
+    quality_observer = QualityObserver(spec, hot, hot_stage) if hot or hot_stage else None
     validator = _part_validator(spec, workers, cluster)
-    observe = Observers(validator, QualityObserver(spec, hot)) if hot else validator
+    observe = Observers(validator, quality_observer) if quality_observer else validator
     samples = _card_samples(spec)
     gen: GenerationResult = clock(
         "generate",
@@ -287,7 +290,7 @@ def _stage(
             spec, staging, workers=workers, cluster=cluster, observe=observe, stage=stage, samples=samples
         ),
     )
-    observed = observed_by(gen.observed, 0) if hot else gen.observed
+    observed = observed_by(gen.observed, 0) if quality_observer else gen.observed
     llm = clock("llm", lambda: make_llm(spec, staging, gen.tables)) if make_llm else LlmTables({}, [])
     made: dict[str, TableResult] = {**gen.tables, **llm.tables}
     tables = {n: made[n] for n in spec.table_order()}
@@ -306,13 +309,13 @@ def _stage(
                 lambda: table_quality(
                     spec,
                     staging / "tables",
-                    checks_on,
-                    observed=observed_by(gen.observed, 1) if hot else None,
+                    cluster if remote(cluster) else None,
+                    observed=observed_by(gen.observed, 1) if quality_observer else None,
+                    stage=hot_stage,
                 ),
             )
         finally:
-            if hot is not None:  # not part of the version
-                shutil.rmtree(hot, ignore_errors=True)
+            _clear_hot(hot, hot_stage)
         clock("card", lambda: _card_inputs(staging, spec, gen.samples))
     release_unused()  # this process waits for the helper from here: hold no more than it needs
     # text monitor (issue 15): semantic figures and plots of free-text columns; no-op without text
@@ -362,6 +365,17 @@ def _stage(
         sidecar=helper,
         md5=known_md5(staging, hashed),
     )
+
+
+def _clear_hot(hot: Path | None, hot_stage: PartStage | None) -> None:
+    """Remove the generation tasks' quality splits (not part of the version)."""
+    if hot is not None:
+        shutil.rmtree(hot, ignore_errors=True)
+    if hot_stage is not None:
+        try:
+            hot_stage.clear()
+        except Exception as exc:  # the create's own result or error is not lost to it
+            print(f"warning: quality splits left at {hot_stage.url}: {exc}", file=sys.stderr)
 
 
 def _validation(

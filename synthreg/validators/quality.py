@@ -66,6 +66,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthreg.generators.spec import Column, Spec, Table
+from synthreg.generators.staging import PartStage
 from synthreg.validators.parts import TableParts, lean_memory, open_parts, release_unused
 
 __all__ = [
@@ -152,6 +153,7 @@ def table_quality(
     *,
     by_parts: bool | None = None,
     observed: Mapping[str, list[tuple[str, Any]]] | None = None,
+    stage: PartStage | None = None,
 ) -> dict[str, Any]:
     """The per-table metrics of :func:`quality_metrics`: everything but the score, which
     :func:`score_quality` adds once the validation is known (``create`` runs the two at once).
@@ -160,7 +162,9 @@ def table_quality(
     ``tables_dir``): the counts are taken part by part, as tasks on the cluster (in this
     process without one), and merged (:mod:`quality_parts`): the same numbers, without this
     process reading the tables. ``observed``: the generation's results of a
-    ``quality_parts.QualityObserver``, for the parts it counted as they were written."""
+    ``quality_parts.QualityObserver``, for the parts it counted as they were written; ``stage``:
+    the observer's, when the cluster's workers do not see ``tables_dir`` (then a table is counted
+    on the cluster only if all its parts were counted as written, here otherwise)."""
     from synthreg.compute.dask import remote
 
     tables_dir = Path(tables_dir)
@@ -173,7 +177,7 @@ def table_quality(
         if remote(cluster) if by_parts is None else by_parts:
             from synthreg.validators.quality_parts import counts_by_parts
 
-            counted = counts_by_parts(layouts, cluster, observed)
+            counted = counts_by_parts(layouts, cluster, observed, stage)
         for name, (layout, parts) in layouts.items():
             counts = counted[name] if name in counted else _counts(con, layout, parts)
             out[name] = _metrics(con, spec.tables[name], layout, counts)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -40,6 +40,7 @@ import pyarrow as pa
 from synthreg.generators import group_rules
 from synthreg.generators.constraints import GROUP_KINDS
 from synthreg.generators.spec import Spec
+from synthreg.generators.staging import PartStage
 from synthreg.validators.parts import TableParts
 from synthreg.validators.quality import (
     _NORMALIZE,
@@ -75,6 +76,8 @@ class _PartCounts:
     lengths: dict[str, list[tuple[int, int]]]
     groups: dict[str, list[tuple[str, int]]]
     samples: dict[str, list[str]]
+    #: under a stage, where each bucket's slot is in the split object (buckets + 1 offsets)
+    offsets: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ class PartQuality:
     buckets: int
     size: int
     mtime_ns: int
-    split: Path
+    #: the split file, or under a stage its object (``bucket/key``)
+    split: PurePath
     #: the part's first row and the table's rows, which chose its sampled rows
     first_row: int
     table_rows: int
@@ -96,12 +100,17 @@ class PartQuality:
 class QualityObserver:
     """``observe`` for the engine: a part's quality counts taken by the task that just wrote it,
     while it is in that machine's page cache, its hashes split into ``folder`` (which the client
-    and every worker see, and which the caller removes). Picklable; a failure gives None (the
-    part is then counted by a task of its own)."""
+    and every worker see), or with a ``stage`` (S3, for workers that share no folder) into an
+    object under it, a slot per bucket; the caller removes them. Picklable; a failure gives None
+    (the part is then counted again: by a task of its own, or under a stage by DuckDB where its
+    downloaded copy is)."""
 
-    def __init__(self, spec: Spec, folder: Path) -> None:
+    def __init__(self, spec: Spec, folder: Path | None = None, stage: PartStage | None = None) -> None:
+        if (folder is None) == (stage is None):
+            raise ValueError("a QualityObserver writes to a folder or to a stage")
         self.spec = spec
-        self.folder = Path(folder)
+        self.folder = None if folder is None else Path(folder)
+        self.stage = stage
         # decided here, as the client will count them (a worker's settings may differ)
         self.buckets = {
             name: group_rules._bucket_count(
@@ -130,8 +139,13 @@ class QualityObserver:
         buckets = self.buckets[table]
         wanted = _wanted(spec_table.rows)
         lo, hi = np.searchsorted(wanted, [first_row, first_row + md.num_rows])
-        split = self.folder / table / f"split-{path.stem}.arrow"
-        counts = _part(path, split, layout, buckets, wanted[lo:hi] - first_row)
+        name = f"split-{path.stem}.arrow"
+        split = (
+            PurePosixPath(self.stage.root, table, name)
+            if self.stage
+            else Path(self.folder or "", table, name)
+        )
+        counts = _part(path, split, layout, buckets, wanted[lo:hi] - first_row, self.stage)
         return PartQuality(
             counts, layout, buckets, info.st_size, info.st_mtime_ns, split, first_row, spec_table.rows
         )
@@ -141,12 +155,17 @@ def counts_by_parts(
     layouts: dict[str, tuple[Layout, TableParts]],
     cluster: str | None,
     observed: Mapping[str, list[tuple[str, Any]]] | None = None,
+    stage: PartStage | None = None,
 ) -> dict[str, Counts]:
     """Each table's ``Counts`` from tasks on ``cluster`` (tables whose parts differ in schema are
     left out: the caller counts them itself). ``observed``: ``GenerationResult.observed`` of a
     run with a :class:`QualityObserver`; a part counted there is not counted again when its file,
-    layout and buckets are the same."""
+    layout and buckets are the same. With the observer's ``stage`` (the cluster's workers do not
+    see the files here), only tables whose every part was counted as written are counted, by
+    the bucket tasks reading the split objects; the caller counts the others."""
     chosen = {name: lp for name, lp in layouts.items() if _uniform(lp[1]) and lp[1].files}
+    if stage is not None:
+        chosen = {name: lp for name, lp in chosen.items() if _all_staged(lp, (observed or {}).get(name, []))}
     if not chosen:
         return {}
     files = [f for _, parts in chosen.values() for f in parts.files]
@@ -155,7 +174,7 @@ def counts_by_parts(
         group_rules._scratch(files, cluster, "synthreg-quality-") as work,
         group_rules._runner(1, cluster, PREFIX) as run,
     ):
-        splits: dict[str, list[Path]] = {}
+        splits: dict[str, list[PurePath]] = {}
         per_part: dict[str, list[_PartCounts | None]] = {}
         tasks, slots = [], []
         for name, (layout, parts) in chosen.items():
@@ -164,7 +183,7 @@ def counts_by_parts(
             wanted, offset = _wanted(parts.rows), 0
             for i, (path, md) in enumerate(zip(parts.files, parts.metadata, strict=True)):
                 hot = seen.get(path.name)
-                if _usable(hot, path, layout, buckets[name], (offset, parts.rows)):
+                if _usable(hot, path, layout, buckets[name], (offset, parts.rows), staged=stage is not None):
                     splits[name].append(hot.split)
                     per_part[name].append(hot.counts)
                 else:
@@ -177,8 +196,13 @@ def counts_by_parts(
         for (name, i), counted in zip(slots, run(_part, tasks), strict=True):
             per_part[name][i] = counted
         jobs = [(name, b) for name in chosen for b in range(buckets[name])]
+        offsets = {name: [c.offsets for c in per_part[name] if c is not None] for name in chosen}
         found = run(
-            _bucket, [(splits[name], b, buckets[name], _pair_sets(chosen[name][0])) for name, b in jobs]
+            _bucket,
+            [
+                (splits[name], b, buckets[name], _pair_sets(chosen[name][0]), stage, _spans(offsets[name], b))
+                for name, b in jobs
+            ],
         )
     by_table: dict[str, list[dict[int, tuple[int, int, int]]]] = {name: [] for name in chosen}
     for (name, _), counted in zip(jobs, found, strict=True):
@@ -189,8 +213,28 @@ def counts_by_parts(
     }
 
 
+def _all_staged(layout_parts: tuple[Layout, TableParts], found: list[tuple[str, Any]]) -> bool:
+    """Every part of the table was counted as written, into a split object under the stage."""
+    layout, parts = layout_parts
+    seen, buckets = dict(found), _buckets(layout, parts)
+    offset = 0
+    for path, md in zip(parts.files, parts.metadata, strict=True):
+        hot = seen.get(path.name)
+        if not _usable(hot, path, layout, buckets, (offset, parts.rows), staged=True):
+            return False
+        offset += md.num_rows
+    return True
+
+
+def _spans(offsets: list[tuple[int, ...] | None], bucket: int) -> list[tuple[int, int]] | None:
+    """Each split object's byte range of ``bucket``'s slot; None for split files here."""
+    if not offsets or any(o is None for o in offsets):
+        return None
+    return [(o[bucket], o[bucket + 1]) for o in offsets if o is not None]
+
+
 def _usable(
-    found: Any, path: Path, layout: Layout, buckets: int, place: tuple[int, int]
+    found: Any, path: Path, layout: Layout, buckets: int, place: tuple[int, int], *, staged: bool = False
 ) -> TypeGuard[PartQuality]:
     """``found`` is what counting ``path`` here would give: the same file, layout and buckets, and
     the same ``place`` (the part's first row, the table's rows), which chose its sampled rows."""
@@ -202,7 +246,9 @@ def _usable(
         info = os.stat(path)
     except OSError:
         return False
-    return (info.st_size, info.st_mtime_ns) == (found.size, found.mtime_ns) and found.split.is_file()
+    if (info.st_size, info.st_mtime_ns) != (found.size, found.mtime_ns):
+        return False
+    return found.counts.offsets is not None if staged else Path(found.split).is_file()
 
 
 def _uniform(parts: TableParts) -> bool:
@@ -227,8 +273,16 @@ def _buckets(layout: Layout, parts: TableParts) -> int:
 # ---------------------------------------------------------------- a part's task
 
 
-def _part(path: Path, split: Path, layout: Layout, buckets: int, sampled: np.ndarray) -> _PartCounts:
-    """One part's counts, and its distinct hashes by bucket in ``split``."""
+def _part(
+    path: Path,
+    split: PurePath,
+    layout: Layout,
+    buckets: int,
+    sampled: np.ndarray,
+    stage: PartStage | None = None,
+) -> _PartCounts:
+    """One part's counts, and its distinct hashes by bucket in ``split`` (under a ``stage``, the
+    object ``split``, a slot per bucket)."""
     with _connect(threads=1) as con:
         _view(con, [path])
         rows, _, non_null, lengths = _scan(con, layout, distinct=False)
@@ -239,10 +293,11 @@ def _part(path: Path, split: Path, layout: Layout, buckets: int, sampled: np.nda
     bucket = (data.column(_HASH).to_numpy() % np.uint64(buckets)).astype(np.int64)
     assert buckets <= 1 << 16, buckets  # group_rules._MAX_BUCKETS: as 16 bits, a radix sort
     ordered = data.take(np.argsort(bucket.astype(np.uint16), kind="stable"))
-    group_rules._write_batches(split, [(ordered, np.bincount(bucket, minlength=buckets).tolist())])
+    counts = np.bincount(bucket, minlength=buckets).tolist()
+    offsets = group_rules._write_batches(split, [(ordered, counts)], stage, buckets)
     md = _metadata(path)
     samples = _picked(path, md, list(layout.free), np.asarray(sampled, dtype=np.int64))
-    return _PartCounts(rows, non_null, lengths, groups, samples)
+    return _PartCounts(rows, non_null, lengths, groups, samples, None if offsets is None else tuple(offsets))
 
 
 def _metadata(path: Path) -> Any:
@@ -291,11 +346,22 @@ def _hashes(con: Any, kind: int, sql: str, schema: pa.Schema) -> pa.Table:
 
 
 def _bucket(
-    splits: Sequence[Path], bucket: int, buckets: int, pairs: frozenset[int]
+    splits: Sequence[PurePath],
+    bucket: int,
+    buckets: int,
+    pairs: frozenset[int],
+    stage: PartStage | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> dict[int, tuple[int, int, int]]:
     """Per set, in one bucket over every part: distinct hashes; for a (text, label) set also the
-    texts seen under 2+ labels and the labelled rows that carry them."""
-    data = group_rules._bucket_rows(splits, bucket, buckets)
+    texts seen under 2+ labels and the labelled rows that carry them. Under a ``stage``, each
+    split object's slot of the bucket is read by its byte range (``spans``), one GET each."""
+    if stage is None:
+        data = group_rules._bucket_rows([Path(s) for s in splits], bucket, buckets)
+    else:
+        assert spans is not None, "split objects are read by their slots' byte ranges"
+        reads = [(split, bucket, buckets, span) for split, span in zip(splits, spans, strict=True)]
+        data = pa.Table.from_batches([b for found in group_rules._read_each(reads, stage) for b in found])
     kinds = data.column(_SET).to_numpy()
     out: dict[int, tuple[int, int, int]] = {}
     for kind in np.unique(kinds).tolist():
