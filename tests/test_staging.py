@@ -485,3 +485,38 @@ def test_a_group_rule_that_refuses_over_staged_parts_leaves_nothing_staged(
     with pytest.raises(ConstraintViolation, match="exceed"):
         generate(refused, tmp_path / "out", cluster="local:2", stage=stage)
     assert [k for k in _keys(s3, "run-v/") if not k.endswith("/")] == []
+
+
+def test_a_create_that_fails_after_generating_leaves_no_quality_splits_staged(
+    team: Team, tmp_path: Path, small_spec_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generation tasks' quality splits (``<staging id>-quality/``, beside the staged parts)
+    are deleted also when the create fails between the engine and its quality step, and the
+    create's own error is the one raised."""
+    from distributed import LocalCluster
+
+    import synthreg
+    from synthreg.registry import create
+
+    root = team.init(tmp_path / "ws")
+    real = create.file_facts
+    seen: list[list[str]] = []
+
+    def failing(*args: Any) -> Any:
+        seen.append([k for k in team.s3_keys() if "-quality/" in k])  # the splits are there by now
+        real(*args)
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(create, "file_facts", failing)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        ) as cluster,
+        pytest.raises(RuntimeError, match="disk gone"),
+    ):
+        synthreg.open(root).create(
+            "failed", spec=yaml.safe_load(small_spec_text), cluster=cluster.scheduler_address
+        )
+    assert seen and seen[0]
+    left = [k for k in team.s3_keys() if "synthreg-staging" in k and not k.endswith("/")]
+    assert not [k for k in left if k in seen[0]], left

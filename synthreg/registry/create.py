@@ -110,6 +110,7 @@ def create_version(
     staging = ws.settings.state_dir / "staging" / uuid.uuid4().hex
     # The helpers import GX (and MLflow) while the engine runs.
     helper = sidecar.start(ws.settings.mlflow_tracking_uri, rows=spec.total_rows)
+    stage: PartStage | None = None
     try:
         workers = _engine_workers(spec, workers, cluster, helper)
         parent = _parent_dir(ws, name) if ws.settings.max_drift is not None else None
@@ -133,6 +134,8 @@ def create_version(
         cand.tags, cand.message = dict(tags or {}), message
         result = publish(ws, cand, clock)
     finally:
+        if stage is not None:  # also when the create failed before its quality step
+            _clear_hot(None, _quality_stage(stage))
         if helper is not None:
             helper.close()
         if gateway is not None:
@@ -279,7 +282,7 @@ def _stage(
     # go to a folder the workers and this process see, or with parts staged in S3 beside them.
     checks_on = cluster if remote(cluster) and stage is None else None
     hot = staging / ".quality" if checks_on else None
-    hot_stage = dataclasses.replace(stage, url=f"{stage.url}-quality", remote=None) if stage else None
+    hot_stage = _quality_stage(stage) if stage else None
     quality_observer = QualityObserver(spec, hot, hot_stage) if hot or hot_stage else None
     validator = _part_validator(spec, workers, cluster)
     observe = Observers(validator, quality_observer) if quality_observer else validator
@@ -365,6 +368,12 @@ def _stage(
         sidecar=helper,
         md5=known_md5(staging, hashed),
     )
+
+
+def _quality_stage(stage: PartStage) -> PartStage:
+    """Where the generation tasks put their quality splits beside staged parts: a sibling of the
+    stage (``<staging id>-quality``), which the engine's clearing of the stage leaves alone."""
+    return dataclasses.replace(stage, url=f"{stage.url}-quality", remote=None)
 
 
 def _clear_hot(hot: Path | None, hot_stage: PartStage | None) -> None:

@@ -170,7 +170,7 @@ def _staged_parts(ws: Workspace, result: DoctorResult, repair: bool) -> None:
             stage.clear()
         result.add(
             "orphan-staged-parts",
-            f"{stage.url} holds {parts} objects (parts, and its group rules' pieces) of an "
+            f"{stage.url} holds {parts} objects (parts, group rules' pieces or quality splits) of an "
             "interrupted create: "
             "'registry doctor --repair' deletes them",
             fixed=repair,

@@ -29,6 +29,7 @@ What is sent back is a few kilobytes per part and per bucket; the split files ar
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
@@ -139,7 +140,9 @@ class QualityObserver:
         buckets = self.buckets[table]
         wanted = _wanted(spec_table.rows)
         lo, hi = np.searchsorted(wanted, [first_row, first_row + md.num_rows])
-        name = f"split-{path.stem}.arrow"
+        # a name of its own per attempt: a duplicate of this task (a worker wrongly declared dead)
+        # that fails mid-upload leaves a cut object under its own key, never under the result's
+        name = f"split-{path.stem}-{uuid.uuid4().hex[:8]}.arrow"
         split = (
             PurePosixPath(self.stage.root, table, name)
             if self.stage
