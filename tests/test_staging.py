@@ -386,7 +386,8 @@ def test_a_pyarrow_without_delayed_open_gets_a_plain_s3_filesystem(monkeypatch: 
 
 def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Team, tmp_path: Path) -> None:
     """Parts left under ``<remote>/synthreg-staging/<id>/`` (a create stopped while remote tasks
-    still ran): reported as orphan-staged-parts, deleted by --repair, other objects untouched."""
+    still ran), and quality splits under ``<id>-quality/``: reported as orphan-staged-parts,
+    deleted by --repair, other objects untouched."""
     import synthreg
     from synthreg.registry.doctor import doctor
 
@@ -397,12 +398,21 @@ def test_doctor_reports_and_repairs_parts_an_interrupted_create_staged(team: Tea
     staged = ("tables/users/part-00000.parquet", "tables/orders/part-00001.parquet", "groups/a/r0/x.arrow")
     for part in staged:
         client.put_object(Bucket=team.bucket, Key=f"{prefix}/synthreg-staging/gone1/{part}", Body=b"x")
+    split = f"{prefix}/synthreg-staging/gone1-quality/users/split-part-00000-0a1b2c3d.arrow"
+    client.put_object(Bucket=team.bucket, Key=split, Body=b"z")
     client.put_object(Bucket=team.bucket, Key=f"{prefix}/other/keep.txt", Body=b"y")
-    found = [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"]
-    assert len(found) == 1 and "synthreg-staging/gone1 holds 3 objects" in found[0]["detail"], found
-    assert not found[0]["fixed"]
+    found = sorted(
+        (p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"),
+        key=lambda p: p["detail"],
+    )
+    assert len(found) == 2 and "synthreg-staging/gone1 holds 3 objects" in found[0]["detail"], found
+    assert (
+        "synthreg-staging/gone1-quality holds" in found[1]["detail"]
+        and "quality splits" in found[1]["detail"]
+    )
+    assert not any(p["fixed"] for p in found)
     repaired = [p for p in doctor(reg.workspace, repair=True).problems if p["kind"] == "orphan-staged-parts"]
-    assert [p["fixed"] for p in repaired] == [True]
+    assert [p["fixed"] for p in repaired] == [True, True]
     left = [k for k in team.s3_keys(f"{prefix}/") if not k.endswith("/")]
     assert f"{prefix}/other/keep.txt" in left and not any("synthreg-staging" in k for k in left)
     assert [p for p in doctor(reg.workspace).problems if p["kind"] == "orphan-staged-parts"] == []
