@@ -23,6 +23,11 @@ bucket, so the sums over the buckets are the whole table's counts. The client su
 by part. A table whose parts do not all have one schema is measured by DuckDB here (its column
 types might then differ between parts, and with them the hashes).
 
+With parts staged in S3 (workers that share no folder with the client), the generation tasks
+put their split files under a sibling of the stage, a slot per bucket, and the bucket tasks read
+their slots by byte range; a table is counted there only when every part was counted as
+written (the parts here are the downloaded copies, which no task sees), else by DuckDB here.
+
 What is sent back is a few kilobytes per part and per bucket; the split files are removed after.
 """
 
@@ -84,7 +89,8 @@ class _PartCounts:
 @dataclass(frozen=True)
 class PartQuality:
     """A part's counts taken where it was written (:class:`QualityObserver`), its hashes in
-    ``split``; used only for the same file (size, modification time), layout and buckets."""
+    ``split``; used only for the same file (size, modification time), layout, buckets and place
+    in the table (first row, table rows)."""
 
     counts: _PartCounts
     layout: Layout
