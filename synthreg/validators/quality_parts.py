@@ -120,8 +120,8 @@ class QualityObserver:
         self.stage = stage
         # decided here, as the client will count them (a worker's settings may differ)
         self.buckets = {
-            name: group_rules._bucket_count(
-                table.rows * (1 + 2 * sum(c.type in ("text", "llm_text") for c in table.columns.values())), 1
+            name: _bucket_count(
+                table.rows, sum(c.type in ("text", "llm_text") for c in table.columns.values())
             )
             for name, table in spec.tables.items()
         }
@@ -265,18 +265,19 @@ def _uniform(parts: TableParts) -> bool:
     return first is not None and all(s.equals(first, check_metadata=False) for s in parts.schemas)
 
 
-def _sets(layout: Layout) -> int:
-    return 1 + 2 * len(layout.texts)
-
-
 def _pair_sets(layout: Layout) -> frozenset[int]:
     """The sets of (normalised text, label) pairs: text columns counted against a label."""
     return frozenset(2 + 2 * i for i, name in enumerate(layout.texts) if layout.text_label(name))
 
 
 def _buckets(layout: Layout, parts: TableParts) -> int:
-    """Buckets of at most ``group_rules.BUCKET_ROWS`` hashes, counting every set's."""
-    return group_rules._bucket_count(parts.rows * _sets(layout), 1)
+    return _bucket_count(parts.rows, len(layout.texts))
+
+
+def _bucket_count(rows: int, texts: int) -> int:
+    """Buckets of at most ``group_rules.BUCKET_ROWS`` hashes, counting every set's (the rows', and
+    two per text column)."""
+    return group_rules._bucket_count(rows * (1 + 2 * texts), 1)
 
 
 # ---------------------------------------------------------------- a part's task
