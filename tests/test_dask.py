@@ -132,6 +132,86 @@ def test_a_worker_killed_while_rewriting_a_part_is_retried_and_nothing_changes(
     assert left and all(p.startswith("tables/") and p.endswith(".parquet") for p in left), left
 
 
+def test_a_remote_cluster_whose_worker_runs_other_code_is_refused_before_any_task(
+    spec: Any, tmp_path: Path
+) -> None:
+    """A worker started (``dask worker``) from a synthreg checkout with one edited line, the same
+    release number: the create's generation is refused with exit 2, naming the worker and both
+    code digests, before any part is written; the worker's answer comes from a probe sent by
+    value, so it needs no synthreg of its own to give it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from distributed import LocalCluster
+
+    import synthreg
+    from synthreg.compute.dask import environment
+    from synthreg.errors import UsageError
+
+    alt = tmp_path / "checkout"
+    shutil.copytree(
+        Path(synthreg.__file__).parent, alt / "synthreg", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    edited = alt / "synthreg" / "generators" / "engine.py"
+    edited.write_text(edited.read_text() + "\n# edited on the worker's machine\n")
+    path = os.pathsep.join(p for p in (str(alt), os.environ.get("PYTHONPATH", "")) if p)
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None, silence_logs=40) as cluster:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+             "--nthreads", "1", "--no-dashboard"],
+            env={**os.environ, "PYTHONPATH": path},
+            cwd=tmp_path,  # not the project's folder, which ``-m`` would put first on sys.path
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            with pytest.raises(UsageError) as caught:
+                generate(spec, out, cluster=cluster.scheduler_address)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    said, ours = str(caught.value), environment()["synthreg"]
+    assert caught.value.exit_code == 2 and "1 of 1 workers run other software" in said, said
+    assert f"(here {ours})" in said and said.count("0.1.0 (code ") == 2, said
+    assert "synthreg 0.1.0 (code " in said and ours.startswith("0.1.0 (code ")
+    assert "numpy" not in said  # only what differs is named
+    assert not list(out.rglob("*.parquet"))
+
+
+def test_a_remote_cluster_without_workers_is_refused(
+    spec: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler with no worker would take the tasks and never run them: refused (exit 2)."""
+    from distributed import LocalCluster
+
+    from synthreg.compute import dask as on_dask
+    from synthreg.errors import UsageError
+
+    monkeypatch.setattr(on_dask, "WORKER_WAIT_S", 0.5)
+    with (
+        LocalCluster(n_workers=0, processes=True, dashboard_address=None, silence_logs=40) as cluster,
+        pytest.raises(UsageError, match="the scheduler has no worker") as caught,
+    ):
+        generate(spec, tmp_path / "out", cluster=cluster.scheduler_address)
+    assert caught.value.exit_code == 2 and "dask worker tcp://" in str(caught.value)
+    assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_what_a_worker_runs_is_compared_package_by_package() -> None:
+    from synthreg.compute.dask import differences
+
+    ours = {"python": "3.11", "numpy": "2.4.6", "duckdb": None}
+    assert differences(dict(ours), ours) == []
+    assert differences({"python": "3.12", "numpy": None, "duckdb": "2.0.1"}, ours) == [
+        "python 3.12 (here 3.11)",
+        "numpy not installed (here 2.4.6)",
+        "duckdb 2.0.1 (here not installed)",
+    ]
+
+
 def test_a_failed_round_of_tasks_lets_the_running_ones_end_and_cancels_the_rest(tmp_path: Path) -> None:
     """``mapper``: when one task of a round fails, the round waits (bounded) for the tasks already
     running before it raises, and cancels those not started yet; so the caller's cleanup comes

@@ -7,21 +7,35 @@ to S3 under a fixed key, see ``generators/staging.py``), and only small facts co
 the client (rows, block digests, file hashes, the worker's peak memory). A worker that dies mid-task is
 replaced and its task rerun by the scheduler (``distributed.scheduler.allowed-failures``).
 Dask is an optional extra (``pip install 'synthreg[dask]'``), imported only here.
+
+A cluster reached by its address is checked before any task: it must have a worker (a scheduler
+without one takes tasks and never runs them), and every worker must run what this machine runs
+where the data could depend on it (:func:`environment`): the same Python minor version, the same
+releases of the libraries that make, hash and check the rows, and the same synthreg code (a
+digest of its source: a checkout with edits keeps its version number). Otherwise the version's
+content digest would not be the one the process pool gives for the same spec and seed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeGuard
 
 from synthreg.errors import UsageError
 
-__all__ = ["check_cluster", "client_for", "mapper", "remote", "run_tasks"]
+__all__ = ["check_cluster", "client_for", "environment", "mapper", "remote", "run_tasks"]
 
 #: After a failed task, how long the running ones get to end before the error is raised.
 _SETTLE_S = 60
+#: How long a cluster reached by its address gets to have at least one worker.
+WORKER_WAIT_S = 30.0
+#: The distributions a worker must have in the same release as this machine: those that make
+#: the rows and write the parts (numpy, pyarrow), count and check them (pandas, duckdb, Great
+#: Expectations), and carry the tasks (distributed, cloudpickle).
+MATCHED = ("numpy", "pyarrow", "pandas", "duckdb", "great_expectations", "distributed", "cloudpickle")
 
 
 def _parse(cluster: str) -> tuple[str, int]:
@@ -75,7 +89,92 @@ def client_for(cluster: str) -> Iterator[Any]:
             except OSError as exc:
                 raise UsageError(f"--cluster {cluster}: no Dask scheduler answered ({exc})") from exc
             with client:
+                _check_workers(client, cluster)
                 yield client
+
+
+def _probe() -> Callable[[], dict[str, str | None]]:
+    """The function a worker runs to say what it runs. Made here, so that cloudpickle sends it by
+    value: a worker without synthreg (or with another one) still runs it."""
+    names = MATCHED
+
+    def probe() -> dict[str, str | None]:
+        import hashlib
+        import importlib.metadata
+        import importlib.util
+        import sys
+        from pathlib import Path
+
+        found: dict[str, str | None] = {"python": "{}.{}".format(*sys.version_info[:2])}
+        for name in names:
+            try:
+                found[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                found[name] = None
+        spec = importlib.util.find_spec("synthreg")
+        if spec is None or not spec.submodule_search_locations:
+            found["synthreg"] = None
+            return found
+        root = Path(next(iter(spec.submodule_search_locations)))
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            data = path.read_bytes()
+            digest.update(f"{path.relative_to(root).as_posix()}\0{len(data)}\0".encode() + data)
+        try:
+            release = importlib.metadata.version("synthreg")
+        except importlib.metadata.PackageNotFoundError:
+            release = "?"
+        found["synthreg"] = f"{release} (code {digest.hexdigest()[:12]})"
+        return found
+
+    return probe
+
+
+@functools.cache
+def environment() -> dict[str, str | None]:
+    """What this machine runs, as a worker is asked: the Python minor version, the release of each
+    of ``MATCHED`` (None: not installed), and synthreg's release with a digest of its code."""
+    return _probe()()
+
+
+def differences(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
+    """What a worker runs that this machine does not, as ``name THEIRS (here OURS)``."""
+
+    def said(value: Any) -> str:
+        return "not installed" if value is None else str(value)
+
+    return [f"{k} {said(theirs.get(k))} (here {said(v)})" for k, v in ours.items() if theirs.get(k) != v]
+
+
+def _check_workers(client: Any, cluster: str) -> None:
+    """Refuse (UsageError, exit 2) a cluster with no worker, or with a worker whose environment
+    differs from this machine's, before any task is sent. Workers that join later are not checked."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError as exc:
+        raise UsageError(
+            f"--cluster {cluster}: the scheduler has no worker (waited {WORKER_WAIT_S:g} s); start "
+            f"one with 'dask worker {cluster}' on a machine with this synthreg installed"
+        ) from exc
+    answers = client.run(_probe(), on_error="return")
+    ours = environment()
+    wrong = {
+        address: (
+            [f"it could not say ({type(found).__name__}: {found})"]
+            if isinstance(found, BaseException)
+            else differences(found, ours)
+        )
+        for address, found in sorted(answers.items())
+    }
+    wrong = {address: found for address, found in wrong.items() if found}
+    if wrong:
+        address, found = next(iter(wrong.items()))
+        raise UsageError(
+            f"--cluster {cluster}: {len(wrong)} of {len(answers)} workers run other software than this "
+            f"machine, so the data they make could differ from what it would make; worker {address}: "
+            f"{'; '.join(found)}. Install on the workers what is installed here (the same "
+            "requirements and this synthreg), or run without --cluster"
+        )
 
 
 def run_tasks(
