@@ -5,9 +5,11 @@ Python start-up included) and the engine alone (start-up, spec load, generate; t
 and workers). Configurations run round-robin, `--repeat` times, so load from other work hits all
 of them alike; the table gives medians: wall time, process-tree peak PSS (forked workers and the
 create sidecar included, shared pages counted once), each stage of `create --json`'s timings,
-and the ratio create / engine. Wall times and stages come from runs nobody polls; the peak PSS
-from a second run of each configuration, polled every 50 ms (`--memory sampled`: one polled run
-gives both, as before 2026-12-05; the polls cost ~10% of a small create's time on 2 cores).
+and the ratio create / engine, and the CPU seconds (user + system) of the command's process tree
+(blank for create served by a warm server, whose work is not the command's). Wall times and
+stages come from runs nobody polls; the peak PSS from a second run of each configuration,
+polled every 50 ms (`--memory sampled`: one polled run gives both, as before 2026-12-05; the
+polls cost ~10% of a small create's time on 2 cores).
 
 `--sidecar both` also runs create with SYNTHREG_SIDECAR=0 (everything in one process, as before
 the sidecar) beside the default, to show what the helper process buys. `--warm on` (the default)
@@ -88,7 +90,7 @@ def engine_once(spec: Path, scale: float | None, work: Path, poll: float | None 
         raise SystemExit(f"engine failed: {log.read_text()[-2000:]}")
     figures = json.loads(log.read_text().strip().splitlines()[-1])
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, **figures}
+    return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, "cpu": measured.cpu_s, **figures}
 
 
 def start_warm(work: Path) -> tuple[dict[str, str], int]:
@@ -132,7 +134,7 @@ def create_once(
         raise SystemExit(f"create failed ({measured.returncode}): {text[-2000:]}")
     doc = json.loads(text[text.index("{") : text.rindex("}") + 1])
     return {"wall": measured.wall_s, "pss_mb": measured.peak_pss_mb, "rows": sum(doc["rows"].values()),
-            **doc["timings"]}  # fmt: skip
+            **({} if warm else {"cpu": measured.cpu_s}), **doc["timings"]}  # fmt: skip
 
 
 def _variant(text: str) -> tuple[str, dict[str, str]]:
@@ -254,7 +256,7 @@ def main() -> None:
         engine = statistics.median(r["wall"] for r in runs[(case, "engine")])
         rows = int(runs[(case, "engine")][0]["rows"])
         lines.append(f"## {case}: {rows:,} rows")
-        header = ["config", "wall s", "x engine", "peak PSS MB", *STAGES]
+        header = ["config", "wall s", "x engine", "peak PSS MB", "cpu s", *STAGES]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         labels = ["engine", "create", "create (no sidecar)", *(f"create ({v})" for v, _ in variants)]
@@ -264,7 +266,9 @@ def main() -> None:
                 continue
             wall = statistics.median(r["wall"] for r in got)
             pss = statistics.median(r["pss_mb"] for r in got)
+            cpu = [r["cpu"] for r in got if "cpu" in r]
             cells = [label, f"{wall:.2f}", f"{wall / engine:.2f}", f"{pss:.0f}"]
+            cells.append(f"{statistics.median(cpu):.2f}" if cpu else "")
             for stage in STAGES:
                 values = [r[stage] for r in got if stage in r]
                 cells.append(f"{statistics.median(values):.2f}" if values else "")

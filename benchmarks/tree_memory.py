@@ -16,6 +16,7 @@ costs CPU on the same machine, so the interval is kept coarse (50 ms).
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class Measured:
     peak_rss_mb: float
     processes: int
     """The most processes seen in the tree at one poll."""
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the command and the descendants it waited for (not of the
+    ``also`` processes: a server's work is not counted)."""
 
 
 def _sample(root: Any, also: tuple[Any, ...] = ()) -> tuple[int, int, int]:
@@ -72,6 +76,7 @@ def run_measured(
     others = tuple(psutil.Process(pid) for pid in also)
     peak_pss = peak_rss = most = 0
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env or dict(os.environ))
         root = psutil.Process(proc.pid)
@@ -85,4 +90,6 @@ def run_measured(
             peak_pss, peak_rss, most = max(peak_pss, pss), max(peak_rss, rss), max(most, count)
             time.sleep(interval or POLL_S)
     wall = time.perf_counter() - start
-    return Measured(proc.returncode, wall, peak_pss / 2**20, peak_rss / 2**20, most)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(proc.returncode, wall, peak_pss / 2**20, peak_rss / 2**20, most, cpu)
