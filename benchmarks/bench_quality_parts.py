@@ -17,7 +17,8 @@ be distinct, and the client merges. This prints, for the three-table benchmark s
 
 For each: the generation's wall time (on the cluster), the quality step's wall time, the measuring
 process's CPU seconds and peak RSS in that step, the workers' CPU seconds over generation and
-quality together, and whether the metrics are DuckDB's. Each measurement is a fresh process
+quality together, the split files' (or objects') bytes per row when counted as written, and
+whether the metrics are DuckDB's. Each measurement is a fresh process
 (medians of --runs); the LocalCluster is started once per worker count, outside the timings, and
 reached by its address as a remote cluster would be.
 
@@ -58,7 +59,7 @@ staged = mode.startswith("staged")
 stage = PartStage(f"s3://bench-quality-parts/{out.name}/staging", endpoint) if staged else None
 splits = PartStage(f"s3://bench-quality-parts/{out.name}/staging-quality", endpoint) if staged else None
 written = mode.endswith("as written")
-gen_s, observed = 0.0, None
+gen_s, observed, split_bytes, rows = 0.0, None, 0, 0
 if mode != "duckdb":
     hot = QualityObserver(spec, None, splits) if staged else QualityObserver(spec, out / ".quality")
     observe = Observers(hot) if written else None
@@ -66,6 +67,13 @@ if mode != "duckdb":
     made = generate(spec, out, cluster=cluster, observe=observe, stage=stage)
     gen_s = time.perf_counter() - wall
     observed = observed_by(made.observed, 0) if observe else None
+    rows = sum(made.rows.values())
+    if written and splits is not None:  # the split objects, as the bucket tasks will read them
+        import pyarrow.fs as pafs
+        found = splits.filesystem().get_file_info(pafs.FileSelector(splits.root, recursive=True))
+        split_bytes = sum(f.size for f in found if f.type == pafs.FileType.File)
+    elif written:
+        split_bytes = sum(f.stat().st_size for f in (out / ".quality").rglob("*") if f.is_file())
 wall, start = time.perf_counter(), cpu()
 if mode == "staged, duckdb here":
     found = table_quality(spec, out / "tables")
@@ -77,7 +85,7 @@ if splits is not None:
 if mode != "duckdb":
     shutil.rmtree(out)
 print(json.dumps({
-    "gen": gen_s, "wall": quality_s, "cpu": quality_cpu,
+    "gen": gen_s, "wall": quality_s, "cpu": quality_cpu, "split_per_row": split_bytes / rows if rows else 0,
     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "metrics": json.dumps(found, sort_keys=True),
 }))
@@ -165,7 +173,7 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores; rows {rows:,}; parts {parts}; runs {args.runs}")
         print(
             f"{'config':<34}{'generate s':>11}{'quality s':>10}{'client CPU-s':>14}{'client RSS MB':>15}"
-            f"{'workers CPU-s':>15}  same"
+            f"{'workers CPU-s':>15}{'split B/row':>12}  same"
         )
         base = [_measure(Path(tmp) / "pool", args.scale, "duckdb", None) for _ in range(args.runs)]
         _row("duckdb, this process", base, None, None)
@@ -200,7 +208,9 @@ def _row(label: str, runs: list[dict], spent: list[float] | None, reference: str
     gen = f"{med('gen'):>11.2f}" if reference is not None else f"{'':>11}"
     workers = f"{statistics.median(spent):>15.2f}" if spent else f"{'':>15}"
     same = "" if reference is None else str(all(r["metrics"] == reference for r in runs))
-    print(f"{label:<34}{gen}{med('wall'):>10.2f}{med('cpu'):>14.2f}{med('rss_mb'):>15.0f}{workers}  {same}")
+    split = f"{med('split_per_row'):>12.1f}" if med("split_per_row") else f"{'':>12}"
+    client = f"{med('wall'):>10.2f}{med('cpu'):>14.2f}{med('rss_mb'):>15.0f}"
+    print(f"{label:<34}{gen}{client}{workers}{split}  {same}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ thread): rows, non-null counts, text length histograms, the value counts of cate
 label columns, and the sampled free texts (the rows of the table's evenly spaced sample that
 fall in the part). What has to be distinct over the whole table is hashed there, with DuckDB's
 same 64-bit ``hash`` (texts de-duplicated within the part), and split by bucket
-(``hash % buckets``) into one Arrow file per part, a batch per bucket (``group_rules``' layout):
+(``hash % buckets``) into one Arrow file per part (``group_rules``' layout), a batch per set and
+bucket: set by set, each set's buckets in order, so that a bucket's batches are one per set, in
+the sets' order (the sets a table has are known from its layout, so no column says which set a
+hash is of):
 
 - set 0, the rows' hashes (all columns but the primary key);
 - per text column ``i``, set ``1 + 2i``, its values' hashes; and set ``2 + 2i``, its normalised
@@ -67,8 +70,8 @@ __all__ = ["PartQuality", "QualityObserver", "counts_by_parts"]
 
 #: The task keys' prefix on a cluster (``<prefix>-part-...``, ``<prefix>-bucket-...``).
 PREFIX = "synthreg-quality"
-_SET, _HASH, _LABEL, _ROWS = "set", "h", "label", "n"
-_SCHEMA = pa.schema([(_SET, pa.int16()), (_HASH, pa.uint64())])
+_HASH, _LABEL, _ROWS = "h", "label", "n"
+_SCHEMA = pa.schema([(_HASH, pa.uint64())])
 #: with (text, label) sets: their label hashes and rows (null in the other sets)
 _PAIRS_SCHEMA = pa.schema([*_SCHEMA, (_LABEL, pa.uint64()), (_ROWS, pa.int64())])
 
@@ -209,7 +212,7 @@ def counts_by_parts(
         found = run(
             _bucket,
             [
-                (splits[name], b, buckets[name], _pair_sets(chosen[name][0]), stage, _spans(offsets[name], b))
+                (splits[name], b, buckets[name], _sets(chosen[name][0]), stage, _spans(offsets[name], b))
                 for name, b in jobs
             ],
         )
@@ -265,6 +268,13 @@ def _uniform(parts: TableParts) -> bool:
     return first is not None and all(s.equals(first, check_metadata=False) for s in parts.schemas)
 
 
+def _sets(layout: Layout) -> tuple[tuple[int, bool], ...]:
+    """The sets of hashes a table has, in the order its parts' split files hold them: (set, whether
+    it is of (normalised text, label) pairs)."""
+    pairs = _pair_sets(layout)
+    return tuple((kind, kind in pairs) for kind, _ in _queries(layout))
+
+
 def _pair_sets(layout: Layout) -> frozenset[int]:
     """The sets of (normalised text, label) pairs: text columns counted against a label."""
     return frozenset(2 + 2 * i for i, name in enumerate(layout.texts) if layout.text_label(name))
@@ -298,13 +308,10 @@ def _part(
         rows, _, non_null, lengths = _scan(con, layout, distinct=False)
         groups = {name: _groups(con, name) for name in layout.shares}
         schema = _PAIRS_SCHEMA if _pair_sets(layout) else _SCHEMA
-        hashed = [_hashes(con, s, q, schema) for s, q in _queries(layout)]
-    data = pa.concat_tables([t for t in hashed if t.num_rows] or [schema.empty_table()])
-    bucket = (data.column(_HASH).to_numpy() % np.uint64(buckets)).astype(np.int64)
-    assert buckets <= 1 << 16, buckets  # group_rules._MAX_BUCKETS: as 16 bits, a radix sort
-    ordered = data.take(np.argsort(bucket.astype(np.uint16), kind="stable"))
-    counts = np.bincount(bucket, minlength=buckets).tolist()
-    offsets = group_rules._write_batches(split, [(ordered, counts)], stage, buckets)
+        hashed = [_by_bucket(_hashes(con, q, schema), buckets) for _, q in _queries(layout)]
+    if not hashed:  # no set at all (only a key column): one empty batch per bucket
+        hashed = [(schema.empty_table(), [0] * buckets)]
+    offsets = group_rules._write_batches(split, hashed, stage, buckets)
     md = _metadata(path)
     samples = _picked(path, md, list(layout.free), np.asarray(sampled, dtype=np.int64))
     return _PartCounts(rows, non_null, lengths, groups, samples, None if offsets is None else tuple(offsets))
@@ -341,15 +348,22 @@ def _queries(layout: Layout) -> list[tuple[int, str]]:
     return out
 
 
-def _hashes(con: Any, kind: int, sql: str, schema: pa.Schema) -> pa.Table:
+def _hashes(con: Any, sql: str, schema: pa.Schema) -> pa.Table:
     """One set's hashes (and with ``_PAIRS_SCHEMA`` its label hashes and rows, or nulls)."""
     found = con.sql(sql).to_arrow_table()
     rows = found.num_rows
-    columns = {_SET: pa.array(np.full(rows, kind, dtype=np.int16)), _HASH: found.column("h")}
+    columns = {_HASH: found.column("h")}
     for name, typ, column in ((_LABEL, pa.uint64(), "label"), (_ROWS, pa.int64(), "n")):
         if name in schema.names:
             columns[name] = found.column(column) if column in found.column_names else pa.nulls(rows, typ)
     return pa.table({n: c.cast(schema.field(n).type) for n, c in columns.items()}, schema=schema)
+
+
+def _by_bucket(data: pa.Table, buckets: int) -> tuple[pa.Table, list[int]]:
+    """``data`` sorted by the bucket of its hashes (``hash % buckets``), and each bucket's rows."""
+    bucket = (data.column(_HASH).to_numpy() % np.uint64(buckets)).astype(np.uint16)
+    assert buckets <= 1 << 16, buckets  # group_rules._MAX_BUCKETS: as 16 bits, a radix sort
+    return data.take(np.argsort(bucket, kind="stable")), np.bincount(bucket, minlength=buckets).tolist()
 
 
 # ---------------------------------------------------------------- a bucket's task
@@ -359,24 +373,25 @@ def _bucket(
     splits: Sequence[PurePath],
     bucket: int,
     buckets: int,
-    pairs: frozenset[int],
+    sets: tuple[tuple[int, bool], ...],
     stage: PartStage | None = None,
     spans: list[tuple[int, int]] | None = None,
 ) -> dict[int, tuple[int, int, int]]:
     """Per set, in one bucket over every part: distinct hashes; for a (text, label) set also the
-    texts seen under 2+ labels and the labelled rows that carry them. Under a ``stage``, each
-    split object's slot of the bucket is read by its byte range (``spans``), one GET each."""
-    if stage is None:
-        data = group_rules._bucket_rows([Path(s) for s in splits], bucket, buckets)
-    else:
+    texts seen under 2+ labels and the labelled rows that carry them. ``sets``: the table's, as
+    ``_sets`` gives them (a part's batches of the bucket, in order). Under a ``stage``, each split
+    object's slot of the bucket is read by its byte range (``spans``), one GET each."""
+    if stage is not None:
         assert spans is not None, "split objects are read by their slots' byte ranges"
-        reads = [(split, bucket, buckets, span) for split, span in zip(splits, spans, strict=True)]
-        data = pa.Table.from_batches([b for found in group_rules._read_each(reads, stage) for b in found])
-    kinds = data.column(_SET).to_numpy()
+    reads = [(split, bucket, buckets, spans[i] if spans else None) for i, split in enumerate(splits)]
+    found = group_rules._read_each(reads, stage)
     out: dict[int, tuple[int, int, int]] = {}
-    for kind in np.unique(kinds).tolist():
-        chosen = data.filter(pa.array(kinds == kind))
-        if kind not in pairs:
+    for i, (kind, pairs) in enumerate(sets):
+        pieces = [batches[i] for batches in found if batches[i].num_rows]
+        if not pieces:
+            continue
+        chosen = pa.Table.from_batches(pieces)
+        if not pairs:
             out[kind] = (_distinct(chosen.column(_HASH).to_numpy()), 0, 0)
             continue
         import pyarrow.compute as pc
