@@ -200,6 +200,38 @@ def test_a_remote_cluster_without_workers_is_refused(
     assert not list((tmp_path / "out").rglob("*.parquet"))
 
 
+def test_doctor_reports_the_configured_cluster_and_a_cluster_without_workers(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[compute] scheduler`` is a backend ``registry doctor`` checks: with workers that run this
+    machine's software it answers (their count); a scheduler without workers is a problem whose
+    detail says to start one."""
+    from distributed import LocalCluster
+
+    import synthreg
+    from synthreg.integrations import probes
+
+    monkeypatch.setattr(probes, "TIMEOUT_S", 0.5)
+    settings = workspace / "registry.toml"
+    text = settings.read_text()
+    for workers in (2, 0):
+        with LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        ) as cluster:
+            settings.write_text(f'{text}\n[compute]\nscheduler = "{cluster.scheduler_address}"\n')
+            found = synthreg.open(workspace).doctor().to_dict()
+        backends = {b["backend"]: b for b in found["backends"]}
+        if workers:
+            assert found["healthy"] and backends["cluster"]["ok"], found
+            assert backends["cluster"]["detail"] == "2 worker(s), each running this machine's software"
+        else:
+            assert not found["healthy"] and not backends["cluster"]["ok"]
+            problem = next(p for p in found["problems"] if p["kind"] == "backend")
+            said = f"cluster at {cluster.scheduler_address}: the scheduler has no worker"
+            assert problem["detail"].startswith(said), problem
+            assert "dask worker" in problem["detail"]
+
+
 def test_what_a_worker_runs_is_compared_package_by_package() -> None:
     from synthreg.compute.dask import differences
 

@@ -128,8 +128,8 @@ def doctor(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check that each backend answers (DB, DVC remote, MLflow) and that DB, files, DVC and git agree;
-    list (and optionally fix) problems."""
+    """Check that each backend answers (DB, DVC remote, MLflow, a remote [compute] scheduler) and that
+    DB, files, DVC and git agree; list (and optionally fix) problems."""
     result = open_registry(ctx).doctor(repair=repair, rebuild=rebuild)
     data = result.to_dict()
     if as_json:

@@ -65,8 +65,10 @@ def check_cluster(cluster: str) -> None:
 
 
 @contextlib.contextmanager
-def client_for(cluster: str) -> Iterator[Any]:
-    """A client of ``cluster``; a ``local:N`` cluster is started here and stopped after."""
+def client_for(cluster: str, wait_s: float | None = None) -> Iterator[Any]:
+    """A client of ``cluster``; a ``local:N`` cluster is started here and stopped after. A cluster
+    reached by its address is checked first (``_check_workers``): ``wait_s`` (default
+    ``WORKER_WAIT_S``) bounds the wait for its scheduler and for a first worker."""
     kind, workers = _parse(cluster)
     try:
         import dask
@@ -85,11 +87,11 @@ def client_for(cluster: str) -> Iterator[Any]:
                 yield client
         else:
             try:
-                client = Client(cluster, timeout=30)
+                client = Client(cluster, timeout=WORKER_WAIT_S if wait_s is None else wait_s)
             except OSError as exc:
                 raise UsageError(f"--cluster {cluster}: no Dask scheduler answered ({exc})") from exc
             with client:
-                _check_workers(client, cluster)
+                _check_workers(client, cluster, WORKER_WAIT_S if wait_s is None else wait_s)
                 yield client
 
 
@@ -146,14 +148,14 @@ def differences(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]
     return [f"{k} {said(theirs.get(k))} (here {said(v)})" for k, v in ours.items() if theirs.get(k) != v]
 
 
-def _check_workers(client: Any, cluster: str) -> None:
+def _check_workers(client: Any, cluster: str, wait_s: float) -> None:
     """Refuse (UsageError, exit 2) a cluster with no worker, or with a worker whose environment
     differs from this machine's, before any task is sent. Workers that join later are not checked."""
     try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        client.wait_for_workers(1, timeout=wait_s)
     except TimeoutError as exc:
         raise UsageError(
-            f"--cluster {cluster}: the scheduler has no worker (waited {WORKER_WAIT_S:g} s); start "
+            f"--cluster {cluster}: the scheduler has no worker (waited {wait_s:g} s); start "
             f"one with 'dask worker {cluster}' on a machine with this synthreg installed"
         ) from exc
     answers = client.run(_probe(), on_error="return")

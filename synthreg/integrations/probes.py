@@ -1,4 +1,5 @@
-"""Does each backend answer? The metadata DB, the DVC remote and the MLflow tracking store.
+"""Does each backend answer? The metadata DB, the DVC remote and the MLflow tracking store; and
+a remote Dask cluster named by ``[compute] scheduler``.
 
 Used by ``registry doctor`` (every backend of a workspace) and ``registry init`` (the URLs it is
 given, before it writes anything). Each probe is one short round trip with a timeout of seconds,
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from synthreg.config import redact_url
 from synthreg.errors import first_line
 
-__all__ = ["Probe", "db_fix", "probe_db", "probe_mlflow", "probe_remote"]
+__all__ = ["Probe", "db_fix", "probe_cluster", "probe_db", "probe_mlflow", "probe_remote"]
 
 TIMEOUT_S = 10
 
@@ -38,7 +39,7 @@ class Probe:
 
     def message(self) -> str:
         """One line for a person."""
-        if self.ok:
+        if self.ok or not self.fix:  # without a fix, the detail says what is wrong and what to do
             return f"{self.backend} at {self.url}: {self.detail}"
         return f"{self.backend} at {self.url} did not answer: {self.detail}; {self.fix}"
 
@@ -176,3 +177,19 @@ def probe_mlflow(uri: str) -> Probe:
             "[mlflow] tracking_uri",
         )  # fmt: skip
     return Probe("mlflow", shown, True, "tracking server answers")
+
+
+def probe_cluster(address: str) -> Probe:
+    """A remote Dask cluster (``tcp://``, ``tls://``): its scheduler answers within ``TIMEOUT_S``,
+    it has a worker, and every worker runs what this machine runs (the check a create makes
+    before its tasks, ``compute.dask``)."""
+    from synthreg.compute.dask import check_cluster, client_for
+    from synthreg.errors import SynthregError
+
+    try:
+        check_cluster(address)
+        with client_for(address, wait_s=TIMEOUT_S) as client:
+            workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    except SynthregError as exc:
+        return Probe("cluster", address, False, str(exc).removeprefix(f"--cluster {address}: "))
+    return Probe("cluster", address, True, f"{workers} worker(s), each running this machine's software")

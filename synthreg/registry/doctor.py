@@ -93,7 +93,9 @@ def doctor(ws: Workspace, *, repair: bool = False, rebuild: bool = False) -> Doc
 
 
 def _backends(ws: Workspace, result: DoctorResult) -> bool:
-    """Each backend answers (DB, DVC remote, MLflow); False when the metadata DB does not."""
+    """Each backend answers (DB, DVC remote, MLflow, and a remote ``[compute] scheduler`` with
+    workers that run this machine's software); False when the metadata DB does not."""
+    from synthreg.compute.dask import remote
     from synthreg.integrations import probes
 
     settings = ws.settings
@@ -102,6 +104,8 @@ def _backends(ws: Workspace, result: DoctorResult) -> bool:
         probes.probe_remote(settings.dvc_url, settings.dvc_endpoint, ws.root),
         probes.probe_mlflow(settings.mlflow_tracking_uri),
     ]
+    if remote(settings.compute_scheduler):  # a local:N cluster is started by each create
+        checks.append(probes.probe_cluster(settings.compute_scheduler))
     for probe in checks:
         result.backends.append(probe.to_dict())
         if not probe.ok:
