@@ -232,6 +232,49 @@ def test_doctor_reports_the_configured_cluster_and_a_cluster_without_workers(
             assert "dask worker" in problem["detail"]
 
 
+def test_tasks_run_without_the_mmap_per_array_that_dasks_malloc_default_causes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
+    growing mmap threshold: each 8 MiB array is then mapped afresh and its pages faulted in.
+    A task run through ``mapper`` (or ``run_tasks``) on such a worker runs after
+    ``steady_malloc``: 40 arrays fault in about one array's pages; the same function submitted
+    plainly to that worker faults them in every time. A ``local:N`` cluster's workers do not get the
+    variable."""
+    from distributed import Client, LocalCluster
+
+    from synthreg.compute.dask import mapper, run_tasks
+
+    def fills(count: int) -> tuple[str | None, int]:  # pickled by value
+        import os
+        import resource
+
+        import numpy as np
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(count):
+            np.ones(1 << 20)  # 8 MiB
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), resource.getrusage(
+            resource.RUSAGE_SELF
+        ).ru_minflt - before
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        with Client(cluster) as client:
+            plain = client.submit(fills, 40, pure=False).result()
+        with mapper(cluster.scheduler_address) as run:
+            [steady] = run(fills, [(40,)])
+    assert plain[0] == steady[0] == "65536"
+    assert steady[1] * 8 < plain[1], (plain, steady)  # here: ~1,000 against ~20,000 page faults
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # other tests' nannies set it here
+    [local] = run_tasks("local:1", fills, [(40,)])
+    assert local[0] is None and local[1] * 8 < plain[1], local
+    import os
+
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # the local cluster's nanny did not set it here
+
+
 def test_what_a_worker_runs_is_compared_package_by_package() -> None:
     from synthreg.compute.dask import differences
 

@@ -14,12 +14,20 @@ where the data could depend on it (:func:`environment`): the same Python minor v
 releases of the libraries that make, hash and check the rows, and the same synthreg code (a
 digest of its source: a checkout with edits keeps its version number). Otherwise the version's
 content digest would not be the one the process pool gives for the same spec and seed.
+
+Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off
+glibc's growing mmap threshold: every NumPy array over 128 KiB is then a fresh ``mmap`` whose
+pages the kernel faults in and zeroes, and generating took 1.8x the CPU time it takes in the
+process pool (``benchmarks/bench_dask.py``). A ``local:N`` cluster is started without it, and a
+task on any other worker whose environment carries that default first sets glibc's thresholds to
+where the dynamic ones settle (:func:`steady_malloc`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeGuard
@@ -36,6 +44,12 @@ WORKER_WAIT_S = 30.0
 #: the rows and write the parts (numpy, pyarrow), count and check them (pandas, duckdb, Great
 #: Expectations), and carry the tasks (distributed, cloudpickle).
 MATCHED = ("numpy", "pyarrow", "pandas", "duckdb", "great_expectations", "distributed", "cloudpickle")
+#: The value Dask's nanny gives ``MALLOC_TRIM_THRESHOLD_`` (``distributed.nanny.pre-spawn-environ``).
+DASK_TRIM_DEFAULT = "65536"
+#: glibc's bound for its dynamic mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``); the
+#: trim threshold is twice it, as glibc keeps it when the threshold moves.
+MMAP_THRESHOLD = 32 * 2**20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
 def _parse(cluster: str) -> tuple[str, int]:
@@ -75,7 +89,13 @@ def client_for(cluster: str, wait_s: float | None = None) -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ImportError as exc:
         raise UsageError(f"--cluster needs Dask: pip install 'synthreg[dask]' ({exc})") from exc
-    with dask.config.set({"distributed.worker.daemon": False, "distributed.logging.distributed": "error"}):
+    settings = {
+        "distributed.worker.daemon": False,
+        "distributed.logging.distributed": "error",
+        # None: not set for the workers, nor (the nanny sets it here first) in this process
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    }
+    with dask.config.set(settings):
         if kind == "local":
             with (
                 LocalCluster(
@@ -192,7 +212,7 @@ def run_tasks(
         run = uuid.uuid4().hex[:8]
         columns = list(zip(*args, strict=True)) if args else []
         keys = [f"synthreg-segment-{run}-{i}" for i in range(len(args))]
-        futures = client.map(fn, *columns, key=keys, pure=False)
+        futures = client.map(functools.partial(_in_worker, fn), *columns, key=keys, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         results: dict[int, Any] = {}
         try:
@@ -205,6 +225,31 @@ def run_tasks(
             _settle(client, futures)
             raise
         return [results[i] for i in range(len(args))]
+
+
+def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a worker, its allocator made steady first (:func:`steady_malloc`)."""
+    steady_malloc()
+    return fn(*args)
+
+
+@functools.cache
+def steady_malloc() -> bool:
+    """In a process started with Dask's default ``MALLOC_TRIM_THRESHOLD_``, set glibc's mmap and
+    trim thresholds to where its dynamic ones settle (``MMAP_THRESHOLD``), once; True if set. Not
+    where the variable has another value (someone chose it) or is unset, nor off glibc."""
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") != DASK_TRIM_DEFAULT:
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        done = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(
+            _M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD
+        )
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(done)
 
 
 def _settle(client: Any, futures: list[Any]) -> None:
@@ -233,7 +278,9 @@ def mapper(
                 return []
             run_id = f"{prefix}-{fn.__name__.strip('_')}-{uuid.uuid4().hex[:8]}"
             keys = [f"{run_id}-{i}" for i in range(len(args))]
-            futures = client.map(fn, *zip(*args, strict=True), key=keys, pure=False)
+            futures = client.map(
+                functools.partial(_in_worker, fn), *zip(*args, strict=True), key=keys, pure=False
+            )
             try:
                 return list(client.gather(futures))
             except Exception:
