@@ -16,6 +16,10 @@ the sidecar) beside the default, to show what the helper process buys. `--warm o
 adds create served by a warm server (`registry warm start` before the first round; its memory,
 idle server included, is added to the tree's).
 
+`--cluster-workers N` adds create (cold) with `--cluster` on a LocalCluster of N workers, started
+once before the first round and reached by its tcp:// address as a remote cluster is (the per-row
+expectations and quality counts then run in the workers; their CPU is not in `cpu s`).
+
 `--variant LABEL:VAR=VALUE` adds create under other environment variables, in the same rounds
 (an A/B: `--variant arenas2:MALLOC_ARENA_MAX=2` runs create with glibc limited to 2 arenas).
 
@@ -115,11 +119,24 @@ def create_once(
     warm: tuple[dict[str, str], int] | None = None,
     extra: dict[str, str] | None = None,
     poll: float | None = POLL_S,
+    cli: tuple[str, ...] = (),
 ) -> dict[str, float]:
     ws = work / f"ws-{spec.stem}-{scale}"  # one workspace per case: a 10M version slows DVC for the next
     if not ws.exists():
         subprocess.run([REGISTRY, "init", str(ws)], check=True, capture_output=True)
-    cmd = [REGISTRY, "-C", str(ws), "create", "bench", "--spec", str(spec), "--seed", str(seed), "--json"]
+    cmd = [
+        REGISTRY,
+        "-C",
+        str(ws),
+        "create",
+        "bench",
+        "--spec",
+        str(spec),
+        "--seed",
+        str(seed),
+        "--json",
+        *cli,
+    ]
     if scale is not None:
         cmd += ["--scale", str(scale)]
     env = {
@@ -152,6 +169,7 @@ def _collect(
     modes: list[bool],
     variants: list[tuple[str, dict[str, str]]],
     warm: tuple[dict[str, str], int] | None,
+    cluster: str | None = None,
 ) -> dict[tuple[str, str], list[dict[str, float]]]:
     """Every configuration of every case, round-robin, ``args.repeat`` times: (case, label) -> runs.
 
@@ -180,6 +198,13 @@ def _collect(
                 configs.append(
                     ("create (warm)", functools.partial(_create, spec, scale, work, True, warm=warm))
                 )
+            if cluster:
+                configs.append(
+                    (
+                        f"create (tcp {args.cluster_workers})",
+                        functools.partial(_create, spec, scale, work, True, cli=("--cluster", cluster)),
+                    )
+                )
             for label, fn in configs:
                 if args.sync:
                     os.sync()  # outside the timing: earlier runs' dirty pages written back first
@@ -204,8 +229,9 @@ def _create(
     seed: int,
     extra: dict[str, str] | None = None,
     warm: tuple[dict[str, str], int] | None = None,
+    cli: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    return create_once(spec, scale, work, sidecar, seed, warm, extra, poll=poll)
+    return create_once(spec, scale, work, sidecar, seed, warm, extra, poll=poll, cli=cli)
 
 
 def main() -> None:
@@ -232,6 +258,14 @@ def main() -> None:
         "each; sampled: one polled run gives both (the polls cost ~10%% of a small create's time)",
     )
     parser.add_argument(
+        "--cluster-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run create (cold) with --cluster on a LocalCluster of N workers started once here "
+        "and reached by its tcp:// address, as a remote cluster is (its workers' CPU is not counted)",
+    )
+    parser.add_argument(
         "--sync",
         action="store_true",
         help="write every dirty page back (os.sync) before each run, outside its timing: each run "
@@ -243,7 +277,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="synthreg-bench-create-") as tmp:
         work = Path(tmp)
         warm = start_warm(work) if args.warm == "on" else None
-        runs = _collect(args, work, modes, variants, warm)
+        with contextlib.ExitStack() as stack:
+            cluster = None
+            if args.cluster_workers:
+                from distributed import LocalCluster
+
+                local = stack.enter_context(
+                    LocalCluster(
+                        n_workers=args.cluster_workers, threads_per_worker=1, dashboard_address=None,
+                        silence_logs=40,
+                    )
+                )  # fmt: skip
+                cluster = local.scheduler_address
+            runs = _collect(args, work, modes, variants, warm, cluster)
         if warm:
             subprocess.run([REGISTRY, "warm", "stop"], env=warm[0], check=False, capture_output=True)
             with contextlib.suppress(ProcessLookupError):  # its socket folder is about to go
@@ -260,7 +306,7 @@ def main() -> None:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         labels = ["engine", "create", "create (no sidecar)", *(f"create ({v})" for v, _ in variants)]
-        for label in [*labels, "create (warm)"]:
+        for label in [*labels, "create (warm)", f"create (tcp {args.cluster_workers})"]:
             got = runs.get((case, label))
             if not got:
                 continue
