@@ -178,6 +178,7 @@ def main() -> None:
         base = [_measure(Path(tmp) / "pool", args.scale, "duckdb", None) for _ in range(args.runs)]
         _row("duckdb, this process", base, None, None)
         for workers in args.workers:
+            before = set(os.environ)
             with LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -186,6 +187,8 @@ def main() -> None:
                 silence_logs=40,
             ) as cluster:
                 address = cluster.scheduler_address
+                for name in set(os.environ) - before:  # Dask's nanny set its pre-spawn variables here
+                    del os.environ[name]  # too (MALLOC_TRIM_THRESHOLD_): not for the measuring processes
                 _measure(Path(tmp) / "warm-up", args.scale, "as written", address)  # workers import all
                 modes = ["by parts", "as written"]
                 modes += ["staged, duckdb here", "staged, as written"] if endpoint else []
