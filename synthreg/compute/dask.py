@@ -84,6 +84,7 @@ def client_for(cluster: str, wait_s: float | None = None) -> Iterator[Any]:
     reached by its address is checked first (``_check_workers``): ``wait_s`` (default
     ``WORKER_WAIT_S``) bounds the wait for its scheduler and for a first worker."""
     kind, workers = _parse(cluster)
+    wait_s = WORKER_WAIT_S if wait_s is None else wait_s
     try:
         import dask
         from distributed import Client, LocalCluster
@@ -107,11 +108,11 @@ def client_for(cluster: str, wait_s: float | None = None) -> Iterator[Any]:
                 yield client
         else:
             try:
-                client = Client(cluster, timeout=WORKER_WAIT_S if wait_s is None else wait_s)
+                client = Client(cluster, timeout=wait_s)
             except OSError as exc:
                 raise UsageError(f"--cluster {cluster}: no Dask scheduler answered ({exc})") from exc
             with client:
-                _check_workers(client, cluster, WORKER_WAIT_S if wait_s is None else wait_s)
+                _check_workers(client, cluster, wait_s)
                 yield client
 
 
