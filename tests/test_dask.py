@@ -232,47 +232,87 @@ def test_doctor_reports_the_configured_cluster_and_a_cluster_without_workers(
             assert "dask worker" in problem["detail"]
 
 
-def test_tasks_run_without_the_mmap_per_array_that_dasks_malloc_default_causes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
-    growing mmap threshold: each 8 MiB array is then mapped afresh and its pages faulted in.
-    A task run through ``mapper`` (or ``run_tasks``) on such a worker runs after
-    ``steady_malloc``: 40 arrays fault in about one array's pages; the same function submitted
-    plainly to that worker faults them in every time. A ``local:N`` cluster's workers do not get the
-    variable."""
+_MAPPED = """
+import ctypes, json, sys
+import numpy as np
+from synthreg.compute.dask import steady_malloc
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                              "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+
+def mapped():  # bytes in mmapped chunks while a second 8 MiB array lives, after one was freed
+    np.ones(1 << 20)
+    before = libc.mallinfo2().hblkhd
+    kept = np.ones(1 << 20)
+    return libc.mallinfo2().hblkhd - before + 0 * kept.size
+
+first = mapped()
+steadied = steady_malloc()
+print(json.dumps([first, steadied, mapped()]))
+"""
+
+
+@pytest.mark.parametrize("value", ["65536", None, "1000000"])
+def test_steady_malloc_undoes_dasks_default_and_nothing_else(value: str | None) -> None:
+    """With Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` in a process's environment, glibc maps every
+    8 MiB array afresh (``mallinfo2().hblkhd`` grows by it while it lives); ``steady_malloc``
+    then sets its thresholds and the next array comes from the heap. Without the variable the
+    dynamic threshold already moved past the array; a value someone chose is left alone (the
+    array stays mapped above that threshold)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    if value is not None:
+        env["MALLOC_TRIM_THRESHOLD_"] = value
+    done = subprocess.run(
+        [sys.executable, "-c", _MAPPED], env=env, capture_output=True, text=True, check=True
+    )
+    first, steadied, after = json.loads(done.stdout)
+    if value == "65536":
+        assert (first >= 8 << 20, steadied, after) == (True, True, 0)
+    elif value is None:
+        assert (first, steadied, after) == (0, False, 0)
+    else:
+        assert (first >= 8 << 20, steadied, after >= 8 << 20) == (True, False, True)
+
+
+def test_tasks_on_a_cluster_run_after_steady_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks go through ``_in_worker``: on a worker with Dask's default variable (a cluster reached
+    by its address) ``steady_malloc`` has run and set glibc's thresholds before the task; a task
+    submitted plainly there has not. A ``local:N`` cluster's workers do not get the variable, nor
+    does this process from their nanny."""
+    import os
+
     from distributed import Client, LocalCluster
 
     from synthreg.compute.dask import mapper, run_tasks
 
-    def fills(count: int) -> tuple[str | None, int]:  # pickled by value
+    def seen(_: int) -> tuple[str | None, Any]:  # pickled by value
         import os
-        import resource
+        import sys
 
-        import numpy as np
-
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(count):
-            np.ones(1 << 20)  # 8 MiB
-        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), resource.getrusage(
-            resource.RUSAGE_SELF
-        ).ru_minflt - before
+        module = sys.modules.get("synthreg.compute.dask")
+        called = module.steady_malloc.cache_info().currsize if module else 0
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), called and module.steady_malloc()
 
     with LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
     ) as cluster:
         with Client(cluster) as client:
-            plain = client.submit(fills, 40, pure=False).result()
+            plain = client.submit(seen, 0, pure=False).result()
         with mapper(cluster.scheduler_address) as run:
-            [steady] = run(fills, [(40,)])
-    assert plain[0] == steady[0] == "65536"
-    assert steady[1] * 8 < plain[1], (plain, steady)  # here: ~1,000 against ~20,000 page faults
+            [steady] = run(seen, [(0,)])
+    assert plain == ("65536", 0) and steady == ("65536", True), (plain, steady)
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # other tests' nannies set it here
-    [local] = run_tasks("local:1", fills, [(40,)])
-    assert local[0] is None and local[1] * 8 < plain[1], local
-    import os
-
-    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # the local cluster's nanny did not set it here
+    [local] = run_tasks("local:1", seen, [(0,)])
+    assert local == (None, False), local
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
 
 
 def test_what_a_worker_runs_is_compared_package_by_package() -> None:
