@@ -17,10 +17,11 @@ content digest would not be the one the process pool gives for the same spec and
 
 Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off
 glibc's growing mmap threshold: every NumPy array over 128 KiB is then a fresh ``mmap`` whose
-pages the kernel faults in and zeroes, and generating took 1.8x the CPU time it takes in the
-process pool (``benchmarks/bench_dask.py``). A ``local:N`` cluster is started without it, and a
-task on any other worker whose environment carries that default first sets glibc's thresholds to
-where the dynamic ones settle (:func:`steady_malloc`).
+pages the kernel faults in and zeroes: a worker spent 3.39 CPU-s on 20M rows that the pool
+makes with 2.32 (``benchmarks/bench_dask.py``, its ``tcp 1`` row before this change). A
+``local:N`` cluster is started without it, and a task on any other worker whose environment
+carries that default first sets glibc's thresholds to where the dynamic ones settle
+(:func:`steady_malloc`).
 """
 
 from __future__ import annotations
